@@ -1,0 +1,141 @@
+//! The domain records Missive keeps: apps, users, tokens, queued messages and devices.
+//!
+//! These are storage-neutral: the SQL backends map rows to them and the HTTP layer maps them
+//! to Easemob's JSON. Validation rules that Easemob documents (username charset and length)
+//! live here so every entry point applies the same ones.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::id::MsgId;
+
+/// An application, Easemob's `{org}/{app}` tenant. Everything else belongs to exactly one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct App {
+    pub id: Uuid,
+    pub org: String,
+    pub name: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Easemob's "open registration": unauthenticated `POST /users` is allowed only when set.
+    pub open_registration: bool,
+    pub created: i64,
+}
+
+impl App {
+    /// Easemob's app key, `org#app`, as the client SDKs and JIDs carry it.
+    pub fn app_key(&self) -> String {
+        format!("{}#{}", self.org, self.name)
+    }
+}
+
+/// A registered user of an app.
+#[derive(Clone, Debug, PartialEq)]
+pub struct User {
+    pub uuid: Uuid,
+    pub app_id: Uuid,
+    /// Always lower-case: Easemob user ids are case-insensitive.
+    pub username: String,
+    pub password_hash: String,
+    pub nickname: Option<String>,
+    pub activated: bool,
+    pub created: i64,
+    pub modified: i64,
+    /// Insertion order, the key of list cursors ("ordered by creation time").
+    pub seq: i64,
+    /// Optional entity properties (`notification_*`, `notifier_name`, `device_token`), stored
+    /// as a JSON object so new Easemob fields need no migration.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What registering a user stores; the password is already hashed.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub username: String,
+    pub password_hash: String,
+    pub nickname: Option<String>,
+}
+
+/// An issued access token. Only the SHA-256 of the token is ever stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub hash: Vec<u8>,
+    pub app_id: Uuid,
+    /// `None` for an app (admin) token.
+    pub user: Option<Uuid>,
+    /// Unix ms; `None` never expires (`ttl: 0`).
+    pub expires_at: Option<i64>,
+    pub created: i64,
+}
+
+/// One message in one recipient's queue: a row per recipient, so acks, recalls and counts
+/// are per recipient and never touch other recipients' copies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedMessage {
+    pub id: MsgId,
+    pub app_id: Uuid,
+    /// The recipient.
+    pub owner: String,
+    /// The queue within the owner's inbox: the peer user of the conversation.
+    pub queue: String,
+    /// Who sent it (for REST sends `from`, default `admin`).
+    pub sender: String,
+    /// Unix ms when accepted.
+    pub created: i64,
+    /// The encoded MSYNC `MessageBody`, ready to be put in a `Meta` without re-encoding.
+    pub payload: Vec<u8>,
+    /// Acked by at least one device of the owner.
+    pub delivered: bool,
+}
+
+/// A client device (Easemob "resource") that has logged in as a user.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub resource: String,
+    pub device_uuid: String,
+    pub device_name: String,
+}
+
+/// Why a username is refused; the HTTP layer turns these into Easemob's exact strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsernameError {
+    Empty,
+    TooLong,
+    Illegal,
+}
+
+/// Easemob allows at most 64 bytes in a user id.
+pub const MAX_USERNAME_BYTES: usize = 64;
+
+/// Lower-cases and validates a user id: 1–64 bytes of `a-z 0-9 _ - .` (Easemob §3.1; upper
+/// case is accepted and folded, as the service does).
+pub fn normalize_username(raw: &str) -> Result<String, UsernameError> {
+    if raw.is_empty() {
+        return Err(UsernameError::Empty);
+    }
+    if raw.len() > MAX_USERNAME_BYTES {
+        return Err(UsernameError::TooLong);
+    }
+    let lower = raw.to_ascii_lowercase();
+    if lower.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')) {
+        Ok(lower)
+    } else {
+        Err(UsernameError::Illegal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_fold_case_and_check_charset() {
+        assert_eq!(normalize_username("User_1.a-b").unwrap(), "user_1.a-b");
+        assert_eq!(normalize_username(""), Err(UsernameError::Empty));
+        assert_eq!(normalize_username(&"a".repeat(65)), Err(UsernameError::TooLong));
+        assert!(normalize_username(&"a".repeat(64)).is_ok());
+        assert_eq!(normalize_username("a b"), Err(UsernameError::Illegal));
+        assert_eq!(normalize_username("ü"), Err(UsernameError::Illegal));
+        assert_eq!(normalize_username("../x"), Err(UsernameError::Illegal));
+    }
+}

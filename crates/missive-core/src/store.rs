@@ -1,0 +1,117 @@
+//! The `Store` trait: every durable operation Missive performs, named for what it means.
+//!
+//! Callers hold an `Arc<dyn Store>` and never see SQL. Each backend (SQLite today, PostgreSQL
+//! next) implements the whole trait over the same schema, so the server does not change when
+//! the backend does. Every method that returns `Ok` after a write has made it durable: the
+//! HTTP layer answers 200 only after that.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::id::MsgId;
+use crate::model::{App, DeviceInfo, NewUser, QueuedMessage, TokenRecord, User};
+
+/// Storage failures that callers can act on; everything else is `Backend`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was violated; the string names the rule ("username", "app").
+    #[error("conflict on {0}")]
+    Conflict(&'static str),
+    /// The store could not answer in time (locked or overloaded database).
+    #[error("store busy")]
+    Busy,
+    /// The disk is full: writes fail until space returns.
+    #[error("storage full")]
+    Full,
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Mutable user fields, as `PUT /users/{u}` sends them.
+#[derive(Clone, Debug, Default)]
+pub struct UserPatch {
+    pub nickname: Option<String>,
+    /// Keys to set (JSON `null` removes the key).
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Limits applied when messages are queued.
+#[derive(Clone, Copy, Debug)]
+pub struct QueuePolicy {
+    /// At most this many undelivered messages per recipient; the oldest are evicted.
+    pub max_offline_per_user: u32,
+}
+
+/// What a recall found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecallOutcome {
+    /// No such message in this app (never sent, or past retention).
+    NotFound,
+    /// Removed before any device had it: nobody will see it.
+    RemovedUndelivered(QueuedMessage),
+    /// A device already had it; it was removed from the queue, and devices must be told.
+    RemovedDelivered(QueuedMessage),
+}
+
+/// Where a device stands in one of its queues, for `UNREAD`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueCount {
+    pub queue: String,
+    pub pending: u32,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- apps -----------------------------------------------------------------------------
+    async fn create_app(&self, app: &App) -> StoreResult<()>;
+    async fn app_by_name(&self, org: &str, name: &str) -> StoreResult<Option<App>>;
+    async fn app_by_id(&self, id: Uuid) -> StoreResult<Option<App>>;
+    async fn app_count(&self) -> StoreResult<u64>;
+
+    // --- tokens ---------------------------------------------------------------------------
+    async fn insert_token(&self, token: &TokenRecord) -> StoreResult<()>;
+    async fn token_by_hash(&self, hash: &[u8]) -> StoreResult<Option<TokenRecord>>;
+    /// Revokes every token of a user (password change, deactivation, deletion).
+    async fn delete_user_tokens(&self, app: Uuid, user: Uuid) -> StoreResult<()>;
+
+    // --- users ----------------------------------------------------------------------------
+    /// Fails with `Conflict("username")` when the name is taken.
+    async fn create_user(&self, app: Uuid, user: &NewUser) -> StoreResult<User>;
+    async fn user_by_name(&self, app: Uuid, username: &str) -> StoreResult<Option<User>>;
+    /// Which of `names` are registered users (one query for a whole send).
+    async fn existing_users(&self, app: Uuid, names: &[String]) -> StoreResult<Vec<String>>;
+    async fn update_user(&self, app: Uuid, username: &str, patch: &UserPatch) -> StoreResult<Option<User>>;
+    /// Up to `limit` users with `seq > after`, oldest first.
+    async fn list_users(&self, app: Uuid, after: i64, limit: u32) -> StoreResult<Vec<User>>;
+    /// Deletes the user with their tokens, devices and queued messages.
+    async fn delete_user(&self, app: Uuid, username: &str) -> StoreResult<Option<User>>;
+    async fn set_password(&self, app: Uuid, username: &str, password_hash: &str) -> StoreResult<Option<User>>;
+    async fn set_activated(&self, app: Uuid, username: &str, activated: bool) -> StoreResult<Option<User>>;
+
+    // --- messages and queues --------------------------------------------------------------
+    /// Queues messages durably; concurrent callers may share one transaction and one fsync.
+    async fn enqueue(&self, messages: Vec<QueuedMessage>, policy: QueuePolicy) -> StoreResult<()>;
+    /// Messages that no device of `owner` has acked.
+    async fn offline_count(&self, app: Uuid, owner: &str) -> StoreResult<u64>;
+    async fn message(&self, app: Uuid, id: MsgId) -> StoreResult<Option<QueuedMessage>>;
+    /// Removes a message from its queue (see `RecallOutcome`).
+    async fn recall(&self, app: Uuid, id: MsgId) -> StoreResult<RecallOutcome>;
+
+    // --- devices and delivery -------------------------------------------------------------
+    /// Records a device login. The first time a resource is seen its position in each
+    /// existing queue starts after what some device already acked, so a new device gets
+    /// what is still undelivered, not the whole history. Returns true on first sight.
+    async fn register_device(&self, app: Uuid, owner: &str, device: &DeviceInfo) -> StoreResult<bool>;
+    /// Per-queue counts of messages this device has not acked.
+    async fn pending_counts(&self, app: Uuid, owner: &str, resource: &str) -> StoreResult<Vec<QueueCount>>;
+    /// Marks everything up to `key` in `queue` as acked by this device (and delivered).
+    async fn ack(&self, app: Uuid, owner: &str, resource: &str, queue: &str, key: MsgId) -> StoreResult<()>;
+    /// The next `limit` messages of `queue` after this device's ack position, in id order.
+    async fn pending(&self, app: Uuid, owner: &str, resource: &str, queue: &str, limit: u32) -> StoreResult<Vec<QueuedMessage>>;
+
+    // --- housekeeping ---------------------------------------------------------------------
+    /// Deletes messages older than `floor` and devices unseen since then. Returns rows removed.
+    async fn sweep(&self, floor: MsgId) -> StoreResult<u64>;
+}

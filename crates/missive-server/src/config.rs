@@ -1,0 +1,202 @@
+//! Server configuration: one documented struct, layered defaults → TOML file → `MISSIVE_*`
+//! environment (`__` separates sections) → command-line flags.
+//!
+//! Every default is Easemob's documented default, so an app moving from Easemob sees the
+//! same limits; each can be changed for a private deployment or for tests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Everything `missive serve` can be told.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address of the one listener serving REST and WebSocket.
+    pub listen: SocketAddr,
+    /// Data directory: the SQLite database and uploaded files live here.
+    pub data: PathBuf,
+    /// Node id embedded in message ids: unique per server sharing a store (0–1023).
+    pub node_id: u16,
+    pub limits: Limits,
+    pub queue: QueueConfig,
+    pub tokens: TokenConfig,
+    pub sessions: SessionConfig,
+    pub security: SecurityConfig,
+    pub messages: MessagesConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data: PathBuf::from("./missive-data"),
+            node_id: 0,
+            limits: Limits::default(),
+            queue: QueueConfig::default(),
+            tokens: TokenConfig::default(),
+            sessions: SessionConfig::default(),
+            security: SecurityConfig::default(),
+            messages: MessagesConfig::default(),
+        }
+    }
+}
+
+/// Request limits of the REST API (Easemob's documented defaults).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Raw body of a send request; more is 413.
+    pub send_body_bytes: usize,
+    /// Serialized `body` + `ext` of one message; more is 400 `message is too large`.
+    pub message_content_bytes: usize,
+    /// Recipients per send call.
+    pub max_recipients: usize,
+    /// Send calls per second per app (→ 429).
+    pub send_calls_per_second: u32,
+    /// Messages per minute per app, each recipient counting once (→ 403).
+    pub send_messages_per_minute: u32,
+    /// Raw body of any other JSON request.
+    pub json_body_bytes: usize,
+    /// Users per batch registration.
+    pub batch_register: usize,
+    /// Users per batch status query.
+    pub batch_status: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            send_body_bytes: 5 * 1024,
+            message_content_bytes: 3 * 1024,
+            max_recipients: 600,
+            send_calls_per_second: 100,
+            send_messages_per_minute: 6000,
+            json_body_bytes: 1024 * 1024,
+            batch_register: 60,
+            batch_status: 100,
+        }
+    }
+}
+
+/// Offline queues.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueueConfig {
+    /// How long a queued message is kept (Easemob: 7 days).
+    pub retention_secs: u64,
+    /// Undelivered messages kept per user; the oldest are evicted (Easemob: 500).
+    pub max_offline_per_user: u32,
+    /// Messages per pull batch (`CommSyncDL.metas`).
+    pub pull_batch: u32,
+    /// How often expired messages are swept.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig { retention_secs: 7 * 24 * 3600, max_offline_per_user: 500, pull_batch: 100, sweep_interval_secs: 300 }
+    }
+}
+
+/// Token lifetimes when the request gives no `ttl`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TokenConfig {
+    pub app_ttl_secs: u64,
+    pub user_ttl_secs: u64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        // Easemob's console default and the documented `inherit` default: 60 days.
+        TokenConfig { app_ttl_secs: 60 * 24 * 3600, user_ttl_secs: 60 * 24 * 3600 }
+    }
+}
+
+/// MSYNC sessions.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SessionConfig {
+    /// Concurrent devices per user; one more login is refused with TOO_MANY_DEVICES.
+    pub max_devices_per_user: usize,
+    /// A connection that sends nothing (not even the UNREAD heartbeat) for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Frames queued for one connection before it counts as stuck and is disconnected.
+    pub send_buffer_frames: usize,
+    /// Largest frame accepted from a client.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig { max_devices_per_user: 8, idle_timeout_secs: 150, send_buffer_frames: 512, max_frame_bytes: 64 * 1024 }
+    }
+}
+
+/// Password hashing and registration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecurityConfig {
+    /// Argon2id memory cost in KiB (OWASP: 19456).
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes (OWASP: 2).
+    pub argon2_iterations: u32,
+    /// Whether apps created without saying otherwise allow unauthenticated registration.
+    pub open_registration: bool,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig { argon2_memory_kib: 19456, argon2_iterations: 2, open_registration: false }
+    }
+}
+
+/// Message behaviour.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MessagesConfig {
+    /// How long after sending a message may be recalled without `force` (Easemob: 2 min).
+    pub recall_window_secs: u64,
+}
+
+impl Default for MessagesConfig {
+    fn default() -> Self {
+        MessagesConfig { recall_window_secs: 120 }
+    }
+}
+
+impl Config {
+    /// Layers defaults, then `file` (if given), then `MISSIVE_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            fig = fig.merge(Toml::file_exact(file));
+        }
+        fig = fig.merge(Env::prefixed("MISSIVE_").split("__").only(&[
+            "listen",
+            "data",
+            "node_id",
+            "limits",
+            "queue",
+            "tokens",
+            "sessions",
+            "security",
+            "messages",
+        ]));
+        fig.extract().map_err(Box::new)
+    }
+
+    /// The SQLite database file inside the data directory.
+    pub fn database_path(&self) -> PathBuf {
+        self.data.join("missive.db")
+    }
+
+    /// A commented example configuration (`missive config example`).
+    pub fn example() -> &'static str {
+        include_str!("../../../config/example.toml")
+    }
+}

@@ -1,0 +1,123 @@
+//! The one path every message takes, whoever sent it.
+//!
+//! validate (caller) → assign a time-ordered id per recipient → persist one row per
+//! recipient (group-committed, fsync'd) → notify the recipients' online devices → they pull
+//! and ack over MSYNC. REST sends, SDK uploads, receipts and recall notices all come through
+//! `Delivery::send`, so ordering, durability and multi-device rules hold for all of them.
+//!
+//! Online-only traffic (`ROUTE_ONLINE`, `sync_device` copies) skips the store and goes to
+//! the devices that are online at that moment.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use missive_core::id::{now_ms, MsgId};
+use missive_core::model::{App, QueuedMessage};
+use missive_msync::pb;
+use prost::Message;
+
+use crate::error::ApiResult;
+use crate::hub::TransientMessage;
+use crate::state::AppState;
+
+/// A validated message on its way to one or more recipients.
+pub struct Outgoing {
+    pub app: Arc<App>,
+    /// Lower-cased sender id (`admin` for REST sends without `from`).
+    pub from: String,
+    /// Lower-cased recipients, in request order.
+    pub to: Vec<String>,
+    /// The body every recipient gets; `to` is filled in per recipient.
+    pub body: pb::MessageBody,
+    /// Deliver to devices online now, store nothing.
+    pub route_online: bool,
+    /// Also copy to the sender's other online devices.
+    pub sync_device: bool,
+    /// The sender's own device (SDK uploads), which must not get a copy of its own message.
+    pub origin_resource: Option<String>,
+    /// Store even for names that are not registered users (never for REST: Easemob returns
+    /// an id for unknown recipients but nobody can receive it).
+    pub require_known_recipients: bool,
+}
+
+/// The id each recipient's copy got, in the order of `Outgoing::to` (duplicates removed).
+pub struct Sent {
+    pub ids: Vec<(String, MsgId)>,
+    pub timestamp: i64,
+}
+
+/// Recipients that are not registered users, when the caller asked for that to be an error.
+#[derive(Debug)]
+pub struct UnknownRecipient(pub String);
+
+impl AppState {
+    /// Sends `out`: returns after every stored copy is durable.
+    pub async fn send(&self, out: Outgoing) -> ApiResult<Result<Sent, UnknownRecipient>> {
+        let mut seen = HashSet::with_capacity(out.to.len());
+        let recipients: Vec<String> = out.to.into_iter().filter(|r| seen.insert(r.clone())).collect();
+        let known: HashSet<String> = self.store.existing_users(out.app.id, &recipients).await?.into_iter().collect();
+        if out.require_known_recipients
+            && let Some(r) = recipients.iter().find(|r| !known.contains(*r))
+        {
+            return Ok(Err(UnknownRecipient(r.clone())));
+        }
+        let created = now_ms() as i64;
+        let mut ids = Vec::with_capacity(recipients.len());
+        let mut stored = Vec::new();
+        let mut transient = Vec::new();
+        let mut body = out.body;
+        body.from = Some(pb::Jid { name: Some(out.from.clone()), ..Default::default() });
+        for recipient in recipients {
+            let id = self.ids.next_id();
+            body.to = Some(pb::Jid { name: Some(recipient.clone()), ..Default::default() });
+            let payload = body.encode_to_vec();
+            let wanted = known.contains(&recipient);
+            if out.sync_device {
+                transient.push(Arc::new(TransientMessage {
+                    id,
+                    queue: recipient.clone(),
+                    sender: out.from.clone(),
+                    owner: out.from.clone(),
+                    created,
+                    payload: Bytes::from(payload.clone()),
+                }));
+            }
+            if wanted && out.route_online {
+                if self.hub.is_online(out.app.id, &recipient) {
+                    let msg = Arc::new(TransientMessage {
+                        id,
+                        queue: out.from.clone(),
+                        sender: out.from.clone(),
+                        owner: recipient.clone(),
+                        created,
+                        payload: Bytes::from(payload),
+                    });
+                    self.hub.push_transient(out.app.id, &recipient, &msg, None);
+                }
+            } else if wanted {
+                stored.push(QueuedMessage {
+                    id,
+                    app_id: out.app.id,
+                    owner: recipient.clone(),
+                    queue: out.from.clone(),
+                    sender: out.from.clone(),
+                    created,
+                    payload,
+                    delivered: false,
+                });
+            }
+            ids.push((recipient, id));
+        }
+        let notify: Vec<String> = stored.iter().map(|m| m.owner.clone()).collect();
+        self.store.enqueue(stored, self.queue_policy()).await?;
+        let queue: Arc<str> = Arc::from(out.from.as_str());
+        for owner in &notify {
+            self.hub.notify(out.app.id, owner, &queue);
+        }
+        for copy in &transient {
+            self.hub.push_transient(out.app.id, &out.from, copy, out.origin_resource.as_deref());
+        }
+        Ok(Ok(Sent { ids, timestamp: created }))
+    }
+}

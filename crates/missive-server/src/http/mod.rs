@@ -1,0 +1,106 @@
+//! The REST API: one module per Easemob area, assembled into one router.
+//!
+//! Every route lives under `/{org}/{app}`, resolved by the `Api` extractor. Unknown routes
+//! and wrong methods answer with Easemob error bodies (404 / 405), and a middleware stamps
+//! every error body with the request's real duration.
+
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderName, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::error::{ApiError, RenderedError};
+use crate::state::AppState;
+
+/// Request-scoped context: the app from the path, credentials, the success envelope.
+pub mod ctx;
+/// The send API, its legacy form and recall.
+pub mod messages;
+/// `POST /token`.
+pub mod token;
+/// The user system.
+pub mod users;
+
+/// All REST routes plus `/health`; the WebSocket route is added by `crate::router`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/{org}/{app}/token", post(token::issue_token))
+        .route("/{org}/{app}/users", post(users::create_users).get(users::list_users).delete(users::delete_users))
+        .route("/{org}/{app}/users/batch/status", post(users::batch_status))
+        .route("/{org}/{app}/users/{username}", get(users::get_user).put(users::update_user).delete(users::delete_user))
+        .route("/{org}/{app}/users/{username}/password", put(users::set_password).post(users::set_password))
+        .route("/{org}/{app}/users/{username}/deactivate", post(users::deactivate_user))
+        .route("/{org}/{app}/users/{username}/activate", post(users::activate_user))
+        .route("/{org}/{app}/users/{username}/status", get(users::user_status))
+        .route("/{org}/{app}/users/{username}/offline_msg_count", get(users::offline_msg_count))
+        .route("/{org}/{app}/users/{username}/offline_msg_status/{msg_id}", get(users::offline_msg_status))
+        .route("/{org}/{app}/users/{username}/resources", get(users::user_resources))
+        .route("/{org}/{app}/users/{username}/disconnect", get(users::disconnect_all))
+        .route("/{org}/{app}/users/{username}/disconnect/{resource}", axum::routing::delete(users::disconnect_one))
+        .route("/{org}/{app}/messages", post(messages::send_legacy))
+        .route("/{org}/{app}/messages/users", post(messages::send_user_messages))
+        .route("/{org}/{app}/messages/msg_recall", post(messages::recall_message))
+        .route("/{org}/{app}/messages/recall", post(messages::recall_messages))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// Browser clients (the Web SDK in a page) call the REST API cross-origin with
+/// `Authorization` and, for uploads, `restrict-access` and thumbnail headers.
+pub fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("restrict-access"),
+            HeaderName::from_static("thumbnail-width"),
+            HeaderName::from_static("thumbnail-height"),
+            HeaderName::from_static("thumbnail"),
+            HeaderName::from_static("share-secret"),
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .max_age(std::time::Duration::from_secs(86400))
+}
+
+/// Re-renders `ApiError` bodies with the time the request actually took.
+pub async fn stamp_errors(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let mut res = next.run(req).await;
+    if res.extensions().get::<RenderedError>().is_some() {
+        return res;
+    }
+    match res.extensions_mut().remove::<ApiError>() {
+        Some(err) => err.render(started.elapsed()),
+        None => res,
+    }
+}
+
+/// Installs `stamp_errors` on a router.
+pub fn with_error_stamps(r: Router<AppState>) -> Router<AppState> {
+    r.layer(middleware::from_fn(stamp_errors))
+}
+
+async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "sessions": state.hub.session_count(),
+    }))
+    .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::route_not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}

@@ -1,0 +1,485 @@
+//! `/{org}/{app}/users…`: registration, lookup, listing, deletion, passwords, activation,
+//! presence, devices and offline counts. Easemob docs: "User system" pages; shapes and
+//! errors in easemob-api.md §3.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use missive_core::id::MsgId;
+use missive_core::model::{normalize_username, NewUser, User, UsernameError};
+use missive_core::store::{StoreError, UserPatch};
+use serde_json::{json, Map, Value};
+
+use super::ctx::{Api, Credentials, Envelope, JsonBody};
+use crate::error::{ApiError, ApiResult};
+use crate::hub::KickReason;
+use crate::state::AppState;
+
+/// The longest nickname Easemob accepts, in characters.
+const MAX_NICKNAME_CHARS: usize = 100;
+const MAX_PASSWORD_CHARS: usize = 64;
+
+/// A user as Easemob's `entities[]` shows it.
+pub fn user_entity(u: &User) -> Value {
+    let mut m = Map::new();
+    m.insert("uuid".into(), u.uuid.to_string().into());
+    m.insert("type".into(), "user".into());
+    m.insert("created".into(), u.created.into());
+    m.insert("modified".into(), u.modified.into());
+    m.insert("username".into(), u.username.clone().into());
+    m.insert("activated".into(), u.activated.into());
+    if let Some(n) = &u.nickname {
+        m.insert("nickname".into(), n.clone().into());
+    }
+    for (k, v) in &u.attributes {
+        m.insert(k.clone(), v.clone());
+    }
+    Value::Object(m)
+}
+
+/// Validates a user id from a request body, with Easemob's error strings.
+pub fn parse_username(raw: &str) -> ApiResult<String> {
+    normalize_username(raw).map_err(|e| match e {
+        UsernameError::Empty => ApiError::illegal_argument("Entity user requires a property named username"),
+        UsernameError::TooLong => ApiError::illegal_argument("USERNAME_TOO_LONG"),
+        UsernameError::Illegal => ApiError::illegal_argument(format!("username [{raw}] is not legal")),
+    })
+}
+
+/// Loads the user named in the path; any invalid or unknown name is 404.
+async fn path_user(state: &AppState, api: &Api, raw: &str) -> ApiResult<User> {
+    let name = normalize_username(raw).map_err(|_| ApiError::resource_not_found())?;
+    state.store.user_by_name(api.app.id, &name).await?.ok_or_else(ApiError::resource_not_found)
+}
+
+fn duplicate(api: &Api, name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "duplicate_unique_property_exists",
+        "org.apache.usergrid.persistence.exceptions.DuplicateUniquePropertyExistsException",
+        format!("Application {} Entity user requires that property named username be unique, value of {name} exists", api.app.id),
+    )
+}
+
+struct Registration {
+    username: String,
+    password: String,
+    nickname: Option<String>,
+}
+
+fn parse_registration(v: &Value) -> ApiResult<Registration> {
+    let obj = v.as_object().ok_or_else(ApiError::invalid_body)?;
+    let raw = match obj.get("username") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(ApiError::invalid_body()),
+    };
+    let username = parse_username(raw)?;
+    let password = match obj.get("password") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        None | Some(Value::Null) | Some(Value::String(_)) => {
+            return Err(ApiError::illegal_argument("password or pin must provided"));
+        }
+        Some(_) => return Err(ApiError::invalid_body()),
+    };
+    if password.chars().count() > MAX_PASSWORD_CHARS {
+        return Err(ApiError::illegal_argument("PASSWORD_TOO_LONG"));
+    }
+    let nickname = match obj.get("nickname") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.chars().count() > MAX_NICKNAME_CHARS => {
+            return Err(ApiError::illegal_argument("NICKNAME_TOO_LONG"));
+        }
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(ApiError::invalid_body()),
+    };
+    Ok(Registration { username, password, nickname })
+}
+
+async fn register_one(state: &AppState, api: &Api, r: Registration) -> ApiResult<Result<User, ()>> {
+    let hash = state.auth.hash_password(r.password).await?;
+    let new = NewUser { username: r.username, password_hash: hash, nickname: r.nickname };
+    match state.store.create_user(api.app.id, &new).await {
+        Ok(u) => Ok(Ok(u)),
+        Err(StoreError::Conflict(_)) => Ok(Err(())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /{org}/{app}/users` — one object (open registration, or with the app token) or an
+/// array of up to 60 (app token) with partial success reported in `data`.
+pub async fn create_users(State(state): State<AppState>, api: Api, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    match (&api.credentials, &body) {
+        (Credentials::None, Value::Object(_)) if api.app.open_registration => {}
+        (Credentials::None, _) => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "com.easemob.im.exceptions.EasemobSecurityException",
+                "Open registration doesn't allow, so register user need token,",
+            ));
+        }
+        _ => api.require_admin("/users")?,
+    }
+    let env = api.envelope("post", "/users", "/users");
+    match body {
+        Value::Object(_) => {
+            let reg = parse_registration(&body)?;
+            let name = reg.username.clone();
+            match register_one(&state, &api, reg).await? {
+                Ok(u) => Ok(env.set("entities", vec![user_entity(&u)]).into_response()),
+                Err(()) => Err(duplicate(&api, &name)),
+            }
+        }
+        Value::Array(items) => {
+            let max = state.config.limits.batch_register;
+            if items.len() > max {
+                return Err(ApiError::illegal_argument(format!(
+                    "Request body array size[{}] had almost reached or been greater than the upper range value[{max}]",
+                    items.len()
+                )));
+            }
+            if items.is_empty() {
+                return Err(ApiError::invalid_body());
+            }
+            let mut entities = Vec::new();
+            let mut failures = Vec::new();
+            for item in &items {
+                let shown = item.get("username").and_then(Value::as_str).unwrap_or_default().to_owned();
+                match parse_registration(item) {
+                    Err(e) => failures.push(json!({"username": shown, "registerUserFailReason": e.description})),
+                    Ok(reg) => {
+                        let name = reg.username.clone();
+                        match register_one(&state, &api, reg).await? {
+                            Ok(u) => entities.push(user_entity(&u)),
+                            Err(()) => failures
+                                .push(json!({"username": name, "registerUserFailReason": format!("the {name} already exists")})),
+                        }
+                    }
+                }
+            }
+            Ok(env.set("entities", entities).set("data", failures).into_response())
+        }
+        _ => Err(ApiError::invalid_body()),
+    }
+}
+
+/// `GET /{org}/{app}/users/{username}` — app token, or the user's own token.
+pub async fn get_user(State(state): State<AppState>, api: Api, Path((_, _, name)): Path<(String, String, String)>) -> ApiResult<Envelope> {
+    let user = path_user(&state, &api, &name).await?;
+    api.require_admin_or_self(&user, &format!("/users/{}", user.uuid))?;
+    Ok(api
+        .envelope("get", "/users", &format!("/users/{}", user.username))
+        .set("entities", vec![user_entity(&user)])
+        .set("count", 1))
+}
+
+/// Fields of `PUT /users/{u}` besides `nickname` (easemob-api.md §3.3), with their JSON types.
+fn user_attribute(key: &str, value: &Value) -> Option<ApiResult<()>> {
+    let ok = match key {
+        "notification_display_style" => matches!(value.as_u64(), Some(0 | 1)),
+        "notification_no_disturbing" => value.is_boolean(),
+        "notification_no_disturbing_start" | "notification_no_disturbing_end" => value.is_string() || value.is_u64(),
+        "notifier_name" | "device_token" => value.is_string(),
+        k if k.starts_with("notification_ignore_") => value.is_boolean(),
+        _ => return None,
+    };
+    Some(if ok || value.is_null() { Ok(()) } else { Err(ApiError::invalid_body()) })
+}
+
+/// `PUT /{org}/{app}/users/{username}` — nickname and notification settings.
+pub async fn update_user(
+    State(state): State<AppState>,
+    api: Api,
+    Path((_, _, name)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Envelope> {
+    let user = path_user(&state, &api, &name).await?;
+    api.require_admin_or_self(&user, &format!("/users/{}", user.uuid))?;
+    let obj = body.as_object().ok_or_else(ApiError::invalid_body)?;
+    let mut patch = UserPatch::default();
+    for (k, v) in obj {
+        if k == "nickname" {
+            let n = v.as_str().ok_or_else(ApiError::invalid_body)?;
+            if n.chars().count() > MAX_NICKNAME_CHARS {
+                return Err(ApiError::illegal_argument("NICKNAME_TOO_LONG"));
+            }
+            patch.nickname = Some(n.to_owned());
+        } else if let Some(check) = user_attribute(k, v) {
+            check?;
+            patch.attributes.insert(k.clone(), v.clone());
+        }
+    }
+    let user = state.store.update_user(api.app.id, &user.username, &patch).await?.ok_or_else(ApiError::resource_not_found)?;
+    Ok(api
+        .envelope("put", "/users", &format!("/users/{}", user.username))
+        .set("entities", vec![user_entity(&user)]))
+}
+
+fn encode_cursor(seq: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("seq:{seq}"))
+}
+
+fn decode_cursor(c: &str) -> ApiResult<i64> {
+    URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("seq:").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| ApiError::illegal_argument("cursor is invalid"))
+}
+
+fn page_params(api: &Api) -> ApiResult<(u32, i64)> {
+    let limit = match api.query_value("limit") {
+        None | Some("") => 10,
+        Some(l) => l.parse::<u32>().ok().filter(|l| (1..=100).contains(l)).ok_or_else(|| ApiError::illegal_argument("limit must be between 1 and 100"))?,
+    };
+    let after = match api.query_value("cursor") {
+        None | Some("") => 0,
+        Some(c) => decode_cursor(c)?,
+    };
+    Ok((limit, after))
+}
+
+/// `GET /{org}/{app}/users?limit=&cursor=` — oldest first; `cursor` only when more remain.
+pub async fn list_users(State(state): State<AppState>, api: Api) -> ApiResult<Envelope> {
+    api.require_admin("/users")?;
+    let (limit, after) = page_params(&api)?;
+    let mut users = state.store.list_users(api.app.id, after, limit + 1).await?;
+    let more = users.len() > limit as usize;
+    users.truncate(limit as usize);
+    let cursor = more.then(|| encode_cursor(users.last().map(|u| u.seq).unwrap_or(after)));
+    Ok(api
+        .envelope("get", "/users", "/users")
+        .set_opt("params", api.params())
+        .set("count", users.len())
+        .set("entities", users.iter().map(user_entity).collect::<Vec<_>>())
+        .set_opt("cursor", cursor))
+}
+
+/// Removes a user's sessions and tokens: what deletion, deactivation and a password change
+/// all require, effective at once.
+async fn cut_off(state: &AppState, api: &Api, user: &User, reason: KickReason) -> ApiResult<()> {
+    state.auth.revoke_user(api.app.id, user.uuid).await?;
+    state.hub.kick(api.app.id, &user.username, None, reason);
+    Ok(())
+}
+
+/// `DELETE /{org}/{app}/users/{username}`
+pub async fn delete_user(State(state): State<AppState>, api: Api, Path((_, _, name)): Path<(String, String, String)>) -> ApiResult<Envelope> {
+    api.require_admin("/users")?;
+    let user = path_user(&state, &api, &name).await?;
+    let deleted = state.store.delete_user(api.app.id, &user.username).await?.ok_or_else(ApiError::resource_not_found)?;
+    cut_off(&state, &api, &deleted, KickReason::UserRemoved).await?;
+    Ok(api
+        .envelope("delete", "/users", &format!("/users/{}", deleted.username))
+        .set("entities", vec![user_entity(&deleted)]))
+}
+
+/// `DELETE /{org}/{app}/users?limit=N` — deletes the N oldest users.
+pub async fn delete_users(State(state): State<AppState>, api: Api) -> ApiResult<Envelope> {
+    api.require_admin("/users")?;
+    let (limit, after) = page_params(&api)?;
+    let users = state.store.list_users(api.app.id, after, limit).await?;
+    let mut deleted = Vec::with_capacity(users.len());
+    for u in users {
+        if let Some(d) = state.store.delete_user(api.app.id, &u.username).await? {
+            cut_off(&state, &api, &d, KickReason::UserRemoved).await?;
+            deleted.push(d);
+        }
+    }
+    Ok(api
+        .envelope("delete", "/users", "/users")
+        .set_opt("params", api.params())
+        .set("count", deleted.len())
+        .set("entities", deleted.iter().map(user_entity).collect::<Vec<_>>()))
+}
+
+/// A body with only `action`, `timestamp` and `duration`, as several user operations answer.
+fn bare(api: &Api, action: &str) -> Envelope {
+    api.envelope(action, "", "").without(&["application", "applicationName", "organization", "path", "uri"])
+}
+
+/// `PUT /{org}/{app}/users/{username}/password` — `{"newpassword"}` with the app token; a
+/// user changing their own password must also send `oldpassword`.
+pub async fn set_password(
+    State(state): State<AppState>,
+    api: Api,
+    Path((_, _, name)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Envelope> {
+    let user = match normalize_username(&name) {
+        Ok(n) => state.store.user_by_name(api.app.id, &n).await?,
+        Err(_) => None,
+    };
+    let Some(user) = user else {
+        api.require_any()?;
+        return Err(ApiError::entity_not_found("User null not found"));
+    };
+    let field = |k: &str| body.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+    let Some(new) = field("newpassword") else {
+        api.require_any()?;
+        return Err(ApiError::illegal_argument("newpassword is required"));
+    };
+    if new.chars().count() > MAX_PASSWORD_CHARS {
+        return Err(ApiError::illegal_argument("PASSWORD_TOO_LONG"));
+    }
+    let is_self = matches!(api.credentials, Credentials::Valid(crate::auth::Principal::User(u)) if u == user.uuid);
+    if is_self {
+        let Some(old) = field("oldpassword") else {
+            return Err(ApiError::illegal_argument("oldPassword is required"));
+        };
+        if !state.auth.check_password(old, user.password_hash.clone()).await {
+            return Err(ApiError::illegal_argument("oldPassword is incorrect"));
+        }
+    } else {
+        api.require_admin(&format!("/users/{}/password", user.uuid))?;
+    }
+    let hash = state.auth.hash_password(new).await?;
+    state.store.set_password(api.app.id, &user.username, &hash).await?;
+    cut_off(&state, &api, &user, KickReason::PasswordChanged).await?;
+    Ok(bare(&api, "set user password"))
+}
+
+/// `POST /{org}/{app}/users/{username}/deactivate` — bans the user: tokens revoked,
+/// devices kicked, logins refused.
+pub async fn deactivate_user(State(state): State<AppState>, api: Api, Path((_, _, name)): Path<(String, String, String)>) -> ApiResult<Envelope> {
+    api.require_admin("/users")?;
+    let user = path_user(&state, &api, &name).await?;
+    let user = state.store.set_activated(api.app.id, &user.username, false).await?.ok_or_else(ApiError::resource_not_found)?;
+    cut_off(&state, &api, &user, KickReason::UserRemoved).await?;
+    Ok(bare(&api, "Deactivate user").set("entities", vec![user_entity(&user)]))
+}
+
+/// `POST /{org}/{app}/users/{username}/activate`
+pub async fn activate_user(State(state): State<AppState>, api: Api, Path((_, _, name)): Path<(String, String, String)>) -> ApiResult<Envelope> {
+    api.require_admin("/users")?;
+    let user = path_user(&state, &api, &name).await?;
+    state.store.set_activated(api.app.id, &user.username, true).await?;
+    Ok(bare(&api, "activate user"))
+}
+
+fn presence(state: &AppState, api: &Api, user: &str) -> &'static str {
+    if state.hub.is_online(api.app.id, user) { "online" } else { "offline" }
+}
+
+/// `GET /{org}/{app}/users/{username}/status`
+pub async fn user_status(State(state): State<AppState>, api: Api, Path((_, _, name)): Path<(String, String, String)>) -> ApiResult<Envelope> {
+    api.require_admin("/users")?;
+    let user = path_user(&state, &api, &name).await?;
+    let mut data = Map::new();
+    data.insert(user.username.clone(), presence(&state, &api, &user.username).into());
+    Ok(api
+        .envelope("get", "/users", &format!("/users/{}/status", user.username))
+        .set("entities", Vec::<Value>::new())
+        .set("data", data)
+        .set("count", 0))
+}
+
+/// `POST /{org}/{app}/users/batch/status` — `{"usernames": [...]}`, at most 100; unknown
+/// ids are simply offline.
+pub async fn batch_status(State(state): State<AppState>, api: Api, JsonBody(body): JsonBody) -> ApiResult<Envelope> {
+    api.require_admin("/users")?;
+    let names = body.get("usernames").and_then(Value::as_array).ok_or_else(ApiError::invalid_body)?;
+    let max = state.config.limits.batch_status;
+    if names.len() > max {
+        return Err(ApiError::illegal_argument(format!("request body exceeds maximum limit, maximum limit is {max}")));
+    }
+    let mut data = Vec::with_capacity(names.len());
+    for n in names {
+        let raw = n.as_str().ok_or_else(ApiError::invalid_body)?;
+        let status = normalize_username(raw).map(|u| presence(&state, &api, &u)).unwrap_or("offline");
+        data.push(json!({ raw: status }));
+    }
+    Ok(bare(&api, "get batch user status").set("data", data))
+}
+
+/// `GET /{org}/{app}/users/{username}/offline_msg_count` — messages no device has acked.
+pub async fn offline_msg_count(State(state): State<AppState>, api: Api, Path((_, _, name)): Path<(String, String, String)>) -> ApiResult<Envelope> {
+    api.require_admin("/users")?;
+    let user = path_user(&state, &api, &name).await?;
+    let n = state.store.offline_count(api.app.id, &user.username).await?;
+    let mut data = Map::new();
+    data.insert(user.username.clone(), n.into());
+    Ok(api
+        .envelope("get", "/users", &format!("/users/{}/offline_msg_count", user.username))
+        .set("entities", Vec::<Value>::new())
+        .set("data", data)
+        .set("count", 0))
+}
+
+/// `GET /{org}/{app}/users/{username}/offline_msg_status/{msg_id}` — `undelivered` while
+/// the message waits in the user's queue unacked, else `delivered`.
+pub async fn offline_msg_status(
+    State(state): State<AppState>,
+    api: Api,
+    Path((_, _, name, msg_id)): Path<(String, String, String, String)>,
+) -> ApiResult<Envelope> {
+    api.require_admin("/users")?;
+    let user = path_user(&state, &api, &name).await?;
+    let id: u64 = msg_id.parse().map_err(|_| ApiError::illegal_argument("msg_id is illegal"))?;
+    let pending = state
+        .store
+        .message(api.app.id, MsgId(id))
+        .await?
+        .is_some_and(|m| m.owner == user.username && !m.delivered);
+    let mut data = Map::new();
+    data.insert(msg_id.clone(), if pending { "undelivered" } else { "delivered" }.into());
+    Ok(api
+        .envelope("get", "/users", &format!("/users/{}/offline_msg_status/{msg_id}", user.username))
+        .set("entities", Vec::<Value>::new())
+        .set("data", data)
+        .set("count", 0))
+}
+
+/// `GET /{org}/{app}/users/{username}/resources` — the devices online now.
+pub async fn user_resources(State(state): State<AppState>, api: Api, Path((_, _, name)): Path<(String, String, String)>) -> ApiResult<Envelope> {
+    api.require_admin("/users")?;
+    let user = path_user(&state, &api, &name).await?;
+    let data: Vec<Value> = state
+        .hub
+        .resources(api.app.id, &user.username)
+        .into_iter()
+        .map(|d| json!({"res": d.resource, "device_uuid": d.device_uuid, "device_name": d.device_name}))
+        .collect();
+    Ok(api
+        .envelope("get", "/users", &format!("/users/{}/resources", user.username))
+        .set("entities", Vec::<Value>::new())
+        .set("data", data)
+        .set("count", 0))
+}
+
+/// `GET /{org}/{app}/users/{username}/disconnect` — logs out every device.
+pub async fn disconnect_all(State(state): State<AppState>, api: Api, Path((_, _, name)): Path<(String, String, String)>) -> ApiResult<Envelope> {
+    api.require_admin("/users")?;
+    let user = path_user(&state, &api, &name).await?;
+    state.hub.kick(api.app.id, &user.username, None, KickReason::ByAdmin);
+    Ok(api
+        .envelope("get", "/users", &format!("/users/{}/disconnect", user.username))
+        .set("entities", Vec::<Value>::new())
+        .set("data", json!({"result": true}))
+        .set("count", 0))
+}
+
+/// `DELETE /{org}/{app}/users/{username}/disconnect/{resource}` — logs out one device.
+pub async fn disconnect_one(
+    State(state): State<AppState>,
+    api: Api,
+    Path((_, _, name, resource)): Path<(String, String, String, String)>,
+) -> ApiResult<Envelope> {
+    api.require_admin("/users")?;
+    let user = path_user(&state, &api, &name).await.map_err(|e| {
+        if e.status == StatusCode::NOT_FOUND {
+            ApiError::new(StatusCode::NOT_FOUND, "service_resource_not_found", "UserNotFoundException", "Service resource not found")
+        } else {
+            e
+        }
+    })?;
+    state.hub.kick(api.app.id, &user.username, Some(&resource), KickReason::ByAdmin);
+    Ok(api
+        .envelope("delete", "/users", &format!("/users/{}/disconnect/{resource}", user.username))
+        .set("entities", Vec::<Value>::new())
+        .set("data", json!({"result": true})))
+}

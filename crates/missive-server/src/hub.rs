@@ -1,0 +1,221 @@
+//! The registry of online devices on this node, and the only way anything reaches them.
+//!
+//! Keyed by (app, user), each entry lists that user's live MSYNC sessions (one per device
+//! resource). Senders never write to a socket: they put a small event on the session's
+//! bounded channel with `try_send`. A session whose channel is full is not keeping up, so it
+//! is cancelled (its socket closed) instead of buffering without bound; its messages are
+//! still in its queues and arrive when it reconnects. This keeps one slow client from
+//! slowing anyone else, and memory bounded by `send_buffer_frames` per session.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use missive_core::id::MsgId;
+use missive_core::model::DeviceInfo;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// A message delivered to online devices only and never stored: `ROUTE_ONLINE` sends and
+/// `sync_device` copies.
+#[derive(Debug)]
+pub struct TransientMessage {
+    pub id: MsgId,
+    /// The queue (conversation peer) it appears in for the receiving device.
+    pub queue: String,
+    pub sender: String,
+    pub owner: String,
+    pub created: i64,
+    /// The encoded `MessageBody`.
+    pub payload: Bytes,
+}
+
+/// Why a session is being told to leave; maps to the SDK's StatisticsBody operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KickReason {
+    /// `GET /users/{u}/disconnect` or `DELETE …/disconnect/{resource}`.
+    ByAdmin,
+    PasswordChanged,
+    /// Deactivated or deleted.
+    UserRemoved,
+    /// The same resource logged in again elsewhere.
+    LoginElsewhere,
+}
+
+/// What a session's event loop receives.
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// New stored messages in this queue: send NOTICE.
+    Notice(Arc<str>),
+    Transient(Arc<TransientMessage>),
+    Kick(KickReason),
+}
+
+struct SessionEntry {
+    id: u64,
+    device: DeviceInfo,
+    tx: mpsc::Sender<SessionEvent>,
+    cancel: CancellationToken,
+}
+
+/// What a session gets when it registers.
+pub struct SessionRegistration {
+    pub id: u64,
+    pub events: mpsc::Receiver<SessionEvent>,
+    /// Cancelled when the hub gives up on the session (stuck, kicked, replaced).
+    pub cancel: CancellationToken,
+}
+
+/// The hub refused a login.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RegisterError {
+    TooManyDevices,
+}
+
+/// Online sessions on this node.
+pub struct Hub {
+    sessions: DashMap<(Uuid, String), Vec<SessionEntry>>,
+    next_id: AtomicU64,
+    buffer: usize,
+    max_devices: usize,
+}
+
+impl Hub {
+    pub fn new(buffer: usize, max_devices: usize) -> Hub {
+        Hub { sessions: DashMap::new(), next_id: AtomicU64::new(1), buffer: buffer.max(4), max_devices: max_devices.max(1) }
+    }
+
+    /// Adds a session. A session with the same resource is replaced (the device reconnected
+    /// before its old socket died); beyond `max_devices` distinct resources the login is
+    /// refused.
+    pub fn register(&self, app: Uuid, user: &str, device: DeviceInfo) -> Result<SessionRegistration, RegisterError> {
+        let mut list = self.sessions.entry((app, user.to_owned())).or_default();
+        if let Some(pos) = list.iter().position(|s| s.device.resource == device.resource) {
+            let old = list.swap_remove(pos);
+            let _ = old.tx.try_send(SessionEvent::Kick(KickReason::LoginElsewhere));
+            old.cancel.cancel();
+        }
+        if list.len() >= self.max_devices {
+            return Err(RegisterError::TooManyDevices);
+        }
+        let (tx, events) = mpsc::channel(self.buffer);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let cancel = CancellationToken::new();
+        list.push(SessionEntry { id, device, tx, cancel: cancel.clone() });
+        Ok(SessionRegistration { id, events, cancel })
+    }
+
+    /// Removes a session when its connection ends.
+    pub fn unregister(&self, app: Uuid, user: &str, id: u64) {
+        let key = (app, user.to_owned());
+        let empty = match self.sessions.get_mut(&key) {
+            Some(mut list) => {
+                list.retain(|s| s.id != id);
+                list.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            self.sessions.remove_if(&key, |_, l| l.is_empty());
+        }
+    }
+
+    pub fn is_online(&self, app: Uuid, user: &str) -> bool {
+        self.sessions.get(&(app, user.to_owned())).is_some_and(|l| !l.is_empty())
+    }
+
+    /// The devices a user has online now.
+    pub fn resources(&self, app: Uuid, user: &str) -> Vec<DeviceInfo> {
+        self.sessions
+            .get(&(app, user.to_owned()))
+            .map(|l| l.iter().map(|s| s.device.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Online sessions on this node, for metrics and benchmarks.
+    pub fn session_count(&self) -> usize {
+        self.sessions.iter().map(|e| e.value().len()).sum()
+    }
+
+    /// Tells every device of `user` that `queue` has new stored messages.
+    pub fn notify(&self, app: Uuid, user: &str, queue: &Arc<str>) {
+        self.each_session(app, user, None, |_| SessionEvent::Notice(queue.clone()));
+    }
+
+    /// Hands an online-only message to every device of `user`, except `skip_resource`.
+    /// Returns how many devices got it.
+    pub fn push_transient(&self, app: Uuid, user: &str, msg: &Arc<TransientMessage>, skip_resource: Option<&str>) -> usize {
+        self.each_session(app, user, skip_resource, |_| SessionEvent::Transient(msg.clone()))
+    }
+
+    /// Kicks one device (`resource`) or all devices of a user. Returns how many.
+    pub fn kick(&self, app: Uuid, user: &str, resource: Option<&str>, reason: KickReason) -> usize {
+        let Some(list) = self.sessions.get(&(app, user.to_owned())) else { return 0 };
+        let mut n = 0;
+        for s in list.iter().filter(|s| resource.is_none_or(|r| r == s.device.resource)) {
+            if s.tx.try_send(SessionEvent::Kick(reason)).is_err() {
+                s.cancel.cancel();
+            }
+            n += 1;
+        }
+        n
+    }
+
+    fn each_session(&self, app: Uuid, user: &str, skip: Option<&str>, event: impl Fn(&SessionEntry) -> SessionEvent) -> usize {
+        let Some(list) = self.sessions.get(&(app, user.to_owned())) else { return 0 };
+        let mut n = 0;
+        for s in list.iter() {
+            if skip.is_some_and(|r| r == s.device.resource) {
+                continue;
+            }
+            match s.tx.try_send(event(s)) {
+                Ok(()) => n += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::info!(user, resource = %s.device.resource, "session not keeping up; disconnecting it");
+                    s.cancel.cancel();
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(r: &str) -> DeviceInfo {
+        DeviceInfo { resource: r.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn register_limits_devices_and_replaces_same_resource() {
+        let hub = Hub::new(4, 2);
+        let app = Uuid::new_v4();
+        let a = hub.register(app, "u", dev("a")).unwrap();
+        let _b = hub.register(app, "u", dev("b")).unwrap();
+        assert_eq!(hub.register(app, "u", dev("c")).err(), Some(RegisterError::TooManyDevices));
+        let _a2 = hub.register(app, "u", dev("a")).unwrap();
+        assert!(a.cancel.is_cancelled());
+        assert_eq!(hub.resources(app, "u").len(), 2);
+    }
+
+    #[test]
+    fn a_full_session_is_cancelled_not_buffered() {
+        let hub = Hub::new(4, 8);
+        let app = Uuid::new_v4();
+        let reg = hub.register(app, "u", dev("a")).unwrap();
+        let q: Arc<str> = Arc::from("peer");
+        for _ in 0..4 {
+            hub.notify(app, "u", &q);
+        }
+        assert!(!reg.cancel.is_cancelled());
+        hub.notify(app, "u", &q);
+        assert!(reg.cancel.is_cancelled());
+        hub.unregister(app, "u", reg.id);
+        assert!(!hub.is_online(app, "u"));
+    }
+}

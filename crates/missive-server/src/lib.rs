@@ -1,0 +1,157 @@
+//! The Missive server: Easemob's REST API and the MSYNC WebSocket on one listener.
+//!
+//! # Layout
+//! - [`config`]: the `Config` struct and its layering (defaults, file, env, flags).
+//! - [`state`]: `AppState`, shared by every handler and session.
+//! - [`http`]: the REST API, one module per Easemob area.
+//! - [`ws`]: `/websocket`, the MSYNC sessions of the client SDKs.
+//! - [`hub`]: online devices on this node and the channels that reach them.
+//! - [`delivery`]: the one path every message takes (id → persist → notify).
+//! - [`auth`]: tokens and passwords. [`ratelimit`]: per-app quotas. [`error`]: `ApiError`.
+//!
+//! [`run`] is the seam tests and `main` share: the caller owns the listener and the
+//! shutdown signal.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use missive_core::id::{now_ms, MsgId};
+use missive_core::model::App;
+use missive_core::store::{Store, StoreError};
+use missive_store::{SqliteStore, SqliteStoreOptions};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub mod auth;
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod ratelimit;
+pub mod state;
+pub mod ws;
+
+pub use config::Config;
+pub use state::AppState;
+
+/// Why the server could not start or keep serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot prepare data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("invalid app name {0:?}: use 1-64 letters, digits, '-' or '_'")]
+    InvalidAppName(String),
+    #[error("app {0} already exists")]
+    AppExists(String),
+}
+
+/// Opens the embedded store under `config.data`, creating the directory if needed.
+pub async fn open_store(config: &Config) -> Result<SqliteStore, ServerError> {
+    std::fs::create_dir_all(&config.data)
+        .map_err(|source| ServerError::DataDir { path: config.data.display().to_string(), source })?;
+    Ok(SqliteStore::open(&config.database_path(), SqliteStoreOptions::default()).await?)
+}
+
+/// The whole HTTP surface: REST, `/websocket`, CORS and error stamping.
+pub fn router(state: AppState) -> Router {
+    let routes = http::router().route("/websocket", get(ws::upgrade));
+    http::with_error_stamps(routes).layer(http::cors()).with_state(state)
+}
+
+/// Serves on `listener` until `shutdown` resolves, then stops accepting, tells sessions to
+/// close, and finishes in-flight requests.
+pub async fn run(
+    config: Config,
+    store: Arc<dyn Store>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let token = CancellationToken::new();
+    let state = AppState::new(config, store, token.clone());
+    let sweeper = tokio::spawn(sweep_forever(state.clone()));
+    let app = router(state.clone());
+    let stop = token.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stop.cancel();
+        })
+        .await;
+    token.cancel();
+    sweeper.abort();
+    result.map_err(ServerError::from)
+}
+
+/// Deletes messages past retention, off the request path, every `sweep_interval_secs`.
+async fn sweep_forever(state: AppState) {
+    let every = Duration::from_secs(state.config.queue.sweep_interval_secs.max(1));
+    let retention_ms = state.config.queue.retention_secs.saturating_mul(1000);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = state.shutdown.cancelled() => return,
+        }
+        let floor = MsgId::floor_at(now_ms().saturating_sub(retention_ms));
+        match state.store.sweep(floor).await {
+            Ok(n) if n > 0 => tracing::info!(removed = n, "swept expired messages and devices"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%e, "sweep failed"),
+        }
+    }
+}
+
+fn valid_app_part(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn random_credential() -> Result<String, ServerError> {
+    let mut raw = [0u8; 24];
+    getrandom::fill(&mut raw).map_err(|e| ServerError::Io(std::io::Error::other(e.to_string())))?;
+    Ok(format!("YXA6{}", URL_SAFE_NO_PAD.encode(raw)))
+}
+
+/// Creates an app with fresh client credentials.
+pub async fn create_app(store: &dyn Store, org: &str, name: &str, open_registration: bool) -> Result<App, ServerError> {
+    if !valid_app_part(org) {
+        return Err(ServerError::InvalidAppName(org.into()));
+    }
+    if !valid_app_part(name) {
+        return Err(ServerError::InvalidAppName(name.into()));
+    }
+    let app = App {
+        id: Uuid::new_v4(),
+        org: org.into(),
+        name: name.into(),
+        client_id: random_credential()?,
+        client_secret: random_credential()?,
+        open_registration,
+        created: now_ms() as i64,
+    };
+    match store.create_app(&app).await {
+        Ok(()) => Ok(app),
+        Err(StoreError::Conflict(_)) => Err(ServerError::AppExists(format!("{org}/{name}"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The JSON `missive app create` prints, and `serve` prints for the demo app.
+pub fn app_credentials_json(app: &App) -> serde_json::Value {
+    serde_json::json!({
+        "org": app.org,
+        "app": app.name,
+        "application": app.id.to_string(),
+        "client_id": app.client_id,
+        "client_secret": app.client_secret,
+    })
+}

@@ -1,0 +1,150 @@
+//! The `missive` binary: parses the command line and hands off to the library.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use missive_core::store::Store;
+use missive_server::{app_credentials_json, create_app, open_store, run, Config};
+
+#[derive(Parser)]
+#[command(name = "missive", version, about = "A self-hosted, Easemob-compatible instant-messaging server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the data lives; shared by every subcommand that opens the store.
+#[derive(clap::Args, Clone)]
+struct StoreArgs {
+    /// Data directory (SQLite database and files).
+    #[arg(long, env = "MISSIVE_DATA")]
+    data: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref()).context("loading configuration")?;
+        if let Some(d) = &self.data {
+            config.data = d.clone();
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (REST API and /websocket on one listener).
+    Serve {
+        /// Listen address.
+        #[arg(long, env = "MISSIVE_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Manage apps.
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Create an app and print its credentials as one JSON object.
+    Create {
+        org: String,
+        app: String,
+        /// Allow unauthenticated user registration.
+        #[arg(long)]
+        open_registration: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a commented example configuration file.
+    Example,
+}
+
+fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("MISSIVE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Logs go to stderr: stdout carries only the JSON some commands print.
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logs();
+    match cli.command {
+        Command::Serve { listen, store } => serve(listen, store).await,
+        Command::App { command: AppCommand::Create { org, app, open_registration, store } } => {
+            let config = store.load()?;
+            let db = open_store(&config).await?;
+            let app = create_app(&db, &org, &app, open_registration || config.security.open_registration).await?;
+            println!("{}", app_credentials_json(&app));
+            db.close().await;
+            Ok(())
+        }
+        Command::Config { command: ConfigCommand::Example } => {
+            print!("{}", Config::example());
+            Ok(())
+        }
+    }
+}
+
+async fn serve(listen: Option<std::net::SocketAddr>, args: StoreArgs) -> anyhow::Result<()> {
+    let mut config = args.load()?;
+    if let Some(l) = listen {
+        config.listen = l;
+    }
+    let store = open_store(&config).await?;
+    if store.app_count().await? == 0 {
+        let app = create_app(&store, "demo", "demo", config.security.open_registration).await?;
+        // Printed once, on the first start, so a newcomer can call the API right away.
+        println!("{}", app_credentials_json(&app));
+        tracing::info!("created app demo/demo; its credentials are printed above (shown only once)");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, data = %config.data.display(), "missive listening");
+    let store: Arc<dyn Store> = Arc::new(store);
+    run(config, store, listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

@@ -1,0 +1,99 @@
+//! `AppState`: the one context every handler and session shares.
+//!
+//! One struct behind one `Arc` rather than many extractors: handlers take
+//! `State<AppState>` and reach the store, the token authenticator, the id generator, the
+//! session hub and the quotas through it. Nothing here is global; tests run many servers in
+//! one process.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use missive_core::IdGenerator;
+use missive_core::model::App;
+use missive_core::store::{QueuePolicy, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
+use crate::hub::Hub;
+use crate::ratelimit::Quota;
+
+/// Shared server state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<Authenticator>,
+    pub ids: IdGenerator,
+    pub hub: Hub,
+    pub apps: AppCache,
+    /// Send calls per second per app.
+    pub send_calls: Quota,
+    /// Messages (recipients) per minute per app.
+    pub send_messages: Quota,
+    /// Cancelled when the server shuts down; sessions watch it to close cleanly.
+    pub shutdown: CancellationToken,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: Config, store: Arc<dyn Store>, shutdown: CancellationToken) -> AppState {
+        let auth = Arc::new(Authenticator::new(
+            store.clone(),
+            config.security.argon2_memory_kib,
+            config.security.argon2_iterations,
+        ));
+        let hub = Hub::new(config.sessions.send_buffer_frames, config.sessions.max_devices_per_user);
+        AppState(Arc::new(Shared {
+            ids: IdGenerator::new(config.node_id),
+            send_calls: Quota::new(config.limits.send_calls_per_second, Duration::from_secs(1)),
+            send_messages: Quota::new(config.limits.send_messages_per_minute, Duration::from_secs(60)),
+            apps: AppCache::new(store.clone()),
+            auth,
+            hub,
+            store,
+            config,
+            shutdown,
+        }))
+    }
+
+    pub fn queue_policy(&self) -> QueuePolicy {
+        QueuePolicy { max_offline_per_user: self.config.queue.max_offline_per_user }
+    }
+}
+
+/// Apps by `org/app`. Only hits are cached, so an app created by `missive app create` in
+/// another process is found on its first request.
+pub struct AppCache {
+    store: Arc<dyn Store>,
+    by_name: DashMap<(String, String), Arc<App>>,
+}
+
+impl AppCache {
+    fn new(store: Arc<dyn Store>) -> AppCache {
+        AppCache { store, by_name: DashMap::new() }
+    }
+
+    pub async fn get(&self, org: &str, name: &str) -> ApiResult<Option<Arc<App>>> {
+        if let Some(app) = self.by_name.get(&(org.to_owned(), name.to_owned())) {
+            return Ok(Some(app.clone()));
+        }
+        let Some(app) = self.store.app_by_name(org, name).await.map_err(ApiError::from)? else {
+            return Ok(None);
+        };
+        let app = Arc::new(app);
+        self.by_name.insert((org.to_owned(), name.to_owned()), app.clone());
+        Ok(Some(app))
+    }
+}

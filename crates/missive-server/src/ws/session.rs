@@ -1,0 +1,487 @@
+//! One MSYNC connection: login, then the pull/ack loop, uploads and hub events.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use bytes::Bytes;
+use missive_core::id::{now_ms, MsgId};
+use missive_core::model::{App, DeviceInfo, QueuedMessage, User};
+use missive_msync::pb;
+use missive_msync::pb::m_sync::Command;
+use missive_msync::pb::status::ErrorCode;
+use prost::Message as _;
+use tokio::time::{timeout, Instant};
+
+use crate::auth::{Principal, TokenError};
+use crate::delivery::Outgoing;
+use crate::hub::{KickReason, SessionEvent, SessionRegistration, TransientMessage};
+use crate::state::AppState;
+
+/// The SDK gives up on a login that gets no PROVISION answer within 10 s; we wait as long
+/// for its first frame.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a kicked client gets to pull its kick notice before the socket is closed.
+const KICK_GRACE: Duration = Duration::from_secs(2);
+/// The queue name under which kick notices are delivered; no user id can contain `#`.
+const SYSTEM_QUEUE: &str = "#missive";
+const DOMAIN: &str = "easemob.com";
+
+pub async fn serve(state: AppState, mut socket: WebSocket) {
+    let Some(login) = login(&state, &mut socket).await else {
+        let _ = socket.send(Message::Close(None)).await;
+        return;
+    };
+    let Login { app, user, device, registration } = login;
+    let session_id = registration.id;
+    let mut session = Session {
+        app_key: app.app_key(),
+        app,
+        user: user.username.clone(),
+        device,
+        state: state.clone(),
+        transient: BTreeMap::new(),
+        noticed: HashSet::new(),
+        kicked_at: None,
+    };
+    let reason = session.run(&mut socket, registration).await;
+    tracing::debug!(user = %session.user, resource = %session.device.resource, reason, "session ended");
+    state.hub.unregister(session.app.id, &session.user, session_id);
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+struct Login {
+    app: Arc<App>,
+    user: User,
+    device: DeviceInfo,
+    registration: SessionRegistration,
+}
+
+fn frame(cmd: Command, payload: &impl prost::Message) -> Message {
+    let env = pb::MSync { command: Some(cmd as i32), payload: Some(Bytes::from(payload.encode_to_vec())), ..Default::default() };
+    Message::Binary(Bytes::from(env.encode_to_vec()))
+}
+
+fn status(code: ErrorCode, reason: Option<&str>) -> pb::Status {
+    pb::Status { error_code: Some(code as i32), reason: reason.map(str::to_owned), ..Default::default() }
+}
+
+fn provision_reply(code: ErrorCode, reason: Option<&str>, resource: Option<String>) -> Message {
+    frame(Command::Provision, &pb::Provision { status: Some(status(code, reason)), resource, ..Default::default() })
+}
+
+/// Reads and answers the PROVISION frame. Every refusal is a PROVISION reply with the
+/// status and reason string the SDK maps to the right error (PROTOCOL.md §3.2).
+async fn login(state: &AppState, socket: &mut WebSocket) -> Option<Login> {
+    let first = match timeout(LOGIN_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(Message::Binary(b)))) => b,
+        _ => return None,
+    };
+    let env = pb::MSync::decode(first.as_ref()).ok()?;
+    if env.command != Some(Command::Provision as i32) {
+        return None;
+    }
+    let provision = pb::Provision::decode(env.payload.clone().unwrap_or_default()).ok()?;
+    let refuse = |code: ErrorCode, reason: &str| provision_reply(code, Some(reason), None);
+    let guid = env.guid.unwrap_or_default();
+    let app_key = guid.app_key.unwrap_or_default();
+    let Some((org, app_name)) = app_key.split_once('#') else {
+        let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, app key is invalid")).await;
+        return None;
+    };
+    let app = match state.apps.get(org, app_name).await {
+        Ok(Some(app)) => app,
+        _ => {
+            let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, app key is invalid")).await;
+            return None;
+        }
+    };
+    let username = guid.name.unwrap_or_default().to_ascii_lowercase();
+    let token = env.auth.as_deref().and_then(|a| a.strip_prefix("$t$")).unwrap_or("");
+    let principal = state.auth.verify(app.id, token).await;
+    let user = match state.store.user_by_name(app.id, &username).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(%e, "login lookup failed");
+            let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, server is busy")).await;
+            return None;
+        }
+    };
+    let Some(user) = user else {
+        let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, user not found")).await;
+        return None;
+    };
+    match principal {
+        Ok(Principal::User(u)) if u == user.uuid => {}
+        Err(TokenError::Expired) => {
+            let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, token expired")).await;
+            return None;
+        }
+        _ => {
+            let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, token or password does not match login info")).await;
+            return None;
+        }
+    }
+    if !user.activated {
+        let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, user is deactivated")).await;
+        return None;
+    }
+    let resource = provision
+        .resource
+        .clone()
+        .or(guid.client_resource)
+        .filter(|r| !r.is_empty() && r.len() <= 128)
+        .unwrap_or_else(|| format!("missive_{}", now_ms()));
+    let device = DeviceInfo {
+        resource: resource.clone(),
+        device_uuid: provision.device_uuid.clone().unwrap_or_default(),
+        device_name: provision.device_name.clone().unwrap_or_default(),
+    };
+    let registration = match state.hub.register(app.id, &user.username, device.clone()) {
+        Ok(r) => r,
+        Err(_) => {
+            let _ = socket.send(provision_reply(ErrorCode::TooManyDevices, Some("Sorry, too many devices"), None)).await;
+            return None;
+        }
+    };
+    if let Err(e) = state.store.register_device(app.id, &user.username, &device).await {
+        tracing::warn!(%e, "device registration failed");
+        state.hub.unregister(app.id, &user.username, registration.id);
+        let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, server is busy")).await;
+        return None;
+    }
+    if socket.send(provision_reply(ErrorCode::Ok, None, Some(resource))).await.is_err() {
+        state.hub.unregister(app.id, &user.username, registration.id);
+        return None;
+    }
+    Some(Login { app, user, device, registration })
+}
+
+/// A logged-in connection.
+struct Session {
+    app: Arc<App>,
+    app_key: String,
+    user: String,
+    device: DeviceInfo,
+    state: AppState,
+    /// Online-only messages not yet acked, per queue, in id order. Lost with the
+    /// connection, as `ROUTE_ONLINE` promises.
+    transient: BTreeMap<String, BTreeMap<u64, Arc<TransientMessage>>>,
+    /// Queues we sent a NOTICE for and the client has not pulled yet: one NOTICE is enough.
+    noticed: HashSet<String>,
+    /// When a kick notice went out; the socket closes after `KICK_GRACE`.
+    kicked_at: Option<Instant>,
+}
+
+/// A write to the client failed: the connection is gone.
+struct Gone;
+
+impl Session {
+    fn jid(&self, name: &str) -> pb::Jid {
+        pb::Jid { app_key: Some(self.app_key.clone()), name: Some(name.to_owned()), domain: Some(DOMAIN.into()), client_resource: None }
+    }
+
+    async fn run(&mut self, socket: &mut WebSocket, reg: SessionRegistration) -> &'static str {
+        let SessionRegistration { mut events, cancel, .. } = reg;
+        let idle = Duration::from_secs(self.state.config.sessions.idle_timeout_secs.max(1));
+        let shutdown = self.state.shutdown.clone();
+        let mut deadline = Instant::now() + idle;
+        loop {
+            let kick_deadline = self.kicked_at.map(|t| t + KICK_GRACE);
+            tokio::select! {
+                incoming = socket.recv() => {
+                    let msg = match incoming {
+                        Some(Ok(m)) => m,
+                        Some(Err(_)) => return "read error",
+                        None => return "closed by client",
+                    };
+                    deadline = Instant::now() + idle;
+                    match msg {
+                        Message::Binary(b) => match self.on_frame(socket, &b).await {
+                            Ok(true) => {}
+                            Ok(false) => return "logout",
+                            Err(Gone) => return "write error",
+                        },
+                        Message::Text(_) => return "text frame",
+                        Message::Close(_) => return "closed by client",
+                        Message::Ping(_) | Message::Pong(_) => {}
+                    }
+                }
+                event = events.recv() => {
+                    let Some(event) = event else { return "hub dropped session" };
+                    if self.on_event(socket, event).await.is_err() {
+                        return "write error";
+                    }
+                }
+                _ = cancel.cancelled() => return "disconnected by hub",
+                _ = shutdown.cancelled() => return "server shutting down",
+                _ = tokio::time::sleep_until(deadline) => return "idle timeout",
+                _ = async { tokio::time::sleep_until(kick_deadline.unwrap_or(deadline)).await }, if kick_deadline.is_some() => {
+                    return "kicked";
+                }
+            }
+        }
+    }
+
+    /// Handles one client frame. `Ok(false)` ends the session (LOGOUT).
+    async fn on_frame(&mut self, socket: &mut WebSocket, bytes: &[u8]) -> Result<bool, Gone> {
+        let Ok(env) = pb::MSync::decode(bytes) else {
+            // Undecodable: tell the client, keep the connection (other frames may be fine).
+            tracing::debug!(user = %self.user, "undecodable frame");
+            return Ok(true);
+        };
+        let payload = env.payload.unwrap_or_default();
+        match env.command.and_then(|c| Command::try_from(c).ok()) {
+            Some(Command::Unread) => self.on_unread(socket).await.map(|_| true),
+            Some(Command::Sync) => {
+                let Ok(ul) = pb::CommSyncUl::decode(payload) else { return Ok(true) };
+                if let Some(meta) = ul.meta {
+                    self.on_upload(socket, meta).await.map(|_| true)
+                } else if let Some(queue) = ul.queue {
+                    self.on_pull(socket, queue.name.unwrap_or_default(), ul.key).await.map(|_| true)
+                } else {
+                    Ok(true)
+                }
+            }
+            Some(Command::Logout) => Ok(false),
+            _ => Ok(true),
+        }
+    }
+
+    async fn send(&self, socket: &mut WebSocket, msg: Message) -> Result<(), Gone> {
+        socket.send(msg).await.map_err(|_| Gone)
+    }
+
+    /// `UNREAD`: per-queue counts of what this device has not acked (also the heartbeat).
+    async fn on_unread(&mut self, socket: &mut WebSocket) -> Result<(), Gone> {
+        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+        match self.state.store.pending_counts(self.app.id, &self.user, &self.device.resource).await {
+            Ok(list) => {
+                for c in list {
+                    counts.insert(c.queue, c.pending);
+                }
+            }
+            Err(e) => tracing::warn!(%e, "unread counts failed"),
+        }
+        for (q, msgs) in &self.transient {
+            if !msgs.is_empty() {
+                *counts.entry(q.clone()).or_default() += msgs.len() as u32;
+            }
+        }
+        let unread = counts
+            .into_iter()
+            .map(|(q, n)| pb::MetaQueue { queue: Some(self.jid(&q)), n: Some(n) })
+            .collect();
+        let dl = pb::CommUnreadDl { status: Some(status(ErrorCode::Ok, None)), unread, timestamp: Some(now_ms()) };
+        self.send(socket, frame(Command::Unread, &dl)).await
+    }
+
+    /// A pull (`CommSyncUL{queue, key}`): ack everything up to `key`, then return the next
+    /// batch with `is_last:false`, or an empty `is_last:true` — never metas together with
+    /// `is_last:true`, which sends the SDK into a pull loop (PROTOCOL.md §3.4 rule 3).
+    async fn on_pull(&mut self, socket: &mut WebSocket, queue: String, key: Option<u64>) -> Result<(), Gone> {
+        self.noticed.remove(&queue);
+        let limit = self.state.config.queue.pull_batch.max(1);
+        if let Some(key) = key.filter(|k| *k > 0) {
+            if let Some(t) = self.transient.get_mut(&queue) {
+                t.retain(|id, _| *id > key);
+            }
+            if queue != SYSTEM_QUEUE
+                && let Err(e) = self.state.store.ack(self.app.id, &self.user, &self.device.resource, &queue, MsgId(key)).await
+            {
+                // The messages stay unacked and will be delivered again: at-least-once.
+                tracing::warn!(%e, "ack failed");
+            }
+        }
+        let mut metas: Vec<pb::Meta> = Vec::new();
+        if queue != SYSTEM_QUEUE {
+            match self.state.store.pending(self.app.id, &self.user, &self.device.resource, &queue, limit).await {
+                Ok(rows) => metas.extend(rows.iter().map(|m| self.stored_meta(m))),
+                Err(e) => tracing::warn!(%e, "pull failed"),
+            }
+        }
+        if let Some(t) = self.transient.get(&queue) {
+            metas.extend(t.values().map(|m| self.transient_meta(m)));
+            metas.sort_by_key(|m| m.id.unwrap_or(0));
+            metas.truncate(limit as usize);
+        }
+        let dl = match metas.last().and_then(|m| m.id) {
+            Some(next_key) => pb::CommSyncDl {
+                status: Some(status(ErrorCode::Ok, None)),
+                queue: Some(self.jid(&queue)),
+                metas,
+                next_key: Some(next_key),
+                is_last: Some(false),
+                timestamp: Some(now_ms()),
+                ..Default::default()
+            },
+            None => {
+                if self.transient.get(&queue).is_some_and(|t| t.is_empty()) {
+                    self.transient.remove(&queue);
+                }
+                pb::CommSyncDl {
+                    status: Some(status(ErrorCode::Ok, None)),
+                    queue: Some(self.jid(&queue)),
+                    is_last: Some(true),
+                    timestamp: Some(now_ms()),
+                    ..Default::default()
+                }
+            }
+        };
+        self.send(socket, frame(Command::Sync, &dl)).await
+    }
+
+    fn meta(&self, id: u64, sender: &str, owner: &str, created: i64, ns: pb::meta::NameSpace, payload: Bytes) -> pb::Meta {
+        pb::Meta {
+            id: Some(id),
+            from: Some(self.jid(sender)),
+            to: Some(self.jid(owner)),
+            timestamp: Some(created.max(0) as u64),
+            ns: Some(ns as i32),
+            payload: Some(payload),
+            ..Default::default()
+        }
+    }
+
+    fn stored_meta(&self, m: &QueuedMessage) -> pb::Meta {
+        self.meta(m.id.0, &m.sender, &m.owner, m.created, pb::meta::NameSpace::Chat, Bytes::copy_from_slice(&m.payload))
+    }
+
+    fn transient_meta(&self, m: &TransientMessage) -> pb::Meta {
+        let ns = if m.queue == SYSTEM_QUEUE { pb::meta::NameSpace::Statistic } else { pb::meta::NameSpace::Chat };
+        self.meta(m.id.0, &m.sender, &m.owner, m.created, ns, m.payload.clone())
+    }
+
+    async fn on_event(&mut self, socket: &mut WebSocket, event: SessionEvent) -> Result<(), Gone> {
+        match event {
+            SessionEvent::Notice(queue) => self.notice(socket, &queue).await,
+            SessionEvent::Transient(msg) => {
+                let queue = msg.queue.clone();
+                self.transient.entry(queue.clone()).or_default().insert(msg.id.0, msg);
+                self.notice(socket, &queue).await
+            }
+            SessionEvent::Kick(reason) => self.kick(socket, reason).await,
+        }
+    }
+
+    async fn notice(&mut self, socket: &mut WebSocket, queue: &str) -> Result<(), Gone> {
+        if !self.noticed.insert(queue.to_owned()) {
+            return Ok(());
+        }
+        let n = pb::CommNotice { queue: Some(self.jid(queue)) };
+        self.send(socket, frame(Command::Notice, &n)).await
+    }
+
+    /// Tells the SDK why it is being disconnected (a STATISTIC meta it turns into
+    /// `onDisconnected` with the right reason), then closes after a grace period.
+    async fn kick(&mut self, socket: &mut WebSocket, reason: KickReason) -> Result<(), Gone> {
+        use pb::statistics_body::Operation;
+        let op = match reason {
+            KickReason::ByAdmin => Operation::UserKickedByOtherDevice,
+            KickReason::PasswordChanged => Operation::UserKickedByChangePassword,
+            KickReason::UserRemoved => Operation::UserRemoved,
+            KickReason::LoginElsewhere => Operation::UserLoginAnotherDevice,
+        };
+        let body = pb::StatisticsBody { operation: Some(op as i32), ..Default::default() };
+        let msg = Arc::new(TransientMessage {
+            id: self.state.ids.next_id(),
+            queue: SYSTEM_QUEUE.into(),
+            sender: self.user.clone(),
+            owner: self.user.clone(),
+            created: now_ms() as i64,
+            payload: Bytes::from(body.encode_to_vec()),
+        });
+        self.transient.entry(SYSTEM_QUEUE.into()).or_default().insert(msg.id.0, msg);
+        self.kicked_at.get_or_insert_with(Instant::now);
+        self.notice(socket, SYSTEM_QUEUE).await
+    }
+
+    /// An upload (`CommSyncUL{meta}`): a chat message, receipt or recall from this device.
+    /// Always answered with an ack carrying `meta_id` — an error status if refused — because
+    /// the SDK reconnects when an upload goes unanswered for 15 s.
+    async fn on_upload(&mut self, socket: &mut WebSocket, meta: pb::Meta) -> Result<(), Gone> {
+        let meta_id = meta.id.unwrap_or(0);
+        if meta.ns != Some(pb::meta::NameSpace::Chat as i32) {
+            // STATISTIC (client telemetry) and namespaces we do not serve need no ack.
+            return Ok(());
+        }
+        let ack = match self.accept_upload(&meta).await {
+            Ok((server_id, ts)) => pb::CommSyncDl {
+                status: Some(status(ErrorCode::Ok, None)),
+                meta_id: Some(meta_id),
+                server_id: Some(server_id),
+                timestamp: Some(ts),
+                ..Default::default()
+            },
+            Err((code, reason)) => pb::CommSyncDl {
+                status: Some(status(code, Some(&reason))),
+                meta_id: Some(meta_id),
+                timestamp: Some(now_ms()),
+                ..Default::default()
+            },
+        };
+        self.send(socket, frame(Command::Sync, &ack)).await
+    }
+
+    async fn accept_upload(&self, meta: &pb::Meta) -> Result<(u64, u64), (ErrorCode, String)> {
+        let payload = meta.payload.clone().unwrap_or_default();
+        if payload.len() > self.state.config.limits.send_body_bytes {
+            return Err((ErrorCode::PermissionDenied, "Sorry, data is too large".into()));
+        }
+        let mut body = pb::MessageBody::decode(payload).map_err(|_| (ErrorCode::WrongParameter, "Sorry, message is malformed".into()))?;
+        use pb::message_body::Type;
+        let kind = body.r#type.and_then(|t| Type::try_from(t).ok()).unwrap_or(Type::Chat);
+        match kind {
+            Type::Chat | Type::ReadAck | Type::DeliverAck | Type::Recall | Type::Edit | Type::ChannelAck => {}
+            Type::Groupchat | Type::Chatroom | Type::Normal => {
+                return Err((ErrorCode::Fail, "Sorry, groups and chat rooms are not supported".into()));
+            }
+        }
+        let to = meta
+            .to
+            .as_ref()
+            .and_then(|j| j.name.clone())
+            .or_else(|| body.to.as_ref().and_then(|j| j.name.clone()))
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if to.is_empty() {
+            return Err((ErrorCode::WrongParameter, "Sorry, message has no recipient".into()));
+        }
+        if kind == Type::Recall
+            && let Some(target) = body.ack_message_id
+        {
+            self.withdraw(target, &to).await;
+        }
+        // The sender is whoever logged in, whatever the body claims.
+        body.from = None;
+        let route_online = meta.routetype == Some(pb::meta::RouteType::RouteOnline as i32);
+        let out = Outgoing {
+            app: self.app.clone(),
+            from: self.user.clone(),
+            to: vec![to],
+            body,
+            route_online,
+            sync_device: kind == Type::Chat,
+            origin_resource: Some(self.device.resource.clone()),
+            require_known_recipients: true,
+        };
+        match self.state.send(out).await {
+            Ok(Ok(sent)) => Ok((sent.ids[0].1 .0, sent.timestamp as u64)),
+            Ok(Err(unknown)) => Err((ErrorCode::Fail, format!("Sorry, username {} doesn't exist!", unknown.0))),
+            Err(e) => Err((ErrorCode::Fail, format!("Sorry, {}", e.description))),
+        }
+    }
+
+    /// A recall from the SDK: the recalled message is removed from the peer's queue if it
+    /// is still there and was sent by this user.
+    async fn withdraw(&self, target: u64, peer: &str) {
+        let store = &self.state.store;
+        if let Ok(Some(m)) = store.message(self.app.id, MsgId(target)).await
+            && m.owner == peer
+            && m.sender == self.user
+        {
+            let _ = store.recall(self.app.id, MsgId(target)).await;
+        }
+    }
+}
