@@ -109,7 +109,14 @@ pub trait Store: Send + Sync + 'static {
     /// Marks everything up to `key` in `queue` as acked by this device (and delivered).
     async fn ack(&self, app: Uuid, owner: &str, resource: &str, queue: &str, key: MsgId) -> StoreResult<()>;
     /// The next `limit` messages of `queue` after this device's ack position, in id order.
-    async fn pending(&self, app: Uuid, owner: &str, resource: &str, queue: &str, limit: u32) -> StoreResult<Vec<QueuedMessage>>;
+    async fn pending(
+        &self,
+        app: Uuid,
+        owner: &str,
+        resource: &str,
+        queue: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<QueuedMessage>>;
 
     // --- housekeeping ---------------------------------------------------------------------
     /// Deletes messages older than `floor` and devices unseen since then. Returns rows removed.

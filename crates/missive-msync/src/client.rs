@@ -254,32 +254,19 @@ impl MsyncClient {
         let now = now_ms();
         let ids = Arc::new(LocalIds::starting_at(now));
         let device = device_suffix(now);
-        let proposed = login
-            .resource
-            .clone()
-            .unwrap_or_else(|| format!("missive_rs_{device}"));
+        let proposed = login.resource.clone().unwrap_or_else(|| format!("missive_rs_{device}"));
         let session_id = format!("{now}:");
-        let provision = provision_frame(
-            &login,
-            &proposed,
-            &format!("rs_{device}"),
-            &session_id,
-            ids.next(),
-        );
-        ws.send(WsMessage::Binary(provision.into()))
-            .await
-            .map_err(|e| ClientError::Socket(Box::new(e)))?;
+        let provision = provision_frame(&login, &proposed, &format!("rs_{device}"), &session_id, ids.next());
+        ws.send(WsMessage::Binary(provision.into())).await.map_err(|e| ClientError::Socket(Box::new(e)))?;
         let reply = timeout(options.login_timeout, provision_reply(&mut ws))
             .await
             .map_err(|_| ClientError::Timeout("the PROVISION reply"))??;
         let resource = check_provision_reply(reply)?;
 
         // Like the SDK: the first UNREAD right after login discovers offline queues.
-        ws.send(WsMessage::Binary(
-            client_frame(Command::Unread, pb::CommUnreadUl {}, ids.next()).into(),
-        ))
-        .await
-        .map_err(|e| ClientError::Socket(Box::new(e)))?;
+        ws.send(WsMessage::Binary(client_frame(Command::Unread, pb::CommUnreadUl {}, ids.next()).into()))
+            .await
+            .map_err(|e| ClientError::Socket(Box::new(e)))?;
 
         let (requests, request_rx) = mpsc::channel(REQUEST_CAPACITY);
         let (event_tx, events) = mpsc::channel(EVENT_CAPACITY);
@@ -344,10 +331,7 @@ impl MsyncClient {
             None => (to, None),
         };
         let meta = pb::Meta {
-            to: Some(pb::Jid {
-                client_resource: resource,
-                ..jid(&self.app_key, name)
-            }),
+            to: Some(pb::Jid { client_resource: resource, ..jid(&self.app_key, name) }),
             ns: Some(pb::meta::NameSpace::Chat as i32),
             routetype: Some(pb::meta::RouteType::RouteAll as i32),
             payload: Some(body.encode_to_vec().into()),
@@ -364,34 +348,18 @@ impl MsyncClient {
             Some(id) if id != 0 => id,
             _ => *meta.id.insert(self.ids.next()),
         };
-        let upload = pb::CommSyncUl {
-            meta: Some(meta),
-            ..Default::default()
-        };
+        let upload = pb::CommSyncUl { meta: Some(meta), ..Default::default() };
         let frame = client_frame(Command::Sync, upload, self.ids.next());
         let (reply, answer) = oneshot::channel();
-        self.call(
-            Request::Upload {
-                local_id,
-                frame,
-                reply,
-            },
-            answer,
-            "the upload ack",
-        )
-        .await?
+        self.call(Request::Call(Call::Upload { local_id, frame, reply }), answer, "the upload ack").await?
     }
 
     /// Sends bytes as one binary frame, unchecked: for tests of the server's handling of
     /// malformed input.
     pub async fn send_raw_frame(&self, bytes: impl Into<Vec<u8>>) -> Result<(), ClientError> {
         let (reply, answer) = oneshot::channel();
-        let request = Request::Raw {
-            frame: bytes.into(),
-            reply,
-        };
-        self.call(request, answer, "the raw frame to be written")
-            .await?
+        let request = Request::Call(Call::Raw { frame: bytes.into(), reply });
+        self.call(request, answer, "the raw frame to be written").await?
     }
 
     /// Sends UNREAD and returns the queues (name, count) of the next `CommUnreadDL`. The
@@ -399,8 +367,7 @@ impl MsyncClient {
     /// flight for an earlier UNREAD (the one after login, a heartbeat) may be the one returned.
     pub async fn unread(&self) -> Result<Vec<(String, u32)>, ClientError> {
         let (reply, answer) = oneshot::channel();
-        self.call(Request::Unread { reply }, answer, "the UNREAD reply")
-            .await
+        self.call(Request::Call(Call::Unread { reply }), answer, "the UNREAD reply").await
     }
 
     /// Logs out like the SDK's `conn.close()`: LOGOUT with the session id and
@@ -413,22 +380,14 @@ impl MsyncClient {
             status: None,
         };
         let frame = pb::MSync {
-            guid: Some(pb::Jid {
-                client_resource: Some(self.resource.clone()),
-                ..jid(&self.app_key, &self.user)
-            }),
+            guid: Some(pb::Jid { client_resource: Some(self.resource.clone()), ..jid(&self.app_key, &self.user) }),
             auth: Some(format!("$t${}", self.token)),
             ..envelope(Command::Logout, logout, self.ids.next())
         }
         .encode_to_vec();
         let (done, finished) = oneshot::channel();
         let _ = timeout(CLOSE_TIMEOUT, async {
-            if self
-                .requests
-                .send(Request::Logout { frame, done })
-                .await
-                .is_ok()
-            {
+            if self.requests.send(Request::Logout { frame, done }).await.is_ok() {
                 let _ = finished.await;
             }
         })
@@ -445,10 +404,7 @@ impl MsyncClient {
         what: &'static str,
     ) -> Result<T, ClientError> {
         timeout(self.request_timeout, async {
-            self.requests
-                .send(request)
-                .await
-                .map_err(|_| ClientError::Closed)?;
+            self.requests.send(request).await.map_err(|_| ClientError::Closed)?;
             answer.await.map_err(|_| ClientError::Closed)
         })
         .await
@@ -458,12 +414,7 @@ impl MsyncClient {
 
 /// A one-to-one text message body as the SDK builds it for `type:'txt'`. `sub_type` stays
 /// absent: present and 0 would mean a combined (forwarded) message to the SDK.
-pub fn text_body(
-    from: &str,
-    to: &str,
-    text: &str,
-    ext: Option<&Map<String, Value>>,
-) -> pb::MessageBody {
+pub fn text_body(from: &str, to: &str, text: &str, ext: Option<&Map<String, Value>>) -> pb::MessageBody {
     pb::MessageBody {
         r#type: Some(pb::message_body::Type::Chat as i32),
         from: Some(name_only(from)),
@@ -493,10 +444,7 @@ pub fn read_ack_body(from: &str, to: &str, msg_id: u64) -> pb::MessageBody {
 
 /// Inside a MessageBody the SDK fills only the JID's name.
 fn name_only(name: &str) -> pb::Jid {
-    pb::Jid {
-        name: Some(name.to_owned()),
-        ..Default::default()
-    }
+    pb::Jid { name: Some(name.to_owned()), ..Default::default() }
 }
 
 /// The envelope fields the SDK sets on every client frame (PROTOCOL.md §3.1).
@@ -517,13 +465,7 @@ fn client_frame(command: Command, payload: impl prost::Message, trace_id: u64) -
 
 /// The login frame, field for field the SDK's (PROTOCOL.md §3.2) minus the LZ4 offer, which
 /// this client cannot honour.
-fn provision_frame(
-    login: &Login,
-    resource: &str,
-    device_uuid: &str,
-    session_id: &str,
-    trace_id: u64,
-) -> Vec<u8> {
+fn provision_frame(login: &Login, resource: &str, device_uuid: &str, session_id: &str, trace_id: u64) -> Vec<u8> {
     let auth = format!("$t${}", login.token);
     let provision = pb::Provision {
         os_type: Some(pb::provision::OsType::OsOther as i32),
@@ -559,12 +501,11 @@ async fn provision_reply(ws: &mut Socket) -> Result<pb::Provision, ClientError> 
             None | Some(Ok(WsMessage::Close(_))) => return Err(ClientError::Closed),
             Some(Err(e)) => return Err(ClientError::Socket(Box::new(e))),
             Some(Ok(WsMessage::Binary(bytes))) => {
-                let frame = decode_frame(&bytes)
-                    .map_err(|e| ClientError::Protocol(format!("undecodable frame: {e}")))?;
+                let frame =
+                    decode_frame(&bytes).map_err(|e| ClientError::Protocol(format!("undecodable frame: {e}")))?;
                 if frame.command.unwrap_or_default() == Command::Provision as i32 {
-                    return decode_payload(&frame).map_err(|e| {
-                        ClientError::Protocol(format!("undecodable Provision reply: {e}"))
-                    });
+                    return decode_payload(&frame)
+                        .map_err(|e| ClientError::Protocol(format!("undecodable Provision reply: {e}")));
                 }
             }
             Some(Ok(_)) => {}
@@ -575,15 +516,11 @@ async fn provision_reply(ws: &mut Socket) -> Result<pb::Provision, ClientError> 
 /// Applies the SDK's rules to the PROVISION reply and returns the resource to adopt.
 fn check_provision_reply(reply: pb::Provision) -> Result<String, ClientError> {
     // Raw codes: prost's `error_code()` getter maps unknown codes such as 20 to OK.
-    let status = reply.status.ok_or_else(|| {
-        ClientError::Protocol("PROVISION reply without status (the SDK hangs)".into())
-    })?;
+    let status =
+        reply.status.ok_or_else(|| ClientError::Protocol("PROVISION reply without status (the SDK hangs)".into()))?;
     let code = status.error_code.unwrap_or_default();
     if code != pb::status::ErrorCode::Ok as i32 {
-        return Err(ClientError::Login {
-            code,
-            reason: status.reason.unwrap_or_default(),
-        });
+        return Err(ClientError::Login { code, reason: status.reason.unwrap_or_default() });
     }
     let none = pb::provision::CompressType::CompressNone as i32;
     if reply.protocol_compress_type.iter().any(|c| *c != none) {
@@ -598,18 +535,13 @@ fn check_provision_reply(reply: pb::Provision) -> Result<String, ClientError> {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `<millis>_<random>`: unique per login even when many clients start in the same ms.
 fn device_suffix(now: u64) -> String {
-    let random = getrandom::u32().unwrap_or_else(|_| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos())
-    });
+    let random = getrandom::u32()
+        .unwrap_or_else(|_| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()));
     format!("{now}_{random:08x}")
 }
 
@@ -621,9 +553,7 @@ struct LocalIds(AtomicU64);
 
 impl LocalIds {
     fn starting_at(now_ms: u64) -> Self {
-        Self(AtomicU64::new(
-            now_ms.saturating_sub(LOCAL_ID_EPOCH_MS).max(1) * 1000,
-        ))
+        Self(AtomicU64::new(now_ms.saturating_sub(LOCAL_ID_EPOCH_MS).max(1) * 1000))
     }
 
     fn next(&self) -> u64 {
@@ -633,22 +563,19 @@ impl LocalIds {
 
 /// Work the handle asks of the socket task.
 enum Request {
-    Upload {
-        local_id: u64,
-        frame: Vec<u8>,
-        reply: oneshot::Sender<Result<SendAck, ClientError>>,
-    },
-    Raw {
-        frame: Vec<u8>,
-        reply: oneshot::Sender<Result<(), ClientError>>,
-    },
-    Unread {
-        reply: oneshot::Sender<Vec<(String, u32)>>,
-    },
+    Call(Call),
+    /// Ends the session; kept apart from [`Call`] because it ends the task's loop.
     Logout {
         frame: Vec<u8>,
         done: oneshot::Sender<()>,
     },
+}
+
+/// Requests that the session answers and then carries on.
+enum Call {
+    Upload { local_id: u64, frame: Vec<u8>, reply: oneshot::Sender<Result<SendAck, ClientError>> },
+    Raw { frame: Vec<u8>, reply: oneshot::Sender<Result<(), ClientError>> },
+    Unread { reply: oneshot::Sender<Vec<(String, u32)>> },
 }
 
 /// The socket task's state. Only this task touches the socket, so none of it is shared.
@@ -684,7 +611,8 @@ type Flow = Result<(), String>;
 
 impl Session {
     async fn run(mut self) {
-        let period = self.heartbeat;
+        // `interval` panics on a zero period; a zero heartbeat means "as often as possible".
+        let period = self.heartbeat.max(Duration::from_millis(1));
         let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let reason = loop {
@@ -704,7 +632,7 @@ impl Session {
                         let _ = done.send(());
                         return;
                     }
-                    Some(request) => self.on_request(request).await,
+                    Some(Request::Call(call)) => self.on_call(call).await,
                 },
                 _ = heartbeat.tick() => self.on_heartbeat().await,
             };
@@ -724,9 +652,7 @@ impl Session {
                 self.last_rx = Instant::now();
                 self.on_frame(&bytes).await
             }
-            WsMessage::Text(_) => {
-                Err("protocol violation: text frame (MSYNC frames are binary)".to_owned())
-            }
+            WsMessage::Text(_) => Err("protocol violation: text frame (MSYNC frames are binary)".to_owned()),
             WsMessage::Close(frame) => {
                 // tungstenite replies to the Close; the stream ends right after.
                 self.close_reason.get_or_insert_with(|| match frame {
@@ -743,14 +669,13 @@ impl Session {
     }
 
     async fn on_frame(&mut self, bytes: &[u8]) -> Flow {
-        let frame = decode_frame(bytes)
-            .map_err(|e| format!("protocol violation: undecodable frame: {e}"))?;
+        let frame = decode_frame(bytes).map_err(|e| format!("protocol violation: undecodable frame: {e}"))?;
         // A missing command is SYNC (0), as protobuf.js reads it.
         let command = frame.command.unwrap_or_default();
         match Command::try_from(command) {
             Ok(Command::Sync) => {
-                let dl: pb::CommSyncDl = decode_payload(&frame)
-                    .map_err(|e| format!("protocol violation: undecodable CommSyncDL: {e}"))?;
+                let dl: pb::CommSyncDl =
+                    decode_payload(&frame).map_err(|e| format!("protocol violation: undecodable CommSyncDL: {e}"))?;
                 if dl.meta_id.unwrap_or_default() != 0 {
                     self.on_upload_ack(dl);
                     Ok(())
@@ -759,13 +684,13 @@ impl Session {
                 }
             }
             Ok(Command::Unread) => {
-                let dl: pb::CommUnreadDl = decode_payload(&frame)
-                    .map_err(|e| format!("protocol violation: undecodable CommUnreadDL: {e}"))?;
+                let dl: pb::CommUnreadDl =
+                    decode_payload(&frame).map_err(|e| format!("protocol violation: undecodable CommUnreadDL: {e}"))?;
                 self.on_unread(dl).await
             }
             Ok(Command::Notice) => {
-                let notice: pb::CommNotice = decode_payload(&frame)
-                    .map_err(|e| format!("protocol violation: undecodable CommNotice: {e}"))?;
+                let notice: pb::CommNotice =
+                    decode_payload(&frame).map_err(|e| format!("protocol violation: undecodable CommNotice: {e}"))?;
                 match notice.queue {
                     Some(queue) => self.enqueue(queue).await,
                     None => Ok(()),
@@ -792,21 +717,13 @@ impl Session {
         };
         let result = match dl.status {
             None => Err(ClientError::Protocol("upload ack without status".into())),
-            Some(status) if status.error_code.unwrap_or_default() != 0 => {
-                Err(ClientError::Rejected {
-                    code: status.error_code.unwrap_or_default(),
-                    reason: status.reason.unwrap_or_default(),
-                })
-            }
+            Some(status) if status.error_code.unwrap_or_default() != 0 => Err(ClientError::Rejected {
+                code: status.error_code.unwrap_or_default(),
+                reason: status.reason.unwrap_or_default(),
+            }),
             Some(_) => match dl.server_id.filter(|id| *id != 0) {
-                Some(server_id) => Ok(SendAck {
-                    local_id,
-                    server_id,
-                    timestamp: dl.timestamp.unwrap_or_default(),
-                }),
-                None => Err(ClientError::Protocol(
-                    "OK upload ack without server_id".into(),
-                )),
+                Some(server_id) => Ok(SendAck { local_id, server_id, timestamp: dl.timestamp.unwrap_or_default() }),
+                None => Err(ClientError::Protocol("OK upload ack without server_id".into())),
             },
         };
         let _ = waiter.send(result);
@@ -828,28 +745,16 @@ impl Session {
         }
         let is_last = dl.is_last.unwrap_or_default();
         if is_last && !dl.metas.is_empty() {
-            return Err(
-                "protocol violation: is_last:true together with metas (the SDK pulls forever)"
-                    .into(),
-            );
+            return Err("protocol violation: is_last:true together with metas (the SDK pulls forever)".into());
         }
         let had_metas = !dl.metas.is_empty();
         for meta in dl.metas {
             self.emit_meta(meta, &name).await;
         }
         match dl.next_key.filter(|k| *k != 0) {
-            Some(key)
-                if !is_last
-                    && had_metas
-                    && self.auto_ack
-                    && self.last_keys.get(&name) != Some(&key) =>
-            {
+            Some(key) if !is_last && had_metas && self.auto_ack && self.last_keys.get(&name) != Some(&key) => {
                 self.last_keys.insert(name, key);
-                let ack = pb::CommSyncUl {
-                    queue: Some(queue),
-                    key: Some(key),
-                    ..Default::default()
-                };
+                let ack = pb::CommSyncUl { queue: Some(queue), key: Some(key), ..Default::default() };
                 self.send_frame(Command::Sync, ack).await
             }
             _ => self.finish(&name).await,
@@ -874,17 +779,13 @@ impl Session {
         Ok(())
     }
 
-    async fn on_request(&mut self, request: Request) -> Flow {
-        match request {
-            Request::Upload {
-                local_id,
-                frame,
-                reply,
-            } => {
+    async fn on_call(&mut self, call: Call) -> Flow {
+        match call {
+            Call::Upload { local_id, frame, reply } => {
                 self.acks.insert(local_id, reply);
                 self.write(frame).await
             }
-            Request::Raw { frame, reply } => {
+            Call::Raw { frame, reply } => {
                 let flow = self.write(frame).await;
                 let _ = reply.send(match flow {
                     Ok(()) => Ok(()),
@@ -892,11 +793,10 @@ impl Session {
                 });
                 flow
             }
-            Request::Unread { reply } => {
+            Call::Unread { reply } => {
                 self.unread_waiters.push(reply);
                 self.send_frame(Command::Unread, pb::CommUnreadUl {}).await
             }
-            Request::Logout { .. } => unreachable!("handled in run"),
         }
     }
 
@@ -904,8 +804,7 @@ impl Session {
         self.acks.retain(|_, waiter| !waiter.is_closed());
         self.unread_waiters.retain(|waiter| !waiter.is_closed());
         if self.last_rx.elapsed() >= self.heartbeat {
-            self.send_frame(Command::Unread, pb::CommUnreadUl {})
-                .await?;
+            self.send_frame(Command::Unread, pb::CommUnreadUl {}).await?;
         }
         Ok(())
     }
@@ -942,10 +841,7 @@ impl Session {
             return Ok(());
         };
         self.pulling = true;
-        let pull = pb::CommSyncUl {
-            queue: Some(queue),
-            ..Default::default()
-        };
+        let pull = pb::CommSyncUl { queue: Some(queue), ..Default::default() };
         self.send_frame(Command::Sync, pull).await
     }
 
@@ -957,19 +853,12 @@ impl Session {
         {
             let operation = stat.operation.unwrap_or_default();
             if operation != pb::statistics_body::Operation::Information as i32 {
-                self.emit(ClientEvent::Kicked {
-                    operation,
-                    reason: stat.reason,
-                })
-                .await;
+                self.emit(ClientEvent::Kicked { operation, reason: stat.reason }).await;
                 return;
             }
         }
-        let body = if ns == pb::meta::NameSpace::Chat as i32 {
-            pb::MessageBody::decode(payload.as_ref()).ok()
-        } else {
-            None
-        };
+        let body =
+            if ns == pb::meta::NameSpace::Chat as i32 { pb::MessageBody::decode(payload.as_ref()).ok() } else { None };
         let name_of = |j: Option<&pb::Jid>| j.map(|j| j.name().to_owned());
         let from = name_of(body.as_ref().and_then(|b| b.from.as_ref()))
             .or_else(|| name_of(meta.from.as_ref()))
@@ -1001,20 +890,14 @@ impl Session {
     }
 
     async fn write(&mut self, frame: Vec<u8>) -> Flow {
-        self.ws
-            .send(WsMessage::Binary(frame.into()))
-            .await
-            .map_err(|e| format!("WebSocket error: {e}"))
+        self.ws.send(WsMessage::Binary(frame.into())).await.map_err(|e| format!("WebSocket error: {e}"))
     }
 
     /// Sends LOGOUT, starts the closing handshake and reads until the server completes it.
     async fn logout(&mut self, frame: Vec<u8>) {
         let _ = self.write(frame).await;
         let _ = self.ws.close(None).await;
-        let _ = timeout(Duration::from_secs(2), async {
-            while let Some(Ok(_)) = self.ws.next().await {}
-        })
-        .await;
+        let _ = timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = self.ws.next().await {} }).await;
     }
 }
 
@@ -1036,13 +919,7 @@ mod tests {
     #[test]
     fn provision_frame_matches_the_sdk() {
         let resource = "missive_rs_1795680689834_0000abcd";
-        let bytes = provision_frame(
-            &login(),
-            resource,
-            "rs_1795680689834_0000abcd",
-            "1795680689841:",
-            7,
-        );
+        let bytes = provision_frame(&login(), resource, "rs_1795680689834_0000abcd", "1795680689841:", 7);
         let frame = decode_frame(&bytes).unwrap();
         assert_eq!(frame.version, Some(0));
         assert_eq!(frame.command, Some(Command::Provision as i32));
@@ -1068,10 +945,7 @@ mod tests {
         assert_eq!(p.device_name.as_deref(), Some("missive-rs"));
         assert_eq!(p.resource.as_deref(), Some(resource));
         assert_eq!(p.action_version.as_deref(), Some("v5.2"));
-        assert_eq!(
-            p.auth_token.as_deref(),
-            Some(r#"{"token":"$t$TESTTOKEN123"}"#)
-        );
+        assert_eq!(p.auth_token.as_deref(), Some(r#"{"token":"$t$TESTTOKEN123"}"#));
         assert_eq!(p.session_id.as_deref(), Some("1795680689841:"));
         assert!(p.protocol_compress_type.is_empty());
         assert!(p.status.is_none());
@@ -1118,35 +992,19 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(check_provision_reply(ok(Some("r1"))).unwrap(), "r1");
-        assert!(matches!(
-            check_provision_reply(ok(None)),
-            Err(ClientError::Protocol(_))
-        ));
-        assert!(matches!(
-            check_provision_reply(pb::Provision::default()),
-            Err(ClientError::Protocol(_))
-        ));
+        assert!(matches!(check_provision_reply(ok(None)), Err(ClientError::Protocol(_))));
+        assert!(matches!(check_provision_reply(pb::Provision::default()), Err(ClientError::Protocol(_))));
         // 20 is not in the enum; it must not be mistaken for OK.
         let changed = pb::Provision {
-            status: Some(pb::Status {
-                error_code: Some(20),
-                reason: None,
-                redirect_info: vec![],
-            }),
+            status: Some(pb::Status { error_code: Some(20), reason: None, redirect_info: vec![] }),
             ..ok(Some("r"))
         };
-        assert!(matches!(
-            check_provision_reply(changed),
-            Err(ClientError::Login { code: 20, .. })
-        ));
+        assert!(matches!(check_provision_reply(changed), Err(ClientError::Login { code: 20, .. })));
         let lz4 = pb::Provision {
             protocol_compress_type: vec![pb::provision::CompressType::CompressLz4 as i32],
             ..ok(Some("r"))
         };
-        assert!(matches!(
-            check_provision_reply(lz4),
-            Err(ClientError::Protocol(_))
-        ));
+        assert!(matches!(check_provision_reply(lz4), Err(ClientError::Protocol(_))));
     }
 
     #[test]

@@ -35,11 +35,7 @@ pub fn json_to_key_values(map: &Map<String, Value>) -> Vec<KeyValue> {
     map.iter()
         .filter_map(|(key, value)| {
             let (ty, value) = encode_value(value)?;
-            Some(KeyValue {
-                key: Some(key.clone()),
-                r#type: Some(ty as i32),
-                value: Some(value),
-            })
+            Some(KeyValue { key: Some(key.clone()), r#type: Some(ty as i32), value: Some(value) })
         })
         .collect()
 }
@@ -48,10 +44,7 @@ fn encode_value(value: &Value) -> Option<(ValueType, KvValue)> {
     Some(match value {
         Value::Null => return None,
         Value::String(s) => (ValueType::String, KvValue::StringValue(s.clone())),
-        Value::Object(_) | Value::Array(_) => (
-            ValueType::JsonString,
-            KvValue::StringValue(value.to_string()),
-        ),
+        Value::Object(_) | Value::Array(_) => (ValueType::JsonString, KvValue::StringValue(value.to_string())),
         Value::Bool(b) => (ValueType::Bool, KvValue::VarintValue(i64::from(*b))),
         Value::Number(n) => encode_number(n),
     })
@@ -87,9 +80,7 @@ fn encode_number(n: &Number) -> (ValueType, KvValue) {
 /// default), because a server should not lose data a sloppy client sent. A `KeyValue` with no
 /// value at all becomes `null`. Non-finite floats, which JSON cannot hold, also become `null`.
 pub fn key_values_to_json(kvs: &[KeyValue]) -> Map<String, Value> {
-    kvs.iter()
-        .map(|kv| (kv.key().to_owned(), decode_value(kv)))
-        .collect()
+    kvs.iter().map(|kv| (kv.key().to_owned(), decode_value(kv))).collect()
 }
 
 fn decode_value(kv: &KeyValue) -> Value {
@@ -135,11 +126,7 @@ mod tests {
     }
 
     fn kv(key: &str, ty: Option<ValueType>, value: Option<KvValue>) -> KeyValue {
-        KeyValue {
-            key: Some(key.to_owned()),
-            r#type: ty.map(|t| t as i32),
-            value,
-        }
+        KeyValue { key: Some(key.to_owned()), r#type: ty.map(|t| t as i32), value }
     }
 
     #[test]
@@ -150,46 +137,14 @@ mod tests {
         let kvs = json_to_key_values(&ext);
         assert_eq!(kvs.len(), 5);
         let by_key = |k: &str| kvs.iter().find(|kv| kv.key() == k).unwrap().clone();
-        assert_eq!(
-            by_key("k_str"),
-            kv(
-                "k_str",
-                Some(ValueType::String),
-                Some(KvValue::StringValue("v".into()))
-            )
-        );
-        assert_eq!(
-            by_key("k_int"),
-            kv(
-                "k_int",
-                Some(ValueType::Int),
-                Some(KvValue::VarintValue(42))
-            )
-        );
-        assert_eq!(
-            by_key("k_bool"),
-            kv(
-                "k_bool",
-                Some(ValueType::Bool),
-                Some(KvValue::VarintValue(1))
-            )
-        );
+        assert_eq!(by_key("k_str"), kv("k_str", Some(ValueType::String), Some(KvValue::StringValue("v".into()))));
+        assert_eq!(by_key("k_int"), kv("k_int", Some(ValueType::Int), Some(KvValue::VarintValue(42))));
+        assert_eq!(by_key("k_bool"), kv("k_bool", Some(ValueType::Bool), Some(KvValue::VarintValue(1))));
         assert_eq!(
             by_key("k_json"),
-            kv(
-                "k_json",
-                Some(ValueType::JsonString),
-                Some(KvValue::StringValue(r#"{"a":[1,2]}"#.into()))
-            )
+            kv("k_json", Some(ValueType::JsonString), Some(KvValue::StringValue(r#"{"a":[1,2]}"#.into())))
         );
-        assert_eq!(
-            by_key("k_dbl"),
-            kv(
-                "k_dbl",
-                Some(ValueType::Double),
-                Some(KvValue::DoubleValue(1.5))
-            )
-        );
+        assert_eq!(by_key("k_dbl"), kv("k_dbl", Some(ValueType::Double), Some(KvValue::DoubleValue(1.5))));
         assert_eq!(key_values_to_json(&kvs), ext);
     }
 
@@ -198,31 +153,11 @@ mod tests {
     #[test]
     fn decodes_the_sdk_capture() {
         let kvs = vec![
-            kv(
-                "k_str",
-                Some(ValueType::String),
-                Some(KvValue::StringValue("v".into())),
-            ),
-            kv(
-                "k_int",
-                Some(ValueType::Int),
-                Some(KvValue::VarintValue(42)),
-            ),
-            kv(
-                "k_bool",
-                Some(ValueType::Bool),
-                Some(KvValue::VarintValue(1)),
-            ),
-            kv(
-                "k_json",
-                Some(ValueType::JsonString),
-                Some(KvValue::StringValue(r#"{"a":[1,2]}"#.into())),
-            ),
-            kv(
-                "k_dbl",
-                Some(ValueType::Double),
-                Some(KvValue::DoubleValue(1.5)),
-            ),
+            kv("k_str", Some(ValueType::String), Some(KvValue::StringValue("v".into()))),
+            kv("k_int", Some(ValueType::Int), Some(KvValue::VarintValue(42))),
+            kv("k_bool", Some(ValueType::Bool), Some(KvValue::VarintValue(1))),
+            kv("k_json", Some(ValueType::JsonString), Some(KvValue::StringValue(r#"{"a":[1,2]}"#.into()))),
+            kv("k_dbl", Some(ValueType::Double), Some(KvValue::DoubleValue(1.5))),
         ];
         assert_eq!(
             Value::Object(key_values_to_json(&kvs)),
@@ -244,27 +179,11 @@ mod tests {
         let kvs = json_to_key_values(&ext);
         let get = |k: &str| kvs.iter().find(|kv| kv.key() == k).cloned();
         assert!(get("null").is_none());
-        assert_eq!(
-            get("big").unwrap().value,
-            Some(KvValue::StringValue(u64::MAX.to_string()))
-        );
+        assert_eq!(get("big").unwrap().value, Some(KvValue::StringValue(u64::MAX.to_string())));
         assert_eq!(get("neg").unwrap().value, Some(KvValue::VarintValue(-7)));
-        assert_eq!(
-            get("whole_float").unwrap(),
-            kv(
-                "whole_float",
-                Some(ValueType::Int),
-                Some(KvValue::VarintValue(2))
-            )
-        );
-        assert_eq!(
-            get("huge_float").unwrap().value,
-            Some(KvValue::DoubleValue(1e300))
-        );
-        assert_eq!(
-            get("arr").unwrap().value,
-            Some(KvValue::StringValue(r#"[1,"x"]"#.into()))
-        );
+        assert_eq!(get("whole_float").unwrap(), kv("whole_float", Some(ValueType::Int), Some(KvValue::VarintValue(2))));
+        assert_eq!(get("huge_float").unwrap().value, Some(KvValue::DoubleValue(1e300)));
+        assert_eq!(get("arr").unwrap().value, Some(KvValue::StringValue(r#"[1,"x"]"#.into())));
         assert_eq!(get("f").unwrap().value, Some(KvValue::VarintValue(0)));
     }
 
@@ -275,37 +194,13 @@ mod tests {
             kv("s", None, Some(KvValue::StringValue("x".into()))),
             kv("i", None, Some(KvValue::VarintValue(3))),
             // Type and value disagree: the value wins.
-            kv(
-                "mismatch",
-                Some(ValueType::Bool),
-                Some(KvValue::StringValue("y".into())),
-            ),
+            kv("mismatch", Some(ValueType::Bool), Some(KvValue::StringValue("y".into()))),
             // Not JSON: the raw string is kept.
-            kv(
-                "bad_json",
-                Some(ValueType::JsonString),
-                Some(KvValue::StringValue("{nope".into())),
-            ),
-            kv(
-                "uint",
-                Some(ValueType::Uint),
-                Some(KvValue::VarintValue(-1)),
-            ),
-            kv(
-                "llint",
-                Some(ValueType::Llint),
-                Some(KvValue::VarintValue(-1)),
-            ),
-            kv(
-                "float",
-                Some(ValueType::Float),
-                Some(KvValue::FloatValue(0.5)),
-            ),
-            kv(
-                "nan",
-                Some(ValueType::Double),
-                Some(KvValue::DoubleValue(f64::NAN)),
-            ),
+            kv("bad_json", Some(ValueType::JsonString), Some(KvValue::StringValue("{nope".into()))),
+            kv("uint", Some(ValueType::Uint), Some(KvValue::VarintValue(-1))),
+            kv("llint", Some(ValueType::Llint), Some(KvValue::VarintValue(-1))),
+            kv("float", Some(ValueType::Float), Some(KvValue::FloatValue(0.5))),
+            kv("nan", Some(ValueType::Double), Some(KvValue::DoubleValue(f64::NAN))),
             kv("empty", Some(ValueType::String), None),
             kv("b", Some(ValueType::Bool), Some(KvValue::VarintValue(5))),
         ];

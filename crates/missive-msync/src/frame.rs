@@ -31,12 +31,8 @@ pub fn decode_payload<M: Message + Default>(frame: &pb::MSync) -> Result<M, pros
 /// Encodes a server-to-client frame. Only `command` and `payload` are set: that is all the SDK
 /// reads from a server frame, and it keeps frames as small as the captures in PROTOCOL.md.
 pub fn encode_frame(cmd: pb::m_sync::Command, payload: impl Message) -> Vec<u8> {
-    pb::MSync {
-        command: Some(cmd as i32),
-        payload: Some(payload.encode_to_vec().into()),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    pb::MSync { command: Some(cmd as i32), payload: Some(payload.encode_to_vec().into()), ..Default::default() }
+        .encode_to_vec()
 }
 
 /// The bare user JID `{app_key, name, "easemob.com"}`, with no resource: the form used for
@@ -58,9 +54,7 @@ mod tests {
 
     #[test]
     fn server_frame_carries_only_command_and_payload() {
-        let notice = pb::CommNotice {
-            queue: Some(jid("org#app", "alice")),
-        };
+        let notice = pb::CommNotice { queue: Some(jid("org#app", "alice")) };
         let bytes = encode_frame(Command::Notice, notice.clone());
         let frame = decode_frame(&bytes).unwrap();
         assert_eq!(frame.command, Some(Command::Notice as i32));
@@ -74,10 +68,7 @@ mod tests {
     #[test]
     fn minimal_provision_reply_matches_capture_size() {
         let reply = pb::Provision {
-            status: Some(pb::Status {
-                error_code: Some(pb::status::ErrorCode::Ok as i32),
-                ..Default::default()
-            }),
+            status: Some(pb::Status { error_code: Some(pb::status::ErrorCode::Ok as i32), ..Default::default() }),
             resource: Some("webim_web_1795680689834".into()),
             ..Default::default()
         };
@@ -86,14 +77,8 @@ mod tests {
 
     #[test]
     fn missing_payload_decodes_as_empty_message() {
-        let frame = pb::MSync {
-            command: Some(Command::Unread as i32),
-            ..Default::default()
-        };
-        assert_eq!(
-            decode_payload::<pb::CommUnreadUl>(&frame).unwrap(),
-            pb::CommUnreadUl {}
-        );
+        let frame = pb::MSync { command: Some(Command::Unread as i32), ..Default::default() };
+        assert_eq!(decode_payload::<pb::CommUnreadUl>(&frame).unwrap(), pb::CommUnreadUl {});
     }
 
     #[test]

@@ -14,13 +14,7 @@ use support::{APP_KEY, Mock, MockConfig, WAIT};
 use tokio::time::timeout;
 
 fn login(mock: &Mock, user: &str) -> Login {
-    Login {
-        url: mock.url(),
-        app_key: APP_KEY.into(),
-        user: user.into(),
-        token: format!("tok-{user}"),
-        resource: None,
-    }
+    Login { url: mock.url(), app_key: APP_KEY.into(), user: user.into(), token: format!("tok-{user}"), resource: None }
 }
 
 async fn connect(mock: &Mock, user: &str) -> MsyncClient {
@@ -28,16 +22,11 @@ async fn connect(mock: &Mock, user: &str) -> MsyncClient {
 }
 
 async fn connect_with(mock: &Mock, user: &str, options: ClientOptions) -> MsyncClient {
-    MsyncClient::connect(login(mock, user), options)
-        .await
-        .expect("login")
+    MsyncClient::connect(login(mock, user), options).await.expect("login")
 }
 
 async fn next_event(client: &mut MsyncClient) -> ClientEvent {
-    timeout(WAIT, client.next_event())
-        .await
-        .expect("timed out waiting for an event")
-        .expect("event channel closed")
+    timeout(WAIT, client.next_event()).await.expect("timed out waiting for an event").expect("event channel closed")
 }
 
 async fn next_message(client: &mut MsyncClient) -> Received {
@@ -53,11 +42,8 @@ fn text_of(m: &Received) -> &str {
 
 #[tokio::test]
 async fn login_adopts_the_assigned_resource_then_sends_unread() {
-    let mut mock = Mock::start(MockConfig {
-        assign_resource: Some("server-chosen".into()),
-        ..Default::default()
-    })
-    .await;
+    let mut mock =
+        Mock::start(MockConfig { assign_resource: Some("server-chosen".into()), ..Default::default() }).await;
     let client = connect(&mock, "bob").await;
     assert_eq!(client.resource(), "server-chosen");
 
@@ -89,11 +75,7 @@ async fn a_wrong_token_is_a_login_error() {
 #[tokio::test]
 async fn an_unreachable_server_is_a_connect_error() {
     // Bind and drop a listener to get a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let login = Login {
         url: format!("ws://127.0.0.1:{port}/websocket"),
         app_key: APP_KEY.into(),
@@ -109,11 +91,7 @@ async fn an_unreachable_server_is_a_connect_error() {
 /// ack with the key → is_last:true.
 #[tokio::test]
 async fn notice_pull_and_key_ack() {
-    let mut mock = Mock::start(MockConfig {
-        batch: 1,
-        ..Default::default()
-    })
-    .await;
+    let mut mock = Mock::start(MockConfig { batch: 1, ..Default::default() }).await;
     let mut bob = connect(&mock, "bob").await;
     mock.wait_for(|s| s.command() == Command::Unread).await;
 
@@ -159,15 +137,9 @@ async fn several_queues_are_pulled_in_turn() {
         texts.push(format!("{}:{}", m.queue, text_of(&m)));
     }
     texts.sort();
-    assert_eq!(
-        texts,
-        ["alice:alice again", "alice:from alice", "carol:from carol"]
-    );
+    assert_eq!(texts, ["alice:alice again", "alice:from alice", "carol:from carol"]);
     assert_eq!(bob.unread().await.unwrap(), vec![]);
-    assert_eq!(
-        mock.pending("bob", "alice") + mock.pending("bob", "carol"),
-        0
-    );
+    assert_eq!(mock.pending("bob", "alice") + mock.pending("bob", "carol"), 0);
 }
 
 #[tokio::test]
@@ -176,10 +148,7 @@ async fn offline_messages_are_pulled_after_login() {
     let id = mock.push_text("carol", "bob", "offline hello");
     let mut bob = connect(&mock, "bob").await;
     let m = next_message(&mut bob).await;
-    assert_eq!(
-        (m.id, m.queue.as_str(), text_of(&m)),
-        (id, "carol", "offline hello")
-    );
+    assert_eq!((m.id, m.queue.as_str(), text_of(&m)), (id, "carol", "offline hello"));
     // The key-ack was written before this UNREAD, so nothing is left.
     assert_eq!(bob.unread().await.unwrap(), vec![]);
 }
@@ -187,15 +156,7 @@ async fn offline_messages_are_pulled_after_login() {
 #[tokio::test]
 async fn unread_lists_queues_and_pulls_them() {
     let mut mock = Mock::start(MockConfig::default()).await;
-    let mut bob = connect_with(
-        &mock,
-        "bob",
-        ClientOptions {
-            auto_ack: false,
-            ..Default::default()
-        },
-    )
-    .await;
+    let mut bob = connect_with(&mock, "bob", ClientOptions { auto_ack: false, ..Default::default() }).await;
     mock.wait_for(|s| s.command() == Command::Unread).await;
     mock.push_text("dave", "bob", "listed");
     next_message(&mut bob).await; // pulled on NOTICE, left unacked
@@ -210,15 +171,7 @@ async fn unread_lists_queues_and_pulls_them() {
 #[tokio::test]
 async fn without_auto_ack_messages_are_redelivered() {
     let mut mock = Mock::start(MockConfig::default()).await;
-    let mut bob = connect_with(
-        &mock,
-        "bob",
-        ClientOptions {
-            auto_ack: false,
-            ..Default::default()
-        },
-    )
-    .await;
+    let mut bob = connect_with(&mock, "bob", ClientOptions { auto_ack: false, ..Default::default() }).await;
     mock.wait_for(|s| s.command() == Command::Unread).await;
 
     let first = mock.push_text("alice", "bob", "one");
@@ -249,17 +202,11 @@ async fn a_send_is_acked_and_delivered() {
     assert_eq!((m.from.as_str(), m.to.as_str()), ("alice", "bob"));
     assert_eq!(text_of(&m), "hi bob");
     let body = m.body.unwrap();
-    assert_eq!(
-        serde_json::Value::Object(missive_msync::key_values_to_json(&body.ext)),
-        ext
-    );
+    assert_eq!(serde_json::Value::Object(missive_msync::key_values_to_json(&body.ext)), ext);
     assert!(body.contents[0].sub_type.is_none());
 
     // A receipt travels the same way back.
-    let receipt = bob
-        .send("alice", read_ack_body("bob", "alice", m.id))
-        .await
-        .unwrap();
+    let receipt = bob.send("alice", read_ack_body("bob", "alice", m.id)).await.unwrap();
     assert!(receipt.server_id > ack.server_id);
 }
 
@@ -280,9 +227,7 @@ async fn concurrent_sends_get_their_own_acks() {
 async fn a_rejected_send_reports_code_and_reason() {
     let mock = Mock::start(MockConfig::default()).await;
     let alice = connect(&mock, "alice").await;
-    let result = alice
-        .send("bob", text_body("alice", "bob", "reject me", None))
-        .await;
+    let result = alice.send("bob", text_body("alice", "bob", "reject me", None)).await;
     match result {
         Err(ClientError::Rejected { code, reason }) => {
             assert_eq!((code, reason.as_str()), (1, "blocked"));
@@ -295,17 +240,8 @@ async fn a_rejected_send_reports_code_and_reason() {
 async fn a_statistic_kick_is_reported() {
     let mock = Mock::start(MockConfig::default()).await;
     let mut bob = connect(&mock, "bob").await;
-    mock.push_kick(
-        "bob",
-        pb::statistics_body::Operation::UserLoginAnotherDevice,
-    );
-    assert_eq!(
-        next_event(&mut bob).await,
-        ClientEvent::Kicked {
-            operation: 2,
-            reason: Some("kicked by test".into())
-        }
-    );
+    mock.push_kick("bob", pb::statistics_body::Operation::UserLoginAnotherDevice);
+    assert_eq!(next_event(&mut bob).await, ClientEvent::Kicked { operation: 2, reason: Some("kicked by test".into()) });
     // INFORMATION is not a kick: it arrives as an ordinary STATISTIC message.
     mock.push_kick("bob", pb::statistics_body::Operation::Information);
     let info = next_message(&mut bob).await;
@@ -316,15 +252,8 @@ async fn a_statistic_kick_is_reported() {
 #[tokio::test]
 async fn the_heartbeat_is_unread_after_silence() {
     let mut mock = Mock::start(MockConfig::default()).await;
-    let _bob = connect_with(
-        &mock,
-        "bob",
-        ClientOptions {
-            heartbeat: Duration::from_millis(50),
-            ..Default::default()
-        },
-    )
-    .await;
+    let _bob =
+        connect_with(&mock, "bob", ClientOptions { heartbeat: Duration::from_millis(50), ..Default::default() }).await;
     mock.wait_for(|s| s.command() == Command::Unread).await; // after login
     mock.wait_for(|s| s.command() == Command::Unread).await; // heartbeat
 }
@@ -338,10 +267,7 @@ async fn close_sends_logout_like_the_sdk() {
 
     let (logout, _) = mock.wait_for(|s| s.command() == Command::Logout).await;
     assert_eq!(logout.frame.auth(), "$t$tok-bob");
-    assert_eq!(
-        logout.frame.guid.as_ref().unwrap().client_resource(),
-        resource
-    );
+    assert_eq!(logout.frame.guid.as_ref().unwrap().client_resource(), resource);
     let body: pb::Logout = missive_msync::frame::decode_payload(&logout.frame).unwrap();
     assert_eq!(body.reason(), "inner:logout");
     assert!(body.session_id().ends_with(':'));
@@ -357,19 +283,13 @@ async fn a_garbage_frame_ends_the_session_without_panicking() {
         other => panic!("expected Closed, got {other:?}"),
     }
     assert!(timeout(WAIT, bob.next_event()).await.unwrap().is_none());
-    let late = bob
-        .send("alice", text_body("bob", "alice", "late", None))
-        .await;
+    let late = bob.send("alice", text_body("bob", "alice", "late", None)).await;
     assert!(matches!(late, Err(ClientError::Closed)), "{late:?}");
 }
 
 #[tokio::test]
 async fn is_last_with_metas_is_a_protocol_violation() {
-    let mock = Mock::start(MockConfig {
-        is_last_with_metas: true,
-        ..Default::default()
-    })
-    .await;
+    let mock = Mock::start(MockConfig { is_last_with_metas: true, ..Default::default() }).await;
     let mut bob = connect(&mock, "bob").await;
     mock.push_text("alice", "bob", "looping");
     match next_event(&mut bob).await {

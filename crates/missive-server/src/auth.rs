@@ -82,11 +82,7 @@ impl Authenticator {
     pub fn new(store: Arc<dyn Store>, argon2_memory_kib: u32, argon2_iterations: u32) -> Authenticator {
         let params = Params::new(argon2_memory_kib.max(8), argon2_iterations.max(1), 1, None)
             .unwrap_or_else(|_| Params::default());
-        Authenticator {
-            store,
-            cache: DashMap::new(),
-            argon: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
-        }
+        Authenticator { store, cache: DashMap::new(), argon: Argon2::new(Algorithm::Argon2id, Version::V0x13, params) }
     }
 
     /// Mints and stores a token. `ttl_secs == 0` never expires.
@@ -104,9 +100,7 @@ impl Authenticator {
             Principal::App => None,
             Principal::User(u) => Some(u),
         };
-        self.store
-            .insert_token(&TokenRecord { hash: hash.to_vec(), app_id, user, expires_at, created: now })
-            .await?;
+        self.store.insert_token(&TokenRecord { hash: hash.to_vec(), app_id, user, expires_at, created: now }).await?;
         self.remember(hash, CachedToken { app_id, principal, expires_at });
         Ok(MintedToken { access_token, expires_in: ttl_secs })
     }

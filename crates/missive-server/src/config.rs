@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Everything `missive serve` can be told.
@@ -98,7 +98,12 @@ pub struct QueueConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { retention_secs: 7 * 24 * 3600, max_offline_per_user: 500, pull_batch: 100, sweep_interval_secs: 300 }
+        QueueConfig {
+            retention_secs: 7 * 24 * 3600,
+            max_offline_per_user: 500,
+            pull_batch: 100,
+            sweep_interval_secs: 300,
+        }
     }
 }
 
@@ -133,7 +138,12 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { max_devices_per_user: 8, idle_timeout_secs: 150, send_buffer_frames: 512, max_frame_bytes: 64 * 1024 }
+        SessionConfig {
+            max_devices_per_user: 8,
+            idle_timeout_secs: 150,
+            send_buffer_frames: 512,
+            max_frame_bytes: 64 * 1024,
+        }
     }
 }
 
@@ -176,17 +186,11 @@ impl Config {
         if let Some(file) = file {
             fig = fig.merge(Toml::file_exact(file));
         }
-        fig = fig.merge(Env::prefixed("MISSIVE_").split("__").only(&[
-            "listen",
-            "data",
-            "node_id",
-            "limits",
-            "queue",
-            "tokens",
-            "sessions",
-            "security",
-            "messages",
-        ]));
+        fig = fig.merge(
+            Env::prefixed("MISSIVE_")
+                .split("__")
+                .only(&["listen", "data", "node_id", "limits", "queue", "tokens", "sessions", "security", "messages"]),
+        );
         fig.extract().map_err(Box::new)
     }
 

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use missive_core::id::{now_ms, MsgId};
+use missive_core::id::{MsgId, now_ms};
 use missive_core::model::{App, QueuedMessage};
 use missive_msync::pb;
 use prost::Message;

@@ -178,11 +178,21 @@ impl ApiError {
 
     /// 503 when the server sheds load or storage is unavailable.
     pub fn unavailable(description: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "ServiceUnavailableException", description)
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "ServiceUnavailableException",
+            description,
+        )
     }
 
     pub fn internal() -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "InternalServerErrorException", "internal error")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "InternalServerErrorException",
+            "internal error",
+        )
     }
 
     /// The JSON body, with `duration` measured by the caller.

@@ -84,7 +84,12 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(buffer: usize, max_devices: usize) -> Hub {
-        Hub { sessions: DashMap::new(), next_id: AtomicU64::new(1), buffer: buffer.max(4), max_devices: max_devices.max(1) }
+        Hub {
+            sessions: DashMap::new(),
+            next_id: AtomicU64::new(1),
+            buffer: buffer.max(4),
+            max_devices: max_devices.max(1),
+        }
     }
 
     /// Adds a session. A session with the same resource is replaced (the device reconnected
@@ -146,7 +151,13 @@ impl Hub {
 
     /// Hands an online-only message to every device of `user`, except `skip_resource`.
     /// Returns how many devices got it.
-    pub fn push_transient(&self, app: Uuid, user: &str, msg: &Arc<TransientMessage>, skip_resource: Option<&str>) -> usize {
+    pub fn push_transient(
+        &self,
+        app: Uuid,
+        user: &str,
+        msg: &Arc<TransientMessage>,
+        skip_resource: Option<&str>,
+    ) -> usize {
         self.each_session(app, user, skip_resource, |_| SessionEvent::Transient(msg.clone()))
     }
 
@@ -163,7 +174,13 @@ impl Hub {
         n
     }
 
-    fn each_session(&self, app: Uuid, user: &str, skip: Option<&str>, event: impl Fn(&SessionEntry) -> SessionEvent) -> usize {
+    fn each_session(
+        &self,
+        app: Uuid,
+        user: &str,
+        skip: Option<&str>,
+        event: impl Fn(&SessionEntry) -> SessionEvent,
+    ) -> usize {
         let Some(list) = self.sessions.get(&(app, user.to_owned())) else { return 0 };
         let mut n = 0;
         for s in list.iter() {

@@ -16,11 +16,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
 use axum::Router;
+use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use missive_core::id::{now_ms, MsgId};
+use missive_core::id::{MsgId, now_ms};
 use missive_core::model::App;
 use missive_core::store::{Store, StoreError};
 use missive_store::{SqliteStore, SqliteStoreOptions};

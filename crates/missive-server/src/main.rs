@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use missive_core::store::Store;
-use missive_server::{app_credentials_json, create_app, open_store, run, Config};
+use missive_server::{Config, app_credentials_json, create_app, open_store, run};
 
 #[derive(Parser)]
 #[command(name = "missive", version, about = "A self-hosted, Easemob-compatible instant-messaging server")]
@@ -118,7 +118,8 @@ async fn serve(listen: Option<std::net::SocketAddr>, args: StoreArgs) -> anyhow:
         println!("{}", app_credentials_json(&app));
         tracing::info!("created app demo/demo; its credentials are printed above (shown only once)");
     }
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(addr = %listener.local_addr()?, data = %config.data.display(), "missive listening");
     let store: Arc<dyn Store> = Arc::new(store);
     run(config, store, listener, shutdown_signal()).await?;

@@ -45,11 +45,7 @@ pub struct Quota {
 impl Quota {
     /// `limit` tokens per `period`; `limit == 0` disables the quota.
     pub fn new(limit: u32, period: Duration) -> Quota {
-        Quota {
-            capacity: f64::from(limit),
-            per_sec: f64::from(limit) / period.as_secs_f64(),
-            buckets: DashMap::new(),
-        }
+        Quota { capacity: f64::from(limit), per_sec: f64::from(limit) / period.as_secs_f64(), buckets: DashMap::new() }
     }
 
     /// Whether `app` may spend `n` more; spends them if so.
@@ -58,10 +54,7 @@ impl Quota {
             return true;
         }
         let now = Instant::now();
-        let entry = self
-            .buckets
-            .entry(app)
-            .or_insert_with(|| Mutex::new(Bucket { tokens: self.capacity, last: now }));
+        let entry = self.buckets.entry(app).or_insert_with(|| Mutex::new(Bucket { tokens: self.capacity, last: now }));
         let mut bucket = entry.lock().unwrap_or_else(|e| e.into_inner());
         bucket.take(f64::from(n), self.capacity, self.per_sec, now)
     }

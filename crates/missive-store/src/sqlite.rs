@@ -15,10 +15,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use missive_core::id::{now_ms, MsgId};
+use missive_core::id::{MsgId, now_ms};
 use missive_core::model::{App, DeviceInfo, NewUser, QueuedMessage, TokenRecord, User};
 use missive_core::store::{QueueCount, QueuePolicy, RecallOutcome, Store, StoreError, StoreResult, UserPatch};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -565,12 +567,13 @@ impl Store for SqliteStore {
     }
 
     async fn offline_count(&self, app: Uuid, owner: &str) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE app_id = ? AND owner = ? AND delivered = 0")
-            .bind(app.to_string())
-            .bind(owner)
-            .fetch_one(&self.read)
-            .await
-            .map_err(map_err)?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE app_id = ? AND owner = ? AND delivered = 0")
+                .bind(app.to_string())
+                .bind(owner)
+                .fetch_one(&self.read)
+                .await
+                .map_err(map_err)?;
         Ok(n as u64)
     }
 
@@ -708,7 +711,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn pending(&self, app: Uuid, owner: &str, resource: &str, queue: &str, limit: u32) -> StoreResult<Vec<QueuedMessage>> {
+    async fn pending(
+        &self,
+        app: Uuid,
+        owner: &str,
+        resource: &str,
+        queue: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<QueuedMessage>> {
         let app_s = app.to_string();
         let rows = sqlx::query(sql!(
             "SELECT id, app_id, owner, queue, sender, created, payload, delivered FROM messages ",

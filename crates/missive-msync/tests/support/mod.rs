@@ -40,11 +40,7 @@ pub struct MockConfig {
 
 impl Default for MockConfig {
     fn default() -> Self {
-        Self {
-            assign_resource: None,
-            batch: 10,
-            is_last_with_metas: false,
-        }
+        Self { assign_resource: None, batch: 10, is_last_with_metas: false }
     }
 }
 
@@ -101,10 +97,7 @@ pub struct Mock {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 fn ok() -> Option<pb::Status> {
@@ -126,11 +119,7 @@ impl Mock {
         let (seen_tx, seen) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             config,
-            state: Mutex::new(State {
-                next_id: now_ms() * 1000,
-                pending: HashMap::new(),
-                sessions: HashMap::new(),
-            }),
+            state: Mutex::new(State { next_id: now_ms() * 1000, pending: HashMap::new(), sessions: HashMap::new() }),
             seen: seen_tx,
         });
         let accept_shared = Arc::clone(&shared);
@@ -159,12 +148,7 @@ impl Mock {
             reason: Some("kicked by test".into()),
             ..Default::default()
         };
-        self.push(
-            to,
-            "admin",
-            pb::meta::NameSpace::Statistic,
-            body.encode_to_vec(),
-        )
+        self.push(to, "admin", pb::meta::NameSpace::Statistic, body.encode_to_vec())
     }
 
     fn push(&self, to: &str, from: &str, ns: pb::meta::NameSpace, payload: Vec<u8>) -> u64 {
@@ -195,18 +179,12 @@ impl Mock {
     /// Number of unacked metas for `user` in `queue`.
     pub fn pending(&self, user: &str, queue: &str) -> usize {
         let state = self.shared.state.lock().unwrap();
-        state
-            .pending
-            .get(&(user.to_owned(), queue.to_owned()))
-            .map_or(0, Vec::len)
+        state.pending.get(&(user.to_owned(), queue.to_owned())).map_or(0, Vec::len)
     }
 
     /// The next client frame, within [`WAIT`].
     pub async fn next_frame(&mut self) -> Seen {
-        timeout(WAIT, self.seen.recv())
-            .await
-            .expect("timed out waiting for a client frame")
-            .expect("mock gone")
+        timeout(WAIT, self.seen.recv()).await.expect("timed out waiting for a client frame").expect("mock gone")
     }
 
     /// Skips client frames until one matches, all within [`WAIT`]; returns it and the frames
@@ -240,18 +218,10 @@ fn store_and_notify(state: &mut State, to: &str, queue: &str, mut meta: pb::Meta
     state.next_id += 1;
     let id = state.next_id;
     meta.id = Some(id);
-    state
-        .pending
-        .entry((to.to_owned(), queue.to_owned()))
-        .or_default()
-        .push(meta);
+    state.pending.entry((to.to_owned(), queue.to_owned())).or_default().push(meta);
     if let Some(session) = state.sessions.get(to) {
-        let notice = pb::CommNotice {
-            queue: Some(jid(APP_KEY, queue)),
-        };
-        session
-            .send(Out::Frame(encode_frame(Command::Notice, notice)))
-            .ok();
+        let notice = pb::CommNotice { queue: Some(jid(APP_KEY, queue)) };
+        session.send(Out::Frame(encode_frame(Command::Notice, notice))).ok();
     }
     id
 }
@@ -289,20 +259,11 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
 }
 
 impl Shared {
-    fn handle(
-        &self,
-        user: &mut Option<String>,
-        frame: &pb::MSync,
-        push: &mpsc::UnboundedSender<Out>,
-    ) -> Vec<Vec<u8>> {
+    fn handle(&self, user: &mut Option<String>, frame: &pb::MSync, push: &mpsc::UnboundedSender<Out>) -> Vec<Vec<u8>> {
         let mut state = self.state.lock().unwrap();
         match Command::try_from(frame.command.unwrap_or_default()) {
             Ok(Command::Provision) => {
-                let name = frame
-                    .guid
-                    .as_ref()
-                    .map(|g| g.name().to_owned())
-                    .unwrap_or_default();
+                let name = frame.guid.as_ref().map(|g| g.name().to_owned()).unwrap_or_default();
                 let provision: pb::Provision = decode_payload(frame).unwrap();
                 if frame.auth() != format!("$t$tok-{name}") {
                     let reply = pb::Provision {
@@ -331,11 +292,7 @@ impl Shared {
                         n: Some(metas.len() as u32),
                     })
                     .collect();
-                let reply = pb::CommUnreadDl {
-                    status: ok(),
-                    unread,
-                    timestamp: Some(now_ms()),
-                };
+                let reply = pb::CommUnreadDl { status: ok(), unread, timestamp: Some(now_ms()) };
                 vec![encode_frame(Command::Unread, reply)]
             }
             Ok(Command::Sync) => {
@@ -346,17 +303,9 @@ impl Shared {
                         return vec![];
                     }
                     let body = pb::MessageBody::decode(meta.payload()).unwrap();
-                    let to = meta
-                        .to
-                        .as_ref()
-                        .map(|j| j.name().to_owned())
-                        .unwrap_or_default();
+                    let to = meta.to.as_ref().map(|j| j.name().to_owned()).unwrap_or_default();
                     if body.contents.first().map(|c| c.text()) == Some("reject me") {
-                        let ack = pb::CommSyncDl {
-                            status: fail("blocked"),
-                            meta_id: meta.id,
-                            ..Default::default()
-                        };
+                        let ack = pb::CommSyncDl { status: fail("blocked"), meta_id: meta.id, ..Default::default() };
                         return vec![encode_frame(Command::Sync, ack)];
                     }
                     let delivered = pb::Meta {
@@ -376,10 +325,7 @@ impl Shared {
                     return vec![encode_frame(Command::Sync, ack)];
                 }
                 let Some(queue) = ul.queue else { return vec![] };
-                let list = state
-                    .pending
-                    .entry((me, queue.name().to_owned()))
-                    .or_default();
+                let list = state.pending.entry((me, queue.name().to_owned())).or_default();
                 if let Some(key) = ul.key.filter(|k| *k != 0) {
                     list.retain(|m| m.id() > key);
                 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
-use axum::http::{header, Method};
+use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use missive_core::id::now_ms;
 use missive_core::model::{App, User};
@@ -259,11 +259,8 @@ impl FromRequest<AppState> for SendBody {
 /// Reads at most `limit` bytes (413 past that, refusing early on a larger Content-Length)
 /// and parses JSON (400 `invalid_request_body` if malformed).
 pub async fn read_json(req: Request, limit: usize) -> ApiResult<Value> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::too_large());
     }

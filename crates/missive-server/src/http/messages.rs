@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use missive_core::id::{now_ms, MsgId};
+use missive_core::id::{MsgId, now_ms};
 use missive_core::model::App;
 use missive_core::store::RecallOutcome;
 use missive_msync::ext::json_to_key_values;
 use missive_msync::pb;
 use missive_msync::pb::message_body::content::Type as ContentType;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::ctx::{Api, Envelope, JsonBody, SendBody};
 use crate::delivery::Outgoing;
@@ -24,7 +24,8 @@ use crate::state::AppState;
 
 /// Characters allowed in `customEvent` (`[a-zA-Z0-9-_/\.]{1,32}`).
 fn custom_event_ok(s: &str) -> bool {
-    (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'/' | b'.'))
+    (1..=32).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'/' | b'.'))
 }
 
 const MAX_CUSTOM_EXTS: usize = 16;
@@ -58,7 +59,12 @@ fn string_list(v: &Value) -> ApiResult<Vec<String>> {
 
 /// Validates the common envelope: `from`, `to`, `type`, `body`, `ext`, `routetype`,
 /// `sync_device`, `roam_ignore_users`.
-fn parse_envelope(obj: &Map<String, Value>, to_key: &str, body: Option<&Value>, state: &AppState) -> ApiResult<SendRequest> {
+fn parse_envelope(
+    obj: &Map<String, Value>,
+    to_key: &str,
+    body: Option<&Value>,
+    state: &AppState,
+) -> ApiResult<SendRequest> {
     let from = match obj.get("from") {
         None | Some(Value::Null) => "admin".to_owned(),
         Some(Value::String(s)) if s.is_empty() => return Err(ApiError::send_error("param from can't be empty")),
@@ -90,7 +96,9 @@ fn parse_envelope(obj: &Map<String, Value>, to_key: &str, body: Option<&Value>, 
             b.remove("type");
             (t, b)
         }
-        None | Some(Value::Null) => (obj.get("type").and_then(Value::as_str).unwrap_or_default().to_owned(), Map::new()),
+        None | Some(Value::Null) => {
+            (obj.get("type").and_then(Value::as_str).unwrap_or_default().to_owned(), Map::new())
+        }
         Some(_) => return Err(ApiError::invalid_body()),
     };
     if msg_type.is_empty() {
@@ -134,7 +142,9 @@ fn str_field(body: &Map<String, Value>, key: &str) -> ApiResult<Option<String>> 
 }
 
 fn required_str(body: &Map<String, Value>, key: &str) -> ApiResult<String> {
-    str_field(body, key)?.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::send_error(format!("param body.{key} can't be empty")))
+    str_field(body, key)?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::send_error(format!("param body.{key} can't be empty")))
 }
 
 /// Numbers that Easemob's examples send either as JSON numbers or as strings.
@@ -166,7 +176,8 @@ fn content_for(msg_type: &str, body: &Map<String, Value>) -> ApiResult<pb::messa
     match msg_type {
         "txt" => {
             c.set_type(ContentType::Text);
-            c.text = Some(str_field(body, "msg")?.ok_or_else(|| ApiError::send_error("param body.msg can't be empty"))?);
+            c.text =
+                Some(str_field(body, "msg")?.ok_or_else(|| ApiError::send_error("param body.msg can't be empty"))?);
         }
         "img" => {
             c.set_type(ContentType::Image);
@@ -197,8 +208,10 @@ fn content_for(msg_type: &str, body: &Map<String, Value>) -> ApiResult<pb::messa
         }
         "loc" => {
             c.set_type(ContentType::Location);
-            c.latitude = Some(number_field(body, "lat")?.ok_or_else(|| ApiError::send_error("param body.lat can't be empty"))?);
-            c.longitude = Some(number_field(body, "lng")?.ok_or_else(|| ApiError::send_error("param body.lng can't be empty"))?);
+            c.latitude =
+                Some(number_field(body, "lat")?.ok_or_else(|| ApiError::send_error("param body.lat can't be empty"))?);
+            c.longitude =
+                Some(number_field(body, "lng")?.ok_or_else(|| ApiError::send_error("param body.lng can't be empty"))?);
             c.address = Some(str_field(body, "addr")?.unwrap_or_default());
             c.building_name = str_field(body, "buildingName")?;
         }
@@ -245,7 +258,12 @@ async fn send_request(state: &AppState, app: &Arc<App>, req: SendRequest) -> Api
         return Err(ApiError::reach_limit());
     }
     if !state.send_messages.try_take(app.id, req.to.len() as u32) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "message_send_error", "MessageSendException", "message send reach limit"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "message_send_error",
+            "MessageSendException",
+            "message send reach limit",
+        ));
     }
     let mut body = pb::MessageBody { contents: vec![content], ext: json_to_key_values(&req.ext), ..Default::default() };
     body.set_type(pb::message_body::Type::Chat);
@@ -266,7 +284,11 @@ async fn send_request(state: &AppState, app: &Arc<App>, req: SendRequest) -> Api
 }
 
 /// `POST /{org}/{app}/messages/users` — one message to up to 600 users, one id each.
-pub async fn send_user_messages(State(state): State<AppState>, api: Api, SendBody(body): SendBody) -> ApiResult<Envelope> {
+pub async fn send_user_messages(
+    State(state): State<AppState>,
+    api: Api,
+    SendBody(body): SendBody,
+) -> ApiResult<Envelope> {
     api.require_admin("/messages/users")?;
     let obj = body.as_object().ok_or_else(ApiError::invalid_body)?;
     let req = parse_envelope(obj, "to", obj.get("body"), &state)?;
@@ -290,10 +312,8 @@ pub async fn send_legacy(State(state): State<AppState>, api: Api, SendBody(body)
     let req = parse_envelope(obj, "target", obj.get("msg"), &state)?;
     let ids = send_request(&state, &api.app, req).await?;
     let with_ids = api.query_value("useMsgId").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let data: Map<String, Value> = ids
-        .into_iter()
-        .map(|(u, id)| (u, if with_ids { id.to_string().into() } else { "success".into() }))
-        .collect();
+    let data: Map<String, Value> =
+        ids.into_iter().map(|(u, id)| (u, if with_ids { id.to_string().into() } else { "success".into() })).collect();
     Ok(api.envelope("post", "/messages", "/messages").set("data", data))
 }
 
@@ -314,8 +334,11 @@ async fn recall_one(state: &AppState, app: &Arc<App>, item: &Map<String, Value>)
         }
     };
     let msg_id = text("msg_id")?.ok_or_else(|| recall_error(StatusCode::BAD_REQUEST, "param msg_id can't be empty"))?;
-    let to = text("to")?.ok_or_else(|| recall_error(StatusCode::BAD_REQUEST, "param to can't be empty"))?.to_ascii_lowercase();
-    let chat_type = text("chat_type")?.ok_or_else(|| recall_error(StatusCode::BAD_REQUEST, "param chat_type can't be empty"))?;
+    let to = text("to")?
+        .ok_or_else(|| recall_error(StatusCode::BAD_REQUEST, "param to can't be empty"))?
+        .to_ascii_lowercase();
+    let chat_type =
+        text("chat_type")?.ok_or_else(|| recall_error(StatusCode::BAD_REQUEST, "param chat_type can't be empty"))?;
     let from = text("from")?.map(|f| f.to_ascii_lowercase()).unwrap_or_else(|| "admin".into());
     let force = opt_bool(item.get("force"))?;
     let Ok(id) = msg_id.parse::<u64>().map(MsgId) else {

@@ -6,12 +6,12 @@
 
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::Request;
-use axum::http::{header, HeaderName, Method};
+use axum::http::{HeaderName, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::{ApiError, RenderedError};

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use missive_core::model::NewUser;
 use missive_core::store::StoreError;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::ctx::{Api, Credentials, JsonBody};
 use super::users::{parse_username, user_entity};
@@ -16,15 +16,24 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 fn invalid_grant(status: StatusCode, description: &str) -> ApiError {
-    ApiError::new(status, "invalid_grant", "org.apache.usergrid.management.exceptions.InvalidGrantException", description)
+    ApiError::new(
+        status,
+        "invalid_grant",
+        "org.apache.usergrid.management.exceptions.InvalidGrantException",
+        description,
+    )
 }
 
 /// `ttl` may be a number or a numeric string; absent means the configured default.
 fn parse_ttl(body: &Value, default: u64) -> ApiResult<u64> {
     match body.get("ttl") {
         None | Some(Value::Null) => Ok(default),
-        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| ApiError::illegal_argument("ttl must be a non-negative integer")),
-        Some(Value::String(s)) => s.trim().parse().map_err(|_| ApiError::illegal_argument("ttl must be a non-negative integer")),
+        Some(Value::Number(n)) => {
+            n.as_u64().ok_or_else(|| ApiError::illegal_argument("ttl must be a non-negative integer"))
+        }
+        Some(Value::String(s)) => {
+            s.trim().parse().map_err(|_| ApiError::illegal_argument("ttl must be a non-negative integer"))
+        }
         Some(_) => Err(ApiError::invalid_body()),
     }
 }
@@ -53,9 +62,10 @@ pub async fn issue_token(State(state): State<AppState>, api: Api, JsonBody(body)
 }
 
 async fn client_credentials(state: &AppState, api: &Api, body: &Value) -> ApiResult<Response> {
-    let id = string_field(body, "client_id")?.ok_or_else(|| ApiError::illegal_argument("client_id must be provided."))?;
-    let secret =
-        string_field(body, "client_secret")?.ok_or_else(|| ApiError::illegal_argument("client_secret must be provided"))?;
+    let id =
+        string_field(body, "client_id")?.ok_or_else(|| ApiError::illegal_argument("client_id must be provided."))?;
+    let secret = string_field(body, "client_secret")?
+        .ok_or_else(|| ApiError::illegal_argument("client_secret must be provided"))?;
     if id != api.app.client_id {
         return Err(invalid_grant(StatusCode::BAD_REQUEST, "client_id does not match"));
     }
@@ -114,14 +124,16 @@ async fn inherit(state: &AppState, api: &Api, body: &Value) -> ApiResult<Respons
             let new = NewUser { username: username.clone(), password_hash: hash, nickname: None };
             match state.store.create_user(api.app.id, &new).await {
                 Ok(u) => u,
-                Err(StoreError::Conflict(_)) => state.store.user_by_name(api.app.id, &username).await?.ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::CONFLICT,
-                        "concurrent_operation_error",
-                        "ConcurrentOperationException",
-                        "concurrency create app user failed",
-                    )
-                })?,
+                Err(StoreError::Conflict(_)) => {
+                    state.store.user_by_name(api.app.id, &username).await?.ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::CONFLICT,
+                            "concurrent_operation_error",
+                            "ConcurrentOperationException",
+                            "concurrency create app user failed",
+                        )
+                    })?
+                }
                 Err(e) => return Err(e.into()),
             }
         }

@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use missive_core::id::MsgId;
-use missive_core::model::{normalize_username, NewUser, User, UsernameError};
+use missive_core::model::{NewUser, User, UsernameError, normalize_username};
 use missive_core::store::{StoreError, UserPatch};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::ctx::{Api, Credentials, Envelope, JsonBody};
 use crate::error::{ApiError, ApiResult};
@@ -59,7 +59,10 @@ fn duplicate(api: &Api, name: &str) -> ApiError {
         StatusCode::BAD_REQUEST,
         "duplicate_unique_property_exists",
         "org.apache.usergrid.persistence.exceptions.DuplicateUniquePropertyExistsException",
-        format!("Application {} Entity user requires that property named username be unique, value of {name} exists", api.app.id),
+        format!(
+            "Application {} Entity user requires that property named username be unique, value of {name} exists",
+            api.app.id
+        ),
     )
 }
 
@@ -167,7 +170,11 @@ pub async fn create_users(State(state): State<AppState>, api: Api, JsonBody(body
 }
 
 /// `GET /{org}/{app}/users/{username}` — app token, or the user's own token.
-pub async fn get_user(State(state): State<AppState>, api: Api, Path((_, _, name)): Path<(String, String, String)>) -> ApiResult<Envelope> {
+pub async fn get_user(
+    State(state): State<AppState>,
+    api: Api,
+    Path((_, _, name)): Path<(String, String, String)>,
+) -> ApiResult<Envelope> {
     let user = path_user(&state, &api, &name).await?;
     api.require_admin_or_self(&user, &format!("/users/{}", user.uuid))?;
     Ok(api
@@ -212,10 +219,9 @@ pub async fn update_user(
             patch.attributes.insert(k.clone(), v.clone());
         }
     }
-    let user = state.store.update_user(api.app.id, &user.username, &patch).await?.ok_or_else(ApiError::resource_not_found)?;
-    Ok(api
-        .envelope("put", "/users", &format!("/users/{}", user.username))
-        .set("entities", vec![user_entity(&user)]))
+    let user =
+        state.store.update_user(api.app.id, &user.username, &patch).await?.ok_or_else(ApiError::resource_not_found)?;
+    Ok(api.envelope("put", "/users", &format!("/users/{}", user.username)).set("entities", vec![user_entity(&user)]))
 }
 
 fn encode_cursor(seq: i64) -> String {
@@ -234,7 +240,11 @@ fn decode_cursor(c: &str) -> ApiResult<i64> {
 fn page_params(api: &Api) -> ApiResult<(u32, i64)> {
     let limit = match api.query_value("limit") {
         None | Some("") => 10,
-        Some(l) => l.parse::<u32>().ok().filter(|l| (1..=100).contains(l)).ok_or_else(|| ApiError::illegal_argument("limit must be between 1 and 100"))?,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=100).contains(l))
+            .ok_or_else(|| ApiError::illegal_argument("limit must be between 1 and 100"))?,
     };
     let after = match api.query_value("cursor") {
         None | Some("") => 0,
@@ -268,10 +278,15 @@ async fn cut_off(state: &AppState, api: &Api, user: &User, reason: KickReason) -
 }
 
 /// `DELETE /{org}/{app}/users/{username}`
-pub async fn delete_user(State(state): State<AppState>, api: Api, Path((_, _, name)): Path<(String, String, String)>) -> ApiResult<Envelope> {
+pub async fn delete_user(
+    State(state): State<AppState>,
+    api: Api,
+    Path((_, _, name)): Path<(String, String, String)>,
+) -> ApiResult<Envelope> {
     api.require_admin("/users")?;
     let user = path_user(&state, &api, &name).await?;
-    let deleted = state.store.delete_user(api.app.id, &user.username).await?.ok_or_else(ApiError::resource_not_found)?;
+    let deleted =
+        state.store.delete_user(api.app.id, &user.username).await?.ok_or_else(ApiError::resource_not_found)?;
     cut_off(&state, &api, &deleted, KickReason::UserRemoved).await?;
     Ok(api
         .envelope("delete", "/users", &format!("/users/{}", deleted.username))
@@ -345,16 +360,25 @@ pub async fn set_password(
 
 /// `POST /{org}/{app}/users/{username}/deactivate` — bans the user: tokens revoked,
 /// devices kicked, logins refused.
-pub async fn deactivate_user(State(state): State<AppState>, api: Api, Path((_, _, name)): Path<(String, String, String)>) -> ApiResult<Envelope> {
+pub async fn deactivate_user(
+    State(state): State<AppState>,
+    api: Api,
+    Path((_, _, name)): Path<(String, String, String)>,
+) -> ApiResult<Envelope> {
     api.require_admin("/users")?;
     let user = path_user(&state, &api, &name).await?;
-    let user = state.store.set_activated(api.app.id, &user.username, false).await?.ok_or_else(ApiError::resource_not_found)?;
+    let user =
+        state.store.set_activated(api.app.id, &user.username, false).await?.ok_or_else(ApiError::resource_not_found)?;
     cut_off(&state, &api, &user, KickReason::UserRemoved).await?;
     Ok(bare(&api, "Deactivate user").set("entities", vec![user_entity(&user)]))
 }
 
 /// `POST /{org}/{app}/users/{username}/activate`
-pub async fn activate_user(State(state): State<AppState>, api: Api, Path((_, _, name)): Path<(String, String, String)>) -> ApiResult<Envelope> {
+pub async fn activate_user(
+    State(state): State<AppState>,
+    api: Api,
+    Path((_, _, name)): Path<(String, String, String)>,
+) -> ApiResult<Envelope> {
     api.require_admin("/users")?;
     let user = path_user(&state, &api, &name).await?;
     state.store.set_activated(api.app.id, &user.username, true).await?;
@@ -366,7 +390,11 @@ fn presence(state: &AppState, api: &Api, user: &str) -> &'static str {
 }
 
 /// `GET /{org}/{app}/users/{username}/status`
-pub async fn user_status(State(state): State<AppState>, api: Api, Path((_, _, name)): Path<(String, String, String)>) -> ApiResult<Envelope> {
+pub async fn user_status(
+    State(state): State<AppState>,
+    api: Api,
+    Path((_, _, name)): Path<(String, String, String)>,
+) -> ApiResult<Envelope> {
     api.require_admin("/users")?;
     let user = path_user(&state, &api, &name).await?;
     let mut data = Map::new();
@@ -397,7 +425,11 @@ pub async fn batch_status(State(state): State<AppState>, api: Api, JsonBody(body
 }
 
 /// `GET /{org}/{app}/users/{username}/offline_msg_count` — messages no device has acked.
-pub async fn offline_msg_count(State(state): State<AppState>, api: Api, Path((_, _, name)): Path<(String, String, String)>) -> ApiResult<Envelope> {
+pub async fn offline_msg_count(
+    State(state): State<AppState>,
+    api: Api,
+    Path((_, _, name)): Path<(String, String, String)>,
+) -> ApiResult<Envelope> {
     api.require_admin("/users")?;
     let user = path_user(&state, &api, &name).await?;
     let n = state.store.offline_count(api.app.id, &user.username).await?;
@@ -420,11 +452,8 @@ pub async fn offline_msg_status(
     api.require_admin("/users")?;
     let user = path_user(&state, &api, &name).await?;
     let id: u64 = msg_id.parse().map_err(|_| ApiError::illegal_argument("msg_id is illegal"))?;
-    let pending = state
-        .store
-        .message(api.app.id, MsgId(id))
-        .await?
-        .is_some_and(|m| m.owner == user.username && !m.delivered);
+    let pending =
+        state.store.message(api.app.id, MsgId(id)).await?.is_some_and(|m| m.owner == user.username && !m.delivered);
     let mut data = Map::new();
     data.insert(msg_id.clone(), if pending { "undelivered" } else { "delivered" }.into());
     Ok(api
@@ -435,7 +464,11 @@ pub async fn offline_msg_status(
 }
 
 /// `GET /{org}/{app}/users/{username}/resources` — the devices online now.
-pub async fn user_resources(State(state): State<AppState>, api: Api, Path((_, _, name)): Path<(String, String, String)>) -> ApiResult<Envelope> {
+pub async fn user_resources(
+    State(state): State<AppState>,
+    api: Api,
+    Path((_, _, name)): Path<(String, String, String)>,
+) -> ApiResult<Envelope> {
     api.require_admin("/users")?;
     let user = path_user(&state, &api, &name).await?;
     let data: Vec<Value> = state
@@ -452,7 +485,11 @@ pub async fn user_resources(State(state): State<AppState>, api: Api, Path((_, _,
 }
 
 /// `GET /{org}/{app}/users/{username}/disconnect` — logs out every device.
-pub async fn disconnect_all(State(state): State<AppState>, api: Api, Path((_, _, name)): Path<(String, String, String)>) -> ApiResult<Envelope> {
+pub async fn disconnect_all(
+    State(state): State<AppState>,
+    api: Api,
+    Path((_, _, name)): Path<(String, String, String)>,
+) -> ApiResult<Envelope> {
     api.require_admin("/users")?;
     let user = path_user(&state, &api, &name).await?;
     state.hub.kick(api.app.id, &user.username, None, KickReason::ByAdmin);
@@ -472,7 +509,12 @@ pub async fn disconnect_one(
     api.require_admin("/users")?;
     let user = path_user(&state, &api, &name).await.map_err(|e| {
         if e.status == StatusCode::NOT_FOUND {
-            ApiError::new(StatusCode::NOT_FOUND, "service_resource_not_found", "UserNotFoundException", "Service resource not found")
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "service_resource_not_found",
+                "UserNotFoundException",
+                "Service resource not found",
+            )
         } else {
             e
         }

@@ -10,8 +10,8 @@
 
 mod session;
 
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::response::Response;
 
 use crate::state::AppState;

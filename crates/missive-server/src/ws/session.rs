@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
-use missive_core::id::{now_ms, MsgId};
+use missive_core::id::{MsgId, now_ms};
 use missive_core::model::{App, DeviceInfo, QueuedMessage, User};
 use missive_msync::pb;
 use missive_msync::pb::m_sync::Command;
 use missive_msync::pb::status::ErrorCode;
 use prost::Message as _;
-use tokio::time::{timeout, Instant};
+use tokio::time::{Instant, timeout};
 
 use crate::auth::{Principal, TokenError};
 use crate::delivery::Outgoing;
@@ -59,7 +59,11 @@ struct Login {
 }
 
 fn frame(cmd: Command, payload: &impl prost::Message) -> Message {
-    let env = pb::MSync { command: Some(cmd as i32), payload: Some(Bytes::from(payload.encode_to_vec())), ..Default::default() };
+    let env = pb::MSync {
+        command: Some(cmd as i32),
+        payload: Some(Bytes::from(payload.encode_to_vec())),
+        ..Default::default()
+    };
     Message::Binary(Bytes::from(env.encode_to_vec()))
 }
 
@@ -141,7 +145,8 @@ async fn login(state: &AppState, socket: &mut WebSocket) -> Option<Login> {
     let registration = match state.hub.register(app.id, &user.username, device.clone()) {
         Ok(r) => r,
         Err(_) => {
-            let _ = socket.send(provision_reply(ErrorCode::TooManyDevices, Some("Sorry, too many devices"), None)).await;
+            let _ =
+                socket.send(provision_reply(ErrorCode::TooManyDevices, Some("Sorry, too many devices"), None)).await;
             return None;
         }
     };
@@ -179,7 +184,12 @@ struct Gone;
 
 impl Session {
     fn jid(&self, name: &str) -> pb::Jid {
-        pb::Jid { app_key: Some(self.app_key.clone()), name: Some(name.to_owned()), domain: Some(DOMAIN.into()), client_resource: None }
+        pb::Jid {
+            app_key: Some(self.app_key.clone()),
+            name: Some(name.to_owned()),
+            domain: Some(DOMAIN.into()),
+            client_resource: None,
+        }
     }
 
     async fn run(&mut self, socket: &mut WebSocket, reg: SessionRegistration) -> &'static str {
@@ -269,10 +279,7 @@ impl Session {
                 *counts.entry(q.clone()).or_default() += msgs.len() as u32;
             }
         }
-        let unread = counts
-            .into_iter()
-            .map(|(q, n)| pb::MetaQueue { queue: Some(self.jid(&q)), n: Some(n) })
-            .collect();
+        let unread = counts.into_iter().map(|(q, n)| pb::MetaQueue { queue: Some(self.jid(&q)), n: Some(n) }).collect();
         let dl = pb::CommUnreadDl { status: Some(status(ErrorCode::Ok, None)), unread, timestamp: Some(now_ms()) };
         self.send(socket, frame(Command::Unread, &dl)).await
     }
@@ -288,7 +295,8 @@ impl Session {
                 t.retain(|id, _| *id > key);
             }
             if queue != SYSTEM_QUEUE
-                && let Err(e) = self.state.store.ack(self.app.id, &self.user, &self.device.resource, &queue, MsgId(key)).await
+                && let Err(e) =
+                    self.state.store.ack(self.app.id, &self.user, &self.device.resource, &queue, MsgId(key)).await
             {
                 // The messages stay unacked and will be delivered again: at-least-once.
                 tracing::warn!(%e, "ack failed");
@@ -332,7 +340,15 @@ impl Session {
         self.send(socket, frame(Command::Sync, &dl)).await
     }
 
-    fn meta(&self, id: u64, sender: &str, owner: &str, created: i64, ns: pb::meta::NameSpace, payload: Bytes) -> pb::Meta {
+    fn meta(
+        &self,
+        id: u64,
+        sender: &str,
+        owner: &str,
+        created: i64,
+        ns: pb::meta::NameSpace,
+        payload: Bytes,
+    ) -> pb::Meta {
         pb::Meta {
             id: Some(id),
             from: Some(self.jid(sender)),
@@ -429,7 +445,8 @@ impl Session {
         if payload.len() > self.state.config.limits.send_body_bytes {
             return Err((ErrorCode::PermissionDenied, "Sorry, data is too large".into()));
         }
-        let mut body = pb::MessageBody::decode(payload).map_err(|_| (ErrorCode::WrongParameter, "Sorry, message is malformed".into()))?;
+        let mut body = pb::MessageBody::decode(payload)
+            .map_err(|_| (ErrorCode::WrongParameter, "Sorry, message is malformed".into()))?;
         use pb::message_body::Type;
         let kind = body.r#type.and_then(|t| Type::try_from(t).ok()).unwrap_or(Type::Chat);
         match kind {
@@ -467,7 +484,7 @@ impl Session {
             require_known_recipients: true,
         };
         match self.state.send(out).await {
-            Ok(Ok(sent)) => Ok((sent.ids[0].1 .0, sent.timestamp as u64)),
+            Ok(Ok(sent)) => Ok((sent.ids[0].1.0, sent.timestamp as u64)),
             Ok(Err(unknown)) => Err((ErrorCode::Fail, format!("Sorry, username {} doesn't exist!", unknown.0))),
             Err(e) => Err((ErrorCode::Fail, format!("Sorry, {}", e.description))),
         }

@@ -1,0 +1,278 @@
+//! Test harness: start a real Missive server (in-process on an ephemeral port, or as a child
+//! process for crash tests) with a temporary data directory, plus small HTTP helpers.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use missive_core::model::App;
+use missive_core::store::Store;
+use missive_server::{Config, create_app, open_store, run};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A config suited to tests: cheap password hashing, everything else at the defaults.
+pub fn test_config(data: &Path) -> Config {
+    let mut c = Config::default();
+    c.data = data.to_path_buf();
+    c.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    c.security.argon2_memory_kib = 64;
+    c.security.argon2_iterations = 1;
+    c
+}
+
+/// A running in-process server with one app `testorg/testapp`.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub app: App,
+    pub config: Config,
+    pub http: reqwest::Client,
+    dir: Option<tempfile::TempDir>,
+    data: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    /// Starts with a config adjusted by `tune` (limits, retention, ...).
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = test_config(dir.path());
+        tune(&mut config);
+        let store = open_store(&config).await.expect("open store");
+        let app =
+            create_app(&store, "testorg", "testapp", config.security.open_registration).await.expect("create app");
+        let mut server = TestServer::boot(config, Arc::new(store), app).await;
+        server.data = dir.path().to_path_buf();
+        server.dir = Some(dir);
+        server
+    }
+
+    async fn boot(config: Config, store: Arc<dyn Store>, app: App) -> TestServer {
+        let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let cfg = config.clone();
+        let task = tokio::spawn(async move {
+            run(cfg, store, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server run");
+        });
+        TestServer {
+            addr,
+            app,
+            data: config.data.clone(),
+            config,
+            http: reqwest::Client::new(),
+            dir: None,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server gracefully and starts a new one on the same data directory (and a
+    /// new port): what was acknowledged before must still be there.
+    pub async fn restart(mut self) -> TestServer {
+        self.shutdown().await;
+        let mut config = self.config.clone();
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let store = open_store(&config).await.expect("reopen store");
+        let mut server = TestServer::boot(config, Arc::new(store), self.app.clone()).await;
+        server.dir = self.dir.take();
+        server.data = self.data.clone();
+        server
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// `http://addr/testorg/testapp{path}`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/{}/{}{}", self.addr, self.app.org, self.app.name, path)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/websocket", self.addr)
+    }
+
+    pub fn app_key(&self) -> String {
+        format!("{}#{}", self.app.org, self.app.name)
+    }
+
+    /// Any method with an optional bearer token and JSON body; returns status and JSON.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let url = if path.starts_with("http") { path.to_owned() } else { self.url(path) };
+        let mut req = self.http.request(method, url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let text = res.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::PUT, path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call(reqwest::Method::DELETE, path, token, None).await
+    }
+
+    /// An app token from the client credentials.
+    pub async fn admin_token(&self) -> String {
+        let (s, b) = self
+            .post(
+                "/token",
+                None,
+                json!({"grant_type": "client_credentials", "client_id": self.app.client_id, "client_secret": self.app.client_secret}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    /// Registers users (password = name + "-pw") with the app token.
+    pub async fn register(&self, admin: &str, names: &[&str]) {
+        let body: Vec<Value> = names.iter().map(|n| json!({"username": n, "password": format!("{n}-pw")})).collect();
+        let (s, b) = self.post("/users", Some(admin), Value::Array(body)).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b["data"], json!([]), "{b}");
+    }
+
+    /// A user token by password grant (password = name + "-pw").
+    pub async fn user_token(&self, name: &str) -> String {
+        let (s, b) = self
+            .post("/token", None, json!({"grant_type": "password", "username": name, "password": format!("{name}-pw")}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    /// Sends a txt message with the app token; returns the recipient -> id map.
+    pub async fn send_text(&self, admin: &str, from: &str, to: &[&str], text: &str) -> Value {
+        let (s, b) = self
+            .post("/messages/users", Some(admin), json!({"from": from, "to": to, "type": "txt", "body": {"msg": text}}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b["data"].clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Asserts an Easemob error body: status, `error`, `error_description`, and that the other
+/// envelope keys are present.
+#[track_caller]
+pub fn assert_error(status: StatusCode, body: &Value, want_status: u16, error: &str, description: &str) {
+    assert_eq!(status.as_u16(), want_status, "status for {body}");
+    assert_eq!(body["error"], error, "error in {body}");
+    assert_eq!(body["error_description"], description, "error_description in {body}");
+    assert!(body["exception"].is_string(), "exception in {body}");
+    assert!(body["timestamp"].is_u64(), "timestamp in {body}");
+    assert!(body["duration"].is_u64(), "duration in {body}");
+}
+
+/// The `missive` binary as a child process, for crash (SIGKILL) tests.
+pub struct ProcessServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl ProcessServer {
+    /// Starts `missive serve` on `data` and a free port; waits until `/health` answers.
+    pub async fn start(data: &Path) -> ProcessServer {
+        let port = free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let child = Command::new(env!("CARGO_BIN_EXE_missive"))
+            .args(["serve", "--listen", &addr.to_string(), "--data"])
+            .arg(data)
+            .env("MISSIVE_SECURITY__ARGON2_MEMORY_KIB", "64")
+            .env("MISSIVE_SECURITY__ARGON2_ITERATIONS", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn missive");
+        let server = ProcessServer { child, addr };
+        wait_healthy(addr).await;
+        server
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ProcessServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Polls `/health` until it answers (bounded: 15 s).
+pub async fn wait_healthy(addr: SocketAddr) {
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(r) = client.get(format!("http://{addr}/health")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "server at {addr} never became healthy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests: the real server on 127.0.0.1:0 with a fresh data directory, driven
+//! over HTTP and WebSocket. One test binary (modules below) so the server links once.
+
+mod common;
+mod rest_smoke;
