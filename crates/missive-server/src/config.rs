@@ -134,6 +134,9 @@ pub struct SessionConfig {
     pub send_buffer_frames: usize,
     /// Largest frame accepted from a client.
     pub max_frame_bytes: usize,
+    /// Online-only messages (`ROUTE_ONLINE`, `sync_device` copies) a session may hold
+    /// unpulled; a client that stops pulling is disconnected past this.
+    pub max_online_pending: usize,
 }
 
 impl Default for SessionConfig {
@@ -143,6 +146,7 @@ impl Default for SessionConfig {
             idle_timeout_secs: 150,
             send_buffer_frames: 512,
             max_frame_bytes: 64 * 1024,
+            max_online_pending: 1024,
         }
     }
 }

@@ -237,9 +237,9 @@ impl Session {
     /// Handles one client frame. `Ok(false)` ends the session (LOGOUT).
     async fn on_frame(&mut self, socket: &mut WebSocket, bytes: &[u8]) -> Result<bool, Gone> {
         let Ok(env) = pb::MSync::decode(bytes) else {
-            // Undecodable: tell the client, keep the connection (other frames may be fine).
-            tracing::debug!(user = %self.user, "undecodable frame");
-            return Ok(true);
+            // Not MSYNC at all: this connection is broken or hostile; close it alone.
+            tracing::debug!(user = %self.user, "undecodable frame; closing");
+            return Ok(false);
         };
         let payload = env.payload.unwrap_or_default();
         match env.command.and_then(|c| Command::try_from(c).ok()) {
@@ -373,6 +373,13 @@ impl Session {
         match event {
             SessionEvent::Notice(queue) => self.notice(socket, &queue).await,
             SessionEvent::Transient(msg) => {
+                // Online-only messages live in memory until pulled; a client that stops
+                // pulling must not make that grow without bound.
+                let held: usize = self.transient.values().map(BTreeMap::len).sum();
+                if held >= self.state.config.sessions.max_online_pending {
+                    tracing::info!(user = %self.user, resource = %self.device.resource, "client not pulling; disconnecting");
+                    return Err(Gone);
+                }
                 let queue = msg.queue.clone();
                 self.transient.entry(queue.clone()).or_default().insert(msg.id.0, msg);
                 self.notice(socket, &queue).await

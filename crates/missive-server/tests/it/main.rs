@@ -3,3 +3,4 @@
 
 mod common;
 mod rest_smoke;
+mod ws_delivery;

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the tests drive (the unmodified
+# Easemob Web SDK from npm, moto's S3 server from PyPI) if missing, then checks formatting
+# and lints and runs every test. Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -d sdk-tests/node_modules/easemob-websdk ]; then
+  echo "== installing the Web SDK test harness (npm ci)"
+  npm ci --prefix sdk-tests --no-audit --no-fund
+fi
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "== installing moto (local S3 server for blob-store tests)"
+  python3 -m pip install --quiet 'moto[server]>=5,<6'
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace "$@"
