@@ -190,11 +190,13 @@ impl Config {
         if let Some(file) = file {
             fig = fig.merge(Toml::file_exact(file));
         }
-        fig = fig.merge(
-            Env::prefixed("MISSIVE_")
-                .split("__")
-                .only(&["listen", "data", "node_id", "limits", "queue", "tokens", "sessions", "security", "messages"]),
-        );
+        // Only our own sections: other MISSIVE_* variables (test settings, say) are not config.
+        const SECTIONS: &[&str] =
+            &["listen", "data", "node_id", "limits", "queue", "tokens", "sessions", "security", "messages", "files"];
+        fig = fig.merge(Env::prefixed("MISSIVE_").split("__").filter(|k| {
+            let k = k.as_str().to_ascii_lowercase();
+            SECTIONS.iter().any(|s| k == *s || k.starts_with(&format!("{s}__")) || k.starts_with(&format!("{s}.")))
+        }));
         fig.extract().map_err(Box::new)
     }
 

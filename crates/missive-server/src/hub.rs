@@ -93,14 +93,20 @@ impl Hub {
     }
 
     /// Adds a session. A session with the same resource is replaced (the device reconnected
-    /// before its old socket died); beyond `max_devices` distinct resources the login is
-    /// refused.
+    /// before its old socket died, or the same resource logged in elsewhere); beyond
+    /// `max_devices` distinct resources the login is refused.
+    ///
+    /// The replaced session is told why (`LoginElsewhere`) and closes itself once the SDK has
+    /// that notice: cancelling it at once would close the socket without a reason, and the
+    /// SDK would reconnect, replace this session in turn, and so on forever. It is cancelled
+    /// only if it cannot take the event.
     pub fn register(&self, app: Uuid, user: &str, device: DeviceInfo) -> Result<SessionRegistration, RegisterError> {
         let mut list = self.sessions.entry((app, user.to_owned())).or_default();
         if let Some(pos) = list.iter().position(|s| s.device.resource == device.resource) {
             let old = list.swap_remove(pos);
-            let _ = old.tx.try_send(SessionEvent::Kick(KickReason::LoginElsewhere));
-            old.cancel.cancel();
+            if old.tx.try_send(SessionEvent::Kick(KickReason::LoginElsewhere)).is_err() {
+                old.cancel.cancel();
+            }
         }
         if list.len() >= self.max_devices {
             return Err(RegisterError::TooManyDevices);
@@ -212,11 +218,13 @@ mod tests {
     fn register_limits_devices_and_replaces_same_resource() {
         let hub = Hub::new(4, 2);
         let app = Uuid::new_v4();
-        let a = hub.register(app, "u", dev("a")).unwrap();
+        let mut a = hub.register(app, "u", dev("a")).unwrap();
         let _b = hub.register(app, "u", dev("b")).unwrap();
         assert_eq!(hub.register(app, "u", dev("c")).err(), Some(RegisterError::TooManyDevices));
         let _a2 = hub.register(app, "u", dev("a")).unwrap();
-        assert!(a.cancel.is_cancelled());
+        // The replaced session is told why and closes itself; it is not cut off silently.
+        assert!(matches!(a.events.try_recv(), Ok(SessionEvent::Kick(KickReason::LoginElsewhere))));
+        assert!(!a.cancel.is_cancelled());
         assert_eq!(hub.resources(app, "u").len(), 2);
     }
 

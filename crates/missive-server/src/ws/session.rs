@@ -116,6 +116,13 @@ async fn login(state: &AppState, socket: &mut WebSocket) -> Option<Login> {
         let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, user not found")).await;
         return None;
     };
+    // Before the token check: deactivation revokes the user's tokens, and the SDK should
+    // report a banned user as an auth failure (any FAIL reason it has no mapping for becomes
+    // WEBIM_CONNCTION_AUTH_ERROR, 2), not as a bad token (TOKEN_NOT_ASSIGN, 28).
+    if !user.activated {
+        let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, user is deactivated")).await;
+        return None;
+    }
     match principal {
         Ok(Principal::User(u)) if u == user.uuid => {}
         Err(TokenError::Expired) => {
@@ -126,10 +133,6 @@ async fn login(state: &AppState, socket: &mut WebSocket) -> Option<Login> {
             let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, token or password does not match login info")).await;
             return None;
         }
-    }
-    if !user.activated {
-        let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, user is deactivated")).await;
-        return None;
     }
     let resource = provision
         .resource

@@ -236,6 +236,9 @@ impl ProcessServer {
             .arg(data)
             .env("MISSIVE_SECURITY__ARGON2_MEMORY_KIB", "64")
             .env("MISSIVE_SECURITY__ARGON2_ITERATIONS", "1")
+            // Crash tests push as fast as they can; quotas are tested elsewhere.
+            .env("MISSIVE_LIMITS__SEND_CALLS_PER_SECOND", "0")
+            .env("MISSIVE_LIMITS__SEND_MESSAGES_PER_MINUTE", "0")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -275,4 +278,136 @@ pub async fn wait_healthy(addr: SocketAddr) {
         assert!(tokio::time::Instant::now() < deadline, "server at {addr} never became healthy");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A response read whole: status, headers and the body as JSON (or a JSON string when it is
+/// not JSON).
+pub struct RawResponse {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+/// Helpers for the REST conformance tests: other apps on the same data directory, exact raw
+/// bodies, and a read-only look at what the server stored.
+impl TestServer {
+    /// Creates another app through a second handle on the server's database (WAL mode lets
+    /// both write). The running server finds it on its first request; nothing is restarted.
+    pub async fn create_app(&self, org: &str, name: &str, open_registration: bool) -> App {
+        let store = open_store(&self.config).await.expect("open second store");
+        let app = create_app(&store, org, name, open_registration).await.expect("create app");
+        store.close().await;
+        app
+    }
+
+    /// `http://addr/{org}/{app}{path}` for any app of this server.
+    pub fn app_url(&self, app: &App, path: &str) -> String {
+        format!("http://{}/{}/{}{}", self.addr, app.org, app.name, path)
+    }
+
+    /// An app token for `app` from its client credentials.
+    pub async fn admin_token_for(&self, app: &App) -> String {
+        let (s, b) = self
+            .post(
+                &self.app_url(app, "/token"),
+                None,
+                json!({"grant_type": "client_credentials", "client_id": app.client_id, "client_secret": app.client_secret}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    /// Sends `body` byte for byte (no re-serialization), with extra headers; `path` is
+    /// relative to the test app unless it is a full URL.
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> RawResponse {
+        let url = if path.starts_with("http") { path.to_owned() } else { self.url(path) };
+        let mut req = self.http.request(method, url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        RawResponse { status, headers, body }
+    }
+
+    /// POSTs a JSON text exactly as given, as the documentation's curl examples do.
+    pub async fn post_raw(&self, path: &str, token: Option<&str>, body: impl Into<Vec<u8>>) -> (StatusCode, Value) {
+        let r = self
+            .raw(
+                reqwest::Method::POST,
+                path,
+                token,
+                &[("content-type", "application/json"), ("accept", "application/json")],
+                Some(body.into()),
+            )
+            .await;
+        (r.status, r.body)
+    }
+
+    /// The stored copy of a message, read through a second read-only look at the database.
+    pub async fn stored_message(&self, id: &str) -> Option<missive_core::model::QueuedMessage> {
+        let id = missive_core::id::MsgId(id.parse().expect("numeric message id"));
+        let store = open_store(&self.config).await.expect("open second store");
+        let msg = store.message(self.app.id, id).await.expect("read message");
+        store.close().await;
+        msg
+    }
+
+    /// `data[user]` of `GET /users/{user}/offline_msg_count`.
+    pub async fn offline_count(&self, admin: &str, user: &str) -> u64 {
+        let (s, b) = self.get(&format!("/users/{user}/offline_msg_count"), Some(admin)).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b["data"][user].as_u64().unwrap_or_else(|| panic!("count in {b}"))
+    }
+
+    /// `data[id]` of `GET /users/{user}/offline_msg_status/{id}`.
+    pub async fn offline_status(&self, admin: &str, user: &str, id: &str) -> String {
+        let (s, b) = self.get(&format!("/users/{user}/offline_msg_status/{id}"), Some(admin)).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b["data"][id].as_str().unwrap_or_else(|| panic!("status in {b}")).to_owned()
+    }
+}
+
+/// Asserts Easemob's success envelope: `action`, `application`, `applicationName`,
+/// `organization`, `path`, `uri`, and a `timestamp` within [`after`, now] and a `duration`.
+#[track_caller]
+pub fn assert_envelope(s: &TestServer, body: &Value, action: &str, path: &str, uri: &str, after: u64) {
+    assert_eq!(body["action"], action, "action in {body}");
+    assert_eq!(body["application"], s.app.id.to_string(), "application in {body}");
+    assert_eq!(body["applicationName"], s.app.name, "applicationName in {body}");
+    assert_eq!(body["organization"], s.app.org, "organization in {body}");
+    assert_eq!(body["path"], path, "path in {body}");
+    assert_eq!(body["uri"], uri, "uri in {body}");
+    let ts = body["timestamp"].as_u64().unwrap_or_else(|| panic!("timestamp in {body}"));
+    assert!(ts >= after && ts <= missive_core::id::now_ms(), "timestamp {ts} not within the request in {body}");
+    assert!(body["duration"].is_u64(), "duration in {body}");
+}
+
+/// Asserts a message id as Easemob hands it out: a 19-digit decimal string whose top bits
+/// are the send time (ms) within [`after`, now]. Returns it as a number.
+#[track_caller]
+pub fn assert_msg_id(id: &Value, after: u64) -> u64 {
+    let s = id.as_str().unwrap_or_else(|| panic!("message id {id} is not a string"));
+    assert!(s.len() == 19 && s.bytes().all(|b| b.is_ascii_digit()), "message id {s:?} is not 19 digits");
+    let n: u64 = s.parse().expect("u64 id");
+    let ms = missive_core::id::MsgId(n).unix_ms();
+    assert!(ms >= after && ms <= missive_core::id::now_ms(), "id {s} was made at {ms}, not during the request");
+    n
 }

@@ -2,5 +2,8 @@
 //! over HTTP and WebSocket. One test binary (modules below) so the server links once.
 
 mod common;
+mod durability;
 mod rest_smoke;
 mod ws_delivery;
+mod rest_messages;
+mod rest_limits;
