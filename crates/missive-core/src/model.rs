@@ -124,6 +124,39 @@ pub fn normalize_username(raw: &str) -> Result<String, UsernameError> {
     }
 }
 
+/// An uploaded chat file (`POST /chatfiles`): everything needed to serve it, check its
+/// share-secret and expire it. The bytes live in the blob store under `blob_key`; no part of
+/// a key comes from the request (the client's filename is only metadata).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRecord {
+    pub uuid: Uuid,
+    pub app_id: Uuid,
+    /// The uploading user; `None` when the app token uploaded it.
+    pub owner: Option<Uuid>,
+    /// Served as `Content-Type`: the part's own type, or one guessed from the name or bytes.
+    pub content_type: String,
+    /// The part's filename as the client sent it, for display only.
+    pub filename: Option<String>,
+    /// Size in bytes of the original.
+    pub length: u64,
+    /// Uploaded with `restrict-access`: downloads need `secret`.
+    pub restricted: bool,
+    /// Easemob's `share-secret`, returned by every upload.
+    pub secret: String,
+    pub blob_key: String,
+    /// A separate thumbnail, when one was made; otherwise the original serves as its own.
+    pub thumbnail_key: Option<String>,
+    pub thumbnail_content_type: Option<String>,
+    pub thumbnail_length: Option<u64>,
+    /// Pixel size, for images whose header could be read.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Unix ms.
+    pub created: i64,
+    /// Unix ms after which downloads answer `file_expired` and the sweeper removes it.
+    pub expires: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

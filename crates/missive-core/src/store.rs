@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::id::MsgId;
-use crate::model::{App, DeviceInfo, NewUser, QueuedMessage, TokenRecord, User};
+use crate::model::{App, DeviceInfo, FileRecord, NewUser, QueuedMessage, TokenRecord, User};
 
 /// Storage failures that callers can act on; everything else is `Backend`.
 #[derive(Debug, thiserror::Error)]
@@ -121,4 +121,14 @@ pub trait Store: Send + Sync + 'static {
     // --- housekeeping ---------------------------------------------------------------------
     /// Deletes messages older than `floor` and devices unseen since then. Returns rows removed.
     async fn sweep(&self, floor: MsgId) -> StoreResult<u64>;
+
+    // --- chat files -----------------------------------------------------------------------
+    /// Records an uploaded file, after its bytes are stored.
+    async fn insert_file(&self, file: &FileRecord) -> StoreResult<()>;
+    /// The file `uuid` of `app`, expired or not (the caller decides what expiry means).
+    async fn file(&self, app: Uuid, uuid: Uuid) -> StoreResult<Option<FileRecord>>;
+    /// Up to `limit` files whose `expires` is at or before `now_ms`, soonest first.
+    async fn expired_files(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<FileRecord>>;
+    /// Forgets a file (its blobs are the caller's to delete). Returns whether it existed.
+    async fn delete_file(&self, app: Uuid, uuid: Uuid) -> StoreResult<bool>;
 }

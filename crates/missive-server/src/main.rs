@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use missive_core::store::Store;
 use missive_server::{Config, app_credentials_json, create_app, open_store, run};
 
+mod terminal;
+
 #[derive(Parser)]
 #[command(name = "missive", version, about = "A self-hosted, Easemob-compatible instant-messaging server")]
 struct Cli {
@@ -50,6 +52,18 @@ enum Command {
     App {
         #[command(subcommand)]
         command: AppCommand,
+    },
+    /// Log in as a user and print every message it receives, one JSON line each.
+    Listen {
+        #[command(flatten)]
+        connect: terminal::Connect,
+    },
+    /// Log in as a user and send each line typed to PEER; print what arrives.
+    Chat {
+        #[command(flatten)]
+        connect: terminal::Connect,
+        /// The user to talk to.
+        peer: String,
     },
     /// Configuration helpers.
     Config {
@@ -99,6 +113,8 @@ async fn main() -> anyhow::Result<()> {
             db.close().await;
             Ok(())
         }
+        Command::Listen { connect } => terminal::listen(connect).await,
+        Command::Chat { connect, peer } => terminal::chat(connect, peer).await,
         Command::Config { command: ConfigCommand::Example } => {
             print!("{}", Config::example());
             Ok(())

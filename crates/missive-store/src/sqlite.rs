@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use missive_core::id::{MsgId, now_ms};
-use missive_core::model::{App, DeviceInfo, NewUser, QueuedMessage, TokenRecord, User};
+use missive_core::model::{App, DeviceInfo, FileRecord, NewUser, QueuedMessage, TokenRecord, User};
 use missive_core::store::{QueueCount, QueuePolicy, RecallOutcome, Store, StoreError, StoreResult, UserPatch};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -27,7 +27,10 @@ use uuid::Uuid;
 
 /// Forward-only migrations, applied in order; the database's `user_version` records the last
 /// one applied.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../migrations/sqlite/0002_files.sql")),
+];
 
 /// How a `SqliteStore` is opened.
 #[derive(Clone, Debug)]
@@ -284,6 +287,40 @@ fn message_from_row(row: &SqliteRow) -> StoreResult<QueuedMessage> {
         payload: row.try_get("payload").map_err(map_err)?,
         delivered: row.try_get("delivered").map_err(map_err)?,
     })
+}
+
+fn file_from_row(row: &SqliteRow) -> StoreResult<FileRecord> {
+    let owner: Option<String> = row.try_get("owner").map_err(map_err)?;
+    let length: i64 = row.try_get("length").map_err(map_err)?;
+    let thumbnail_length: Option<i64> = row.try_get("thumbnail_length").map_err(map_err)?;
+    let width: Option<i64> = row.try_get("width").map_err(map_err)?;
+    let height: Option<i64> = row.try_get("height").map_err(map_err)?;
+    Ok(FileRecord {
+        uuid: uuid_col(row, "uuid")?,
+        app_id: uuid_col(row, "app_id")?,
+        owner: owner.and_then(|o| Uuid::from_str(&o).ok()),
+        content_type: row.try_get("content_type").map_err(map_err)?,
+        filename: row.try_get("filename").map_err(map_err)?,
+        length: length as u64,
+        restricted: row.try_get("restricted").map_err(map_err)?,
+        secret: row.try_get("secret").map_err(map_err)?,
+        blob_key: row.try_get("blob_key").map_err(map_err)?,
+        thumbnail_key: row.try_get("thumbnail_key").map_err(map_err)?,
+        thumbnail_content_type: row.try_get("thumbnail_content_type").map_err(map_err)?,
+        thumbnail_length: thumbnail_length.map(|n| n as u64),
+        width: width.map(|n| n as u32),
+        height: height.map(|n| n as u32),
+        created: row.try_get("created").map_err(map_err)?,
+        expires: row.try_get("expires").map_err(map_err)?,
+    })
+}
+
+/// The `files` columns `file_from_row` reads, as a literal for `sql!`.
+macro_rules! file_columns {
+    () => {
+        "uuid, app_id, owner, content_type, filename, length, restricted, secret, blob_key, \
+         thumbnail_key, thumbnail_content_type, thumbnail_length, width, height, created, expires"
+    };
 }
 
 /// Joins string literals at compile time, so long SQL stays `&'static str` (what sqlx 0.9
@@ -765,5 +802,66 @@ impl Store for SqliteStore {
             .await
             .map_err(map_err)?;
         Ok(removed)
+    }
+
+    async fn insert_file(&self, file: &FileRecord) -> StoreResult<()> {
+        sqlx::query(sql!(
+            "INSERT INTO files (uuid, app_id, owner, content_type, filename, length, restricted, secret, blob_key, ",
+            "thumbnail_key, thumbnail_content_type, thumbnail_length, width, height, created, expires) ",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(file.uuid.to_string())
+        .bind(file.app_id.to_string())
+        .bind(file.owner.map(|o| o.to_string()))
+        .bind(&file.content_type)
+        .bind(&file.filename)
+        .bind(file.length as i64)
+        .bind(file.restricted)
+        .bind(&file.secret)
+        .bind(&file.blob_key)
+        .bind(&file.thumbnail_key)
+        .bind(&file.thumbnail_content_type)
+        .bind(file.thumbnail_length.map(|n| n as i64))
+        .bind(file.width.map(i64::from))
+        .bind(file.height.map(i64::from))
+        .bind(file.created)
+        .bind(file.expires)
+        .execute(&self.write)
+        .await
+        .map_err(|e| match map_err(e) {
+            StoreError::Conflict(_) => StoreError::Conflict("file"),
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    async fn file(&self, app: Uuid, uuid: Uuid) -> StoreResult<Option<FileRecord>> {
+        let row = sqlx::query(sql!("SELECT ", file_columns!(), " FROM files WHERE uuid = ? AND app_id = ?"))
+            .bind(uuid.to_string())
+            .bind(app.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(file_from_row).transpose()
+    }
+
+    async fn expired_files(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<FileRecord>> {
+        let rows = sqlx::query(sql!("SELECT ", file_columns!(), " FROM files WHERE expires <= ? ORDER BY expires LIMIT ?"))
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(file_from_row).collect()
+    }
+
+    async fn delete_file(&self, app: Uuid, uuid: Uuid) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM files WHERE uuid = ? AND app_id = ?")
+            .bind(uuid.to_string())
+            .bind(app.to_string())
+            .execute(&self.write)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
     }
 }

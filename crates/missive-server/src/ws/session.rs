@@ -22,7 +22,8 @@ use crate::state::AppState;
 /// The SDK gives up on a login that gets no PROVISION answer within 10 s; we wait as long
 /// for its first frame.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a kicked client gets to pull its kick notice before the socket is closed.
+/// How long a kicked client gets to acknowledge its kick notice before the socket is closed
+/// anyway. The SDK acknowledges at once; this only bounds a client that does not.
 const KICK_GRACE: Duration = Duration::from_secs(2);
 /// The queue name under which kick notices are delivered; no user id can contain `#`.
 const SYSTEM_QUEUE: &str = "#missive";
@@ -43,7 +44,7 @@ pub async fn serve(state: AppState, mut socket: WebSocket) {
         state: state.clone(),
         transient: BTreeMap::new(),
         noticed: HashSet::new(),
-        kicked_at: None,
+        kicked: None,
     };
     let reason = session.run(&mut socket, registration).await;
     tracing::debug!(user = %session.user, resource = %session.device.resource, reason, "session ended");
@@ -178,12 +179,19 @@ struct Session {
     transient: BTreeMap<String, BTreeMap<u64, Arc<TransientMessage>>>,
     /// Queues we sent a NOTICE for and the client has not pulled yet: one NOTICE is enough.
     noticed: HashSet<String>,
-    /// When a kick notice went out; the socket closes after `KICK_GRACE`.
-    kicked_at: Option<Instant>,
+    /// The kick notice that went out (its meta id) and when the socket closes regardless.
+    kicked: Option<(u64, Instant)>,
 }
 
 /// A write to the client failed: the connection is gone.
 struct Gone;
+
+/// What a client frame means for the session.
+enum Flow {
+    Continue,
+    /// End the session, for this reason.
+    End(&'static str),
+}
 
 impl Session {
     fn jid(&self, name: &str) -> pb::Jid {
@@ -201,7 +209,7 @@ impl Session {
         let shutdown = self.state.shutdown.clone();
         let mut deadline = Instant::now() + idle;
         loop {
-            let kick_deadline = self.kicked_at.map(|t| t + KICK_GRACE);
+            let kick_deadline = self.kicked.map(|(_, at)| at);
             tokio::select! {
                 incoming = socket.recv() => {
                     let msg = match incoming {
@@ -212,8 +220,8 @@ impl Session {
                     deadline = Instant::now() + idle;
                     match msg {
                         Message::Binary(b) => match self.on_frame(socket, &b).await {
-                            Ok(true) => {}
-                            Ok(false) => return "logout",
+                            Ok(Flow::Continue) => {}
+                            Ok(Flow::End(reason)) => return reason,
                             Err(Gone) => return "write error",
                         },
                         Message::Text(_) => return "text frame",
@@ -231,34 +239,55 @@ impl Session {
                 _ = shutdown.cancelled() => return "server shutting down",
                 _ = tokio::time::sleep_until(deadline) => return "idle timeout",
                 _ = async { tokio::time::sleep_until(kick_deadline.unwrap_or(deadline)).await }, if kick_deadline.is_some() => {
-                    return "kicked";
+                    return "kicked (notice not acknowledged)";
                 }
             }
         }
     }
 
-    /// Handles one client frame. `Ok(false)` ends the session (LOGOUT).
-    async fn on_frame(&mut self, socket: &mut WebSocket, bytes: &[u8]) -> Result<bool, Gone> {
+    /// Handles one client frame.
+    async fn on_frame(&mut self, socket: &mut WebSocket, bytes: &[u8]) -> Result<Flow, Gone> {
         let Ok(env) = pb::MSync::decode(bytes) else {
             // Not MSYNC at all: this connection is broken or hostile; close it alone.
             tracing::debug!(user = %self.user, "undecodable frame; closing");
-            return Ok(false);
+            return Ok(Flow::End("undecodable frame"));
         };
         let payload = env.payload.unwrap_or_default();
         match env.command.and_then(|c| Command::try_from(c).ok()) {
-            Some(Command::Unread) => self.on_unread(socket).await.map(|_| true),
+            Some(Command::Unread) => self.on_unread(socket).await.map(|_| Flow::Continue),
             Some(Command::Sync) => {
-                let Ok(ul) = pb::CommSyncUl::decode(payload) else { return Ok(true) };
+                let Ok(ul) = pb::CommSyncUl::decode(payload) else { return Ok(Flow::Continue) };
                 if let Some(meta) = ul.meta {
-                    self.on_upload(socket, meta).await.map(|_| true)
+                    self.on_upload(socket, meta).await.map(|_| Flow::Continue)
                 } else if let Some(queue) = ul.queue {
-                    self.on_pull(socket, queue.name.unwrap_or_default(), ul.key).await.map(|_| true)
+                    let queue = queue.name.unwrap_or_default();
+                    if queue == SYSTEM_QUEUE {
+                        return self.on_system_pull(socket, ul.key).await;
+                    }
+                    self.on_pull(socket, queue, ul.key).await.map(|_| Flow::Continue)
                 } else {
-                    Ok(true)
+                    Ok(Flow::Continue)
                 }
             }
-            Some(Command::Logout) => Ok(false),
-            _ => Ok(true),
+            Some(Command::Logout) => Ok(Flow::End("logout")),
+            _ => Ok(Flow::Continue),
+        }
+    }
+
+    /// A pull of the system queue: the client acknowledging its kick notice (`key` = the
+    /// notice's id) ends the session. It is answered first, as any drained queue is.
+    async fn on_system_pull(&mut self, socket: &mut WebSocket, key: Option<u64>) -> Result<Flow, Gone> {
+        let dl = pb::CommSyncDl {
+            status: Some(status(ErrorCode::Ok, None)),
+            queue: Some(self.jid(SYSTEM_QUEUE)),
+            is_last: Some(true),
+            timestamp: Some(now_ms()),
+            ..Default::default()
+        };
+        self.send(socket, frame(Command::Sync, &dl)).await?;
+        match (self.kicked, key) {
+            (Some((id, _)), Some(key)) if key >= id => Ok(Flow::End("kicked")),
+            _ => Ok(Flow::Continue),
         }
     }
 
@@ -297,20 +326,17 @@ impl Session {
             if let Some(t) = self.transient.get_mut(&queue) {
                 t.retain(|id, _| *id > key);
             }
-            if queue != SYSTEM_QUEUE
-                && let Err(e) =
-                    self.state.store.ack(self.app.id, &self.user, &self.device.resource, &queue, MsgId(key)).await
+            if let Err(e) =
+                self.state.store.ack(self.app.id, &self.user, &self.device.resource, &queue, MsgId(key)).await
             {
                 // The messages stay unacked and will be delivered again: at-least-once.
                 tracing::warn!(%e, "ack failed");
             }
         }
         let mut metas: Vec<pb::Meta> = Vec::new();
-        if queue != SYSTEM_QUEUE {
-            match self.state.store.pending(self.app.id, &self.user, &self.device.resource, &queue, limit).await {
-                Ok(rows) => metas.extend(rows.iter().map(|m| self.stored_meta(m))),
-                Err(e) => tracing::warn!(%e, "pull failed"),
-            }
+        match self.state.store.pending(self.app.id, &self.user, &self.device.resource, &queue, limit).await {
+            Ok(rows) => metas.extend(rows.iter().map(|m| self.stored_meta(m))),
+            Err(e) => tracing::warn!(%e, "pull failed"),
         }
         if let Some(t) = self.transient.get(&queue) {
             metas.extend(t.values().map(|m| self.transient_meta(m)));
@@ -368,11 +394,15 @@ impl Session {
     }
 
     fn transient_meta(&self, m: &TransientMessage) -> pb::Meta {
-        let ns = if m.queue == SYSTEM_QUEUE { pb::meta::NameSpace::Statistic } else { pb::meta::NameSpace::Chat };
-        self.meta(m.id.0, &m.sender, &m.owner, m.created, ns, m.payload.clone())
+        self.meta(m.id.0, &m.sender, &m.owner, m.created, pb::meta::NameSpace::Chat, m.payload.clone())
     }
 
     async fn on_event(&mut self, socket: &mut WebSocket, event: SessionEvent) -> Result<(), Gone> {
+        if self.kicked.is_some() {
+            // Leaving: nothing more is delivered here; it stays queued for the other devices
+            // and the next login.
+            return Ok(());
+        }
         match event {
             SessionEvent::Notice(queue) => self.notice(socket, &queue).await,
             SessionEvent::Transient(msg) => {
@@ -399,10 +429,21 @@ impl Session {
         self.send(socket, frame(Command::Notice, &n)).await
     }
 
-    /// Tells the SDK why it is being disconnected (a STATISTIC meta it turns into
-    /// `onDisconnected` with the right reason), then closes after a grace period.
+    /// Tells the SDK why it is being disconnected, then closes once the SDK acknowledges.
+    ///
+    /// The notice is a STATISTIC meta (PROTOCOL.md §3.4) pushed as an unsolicited pull result
+    /// of the system queue, not announced by a NOTICE: the SDK handles every pull result the
+    /// same way (`metas` + `next_key` + `is_last:false`), and a NOTICE would wait behind any
+    /// queue the client is still pulling. On the meta the SDK sets `logOut`, fires `onError`
+    /// with the operation's error (USER_REMOVED → 207, USER_LOGIN_ANOTHER_DEVICE → 206,
+    /// USER_KICKED_BY_CHANGE_PASSWORD → 216, USER_KICKED_BY_OTHER_DEVICE → 217) and acks the
+    /// key; when the socket then closes it fires `onDisconnected` with that error and, because
+    /// `logOut` is set, does not reconnect. A close without the notice would make it reconnect.
     async fn kick(&mut self, socket: &mut WebSocket, reason: KickReason) -> Result<(), Gone> {
         use pb::statistics_body::Operation;
+        if self.kicked.is_some() {
+            return Ok(());
+        }
         let op = match reason {
             KickReason::ByAdmin => Operation::UserKickedByOtherDevice,
             KickReason::PasswordChanged => Operation::UserKickedByChangePassword,
@@ -410,17 +451,26 @@ impl Session {
             KickReason::LoginElsewhere => Operation::UserLoginAnotherDevice,
         };
         let body = pb::StatisticsBody { operation: Some(op as i32), ..Default::default() };
-        let msg = Arc::new(TransientMessage {
-            id: self.state.ids.next_id(),
-            queue: SYSTEM_QUEUE.into(),
-            sender: self.user.clone(),
-            owner: self.user.clone(),
-            created: now_ms() as i64,
-            payload: Bytes::from(body.encode_to_vec()),
-        });
-        self.transient.entry(SYSTEM_QUEUE.into()).or_default().insert(msg.id.0, msg);
-        self.kicked_at.get_or_insert_with(Instant::now);
-        self.notice(socket, SYSTEM_QUEUE).await
+        let id = self.state.ids.next_id().0;
+        let meta = self.meta(
+            id,
+            &self.user,
+            &self.user,
+            now_ms() as i64,
+            pb::meta::NameSpace::Statistic,
+            Bytes::from(body.encode_to_vec()),
+        );
+        self.kicked = Some((id, Instant::now() + KICK_GRACE));
+        let dl = pb::CommSyncDl {
+            status: Some(status(ErrorCode::Ok, None)),
+            queue: Some(self.jid(SYSTEM_QUEUE)),
+            metas: vec![meta],
+            next_key: Some(id),
+            is_last: Some(false),
+            timestamp: Some(now_ms()),
+            ..Default::default()
+        };
+        self.send(socket, frame(Command::Sync, &dl)).await
     }
 
     /// An upload (`CommSyncUL{meta}`): a chat message, receipt or recall from this device.
