@@ -27,6 +27,7 @@ pub struct Config {
     pub sessions: SessionConfig,
     pub security: SecurityConfig,
     pub messages: MessagesConfig,
+    pub files: FilesConfig,
 }
 
 impl Default for Config {
@@ -41,6 +42,7 @@ impl Default for Config {
             sessions: SessionConfig::default(),
             security: SecurityConfig::default(),
             messages: MessagesConfig::default(),
+            files: FilesConfig::default(),
         }
     }
 }
@@ -183,6 +185,92 @@ impl Default for MessagesConfig {
     }
 }
 
+/// Chat files (`/chatfiles`): limits, retention, thumbnails and where the bytes live.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FilesConfig {
+    /// Largest upload in bytes (Easemob: 10 MB); more is 413 `file exceeding maximum limit`.
+    pub max_bytes: u64,
+    /// How long a file can be downloaded (Easemob: 7 days); then 404 `file_expired`.
+    pub retention_secs: u64,
+    /// How often expired files and their thumbnails are deleted.
+    pub sweep_interval_secs: u64,
+    /// Thumbnail box when the upload names none (Easemob: 170 px).
+    pub thumbnail_px: u32,
+    /// Images this small are their own thumbnail (Easemob: 10 KB).
+    pub own_thumbnail_bytes: u64,
+    /// Largest image (width × height) decoded for a thumbnail; bigger ones (or decompression
+    /// bombs) keep the original as their thumbnail.
+    pub max_image_pixels: u64,
+    /// Thumbnails generated at once; each holds the image and its decoded pixels in memory.
+    pub thumbnail_workers: usize,
+    /// `local` (a directory) or `s3` (an S3-compatible bucket, for several nodes).
+    pub backend: BlobBackend,
+    /// Directory of the `local` backend; default `<data>/files`.
+    pub dir: Option<PathBuf>,
+    pub s3: S3Config,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            max_bytes: 10 * 1024 * 1024,
+            retention_secs: 7 * 24 * 3600,
+            sweep_interval_secs: 300,
+            thumbnail_px: 170,
+            own_thumbnail_bytes: 10 * 1024,
+            max_image_pixels: 25_000_000,
+            thumbnail_workers: 2,
+            backend: BlobBackend::Local,
+            dir: None,
+            s3: S3Config::default(),
+        }
+    }
+}
+
+/// Where uploaded bytes are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobBackend {
+    Local,
+    S3,
+}
+
+/// An S3-compatible bucket (AWS, MinIO, Ceph, …). Empty strings mean "not set": credentials
+/// and region then come from the standard `AWS_*` environment variables.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct S3Config {
+    pub bucket: String,
+    /// e.g. `http://127.0.0.1:9000` for MinIO; empty for AWS.
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Prepended to every object key, so one bucket can serve several deployments.
+    pub prefix: String,
+    /// Permit a plain-HTTP endpoint (a local MinIO or test server).
+    pub allow_http: bool,
+    /// `https://bucket.host/key` instead of `https://host/bucket/key`.
+    pub virtual_hosted_style: bool,
+}
+
+impl std::fmt::Debug for S3Config {
+    /// Redacts the secret key: configs end up in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &if self.secret_access_key.is_empty() { "" } else { "<redacted>" })
+            .field("prefix", &self.prefix)
+            .field("allow_http", &self.allow_http)
+            .field("virtual_hosted_style", &self.virtual_hosted_style)
+            .finish()
+    }
+}
+
 impl Config {
     /// Layers defaults, then `file` (if given), then `MISSIVE_*` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
@@ -198,6 +286,11 @@ impl Config {
             SECTIONS.iter().any(|s| k == *s || k.starts_with(&format!("{s}__")) || k.starts_with(&format!("{s}.")))
         }));
         fig.extract().map_err(Box::new)
+    }
+
+    /// The directory of the `local` file backend.
+    pub fn files_dir(&self) -> PathBuf {
+        self.files.dir.clone().unwrap_or_else(|| self.data.join("files"))
     }
 
     /// The SQLite database file inside the data directory.

@@ -54,6 +54,42 @@ pub enum ServerError {
     InvalidAppName(String),
     #[error("app {0} already exists")]
     AppExists(String),
+    #[error("data directory {0} is in use by another `missive serve` (lock held on missive.lock)")]
+    Locked(String),
+}
+
+/// An exclusive lock on the data directory, held for as long as `serve` runs, so two servers
+/// never open the same embedded store. Commands that are safe beside a running server
+/// (`app create`, `backup`) do not take it.
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Takes the data directory's lock, failing at once if another process holds it.
+pub fn lock_data_dir(config: &Config) -> Result<DataDirLock, ServerError> {
+    std::fs::create_dir_all(&config.data)
+        .map_err(|source| ServerError::DataDir { path: config.data.display().to_string(), source })?;
+    let path = config.data.join("missive.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| ServerError::DataDir { path: path.display().to_string(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(DataDirLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::Locked(config.data.display().to_string())),
+        Err(std::fs::TryLockError::Error(source)) => {
+            Err(ServerError::DataDir { path: path.display().to_string(), source })
+        }
+    }
+}
+
+/// reqwest (the S3 blob store's HTTP client) is built with rustls but without a bundled
+/// crypto provider, which keeps the slow aws-lc-rs C build out; every process that builds an
+/// HTTP client installs ring once. Safe to call repeatedly.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Opens the embedded store under `config.data`, creating the directory if needed.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use missive_core::store::Store;
-use missive_server::{Config, app_credentials_json, create_app, open_store, run};
+use missive_server::{Config, app_credentials_json, create_app, lock_data_dir, open_store, run};
 
 mod terminal;
 
@@ -52,6 +52,20 @@ enum Command {
     App {
         #[command(subcommand)]
         command: AppCommand,
+    },
+    /// Write a consistent copy of the live database to FILE (safe while the server runs).
+    Backup {
+        /// Where to write the backup (must not exist).
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Replace the database with a backup (the server must be stopped).
+    Restore {
+        /// A file written by `missive backup`.
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Log in as a user and print every message it receives, one JSON line each.
     Listen {
@@ -103,6 +117,7 @@ fn init_logs() {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logs();
+    missive_server::install_crypto_provider();
     match cli.command {
         Command::Serve { listen, store } => serve(listen, store).await,
         Command::App { command: AppCommand::Create { org, app, open_registration, store } } => {
@@ -111,6 +126,22 @@ async fn main() -> anyhow::Result<()> {
             let app = create_app(&db, &org, &app, open_registration || config.security.open_registration).await?;
             println!("{}", app_credentials_json(&app));
             db.close().await;
+            Ok(())
+        }
+        Command::Backup { file, store } => {
+            let config = store.load()?;
+            anyhow::ensure!(!file.exists(), "{} already exists", file.display());
+            let db = open_store(&config).await?;
+            db.backup_to(&file).await.context("writing backup")?;
+            db.close().await;
+            eprintln!("backup written to {}", file.display());
+            Ok(())
+        }
+        Command::Restore { file, store } => {
+            let config = store.load()?;
+            let _lock = lock_data_dir(&config)?;
+            missive_store::restore(&file, &config.database_path()).await.context("restoring")?;
+            eprintln!("restored {} into {}", file.display(), config.data.display());
             Ok(())
         }
         Command::Listen { connect } => terminal::listen(connect).await,
@@ -127,6 +158,7 @@ async fn serve(listen: Option<std::net::SocketAddr>, args: StoreArgs) -> anyhow:
     if let Some(l) = listen {
         config.listen = l;
     }
+    let _lock = lock_data_dir(&config)?;
     let store = open_store(&config).await?;
     if store.app_count().await? == 0 {
         let app = create_app(&store, "demo", "demo", config.security.open_registration).await?;

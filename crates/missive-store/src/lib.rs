@@ -9,4 +9,4 @@
 
 pub mod sqlite;
 
-pub use sqlite::{SqliteStore, SqliteStoreOptions};
+pub use sqlite::{SqliteStore, SqliteStoreOptions, restore};

@@ -21,7 +21,7 @@ use missive_core::store::{QueueCount, QueuePolicy, RecallOutcome, Store, StoreEr
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Connection, Row};
+use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -107,6 +107,39 @@ impl SqliteStore {
         sqlx::query("VACUUM INTO ?").bind(dest).execute(&self.write).await.map_err(map_err)?;
         Ok(())
     }
+}
+
+/// Replaces the database at `db` with the backup at `backup`, after checking the backup is
+/// an intact Missive database this build can open. The server must not be running.
+pub async fn restore(backup: &Path, db: &Path) -> StoreResult<()> {
+    let check = SqliteConnectOptions::new().filename(backup).read_only(true);
+    let mut conn = SqliteConnection::connect_with(&check).await.map_err(map_err)?;
+    let verdict: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut conn).await.map_err(map_err)?;
+    if verdict != "ok" {
+        return Err(StoreError::Backend(format!("backup failed its integrity check: {verdict}")));
+    }
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut conn).await.map_err(map_err)?;
+    let latest = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
+    if version < 1 || version > latest {
+        return Err(StoreError::Backend(format!("backup has schema version {version}; this build supports 1 to {latest}")));
+    }
+    conn.close().await.map_err(map_err)?;
+    let io = |e: std::io::Error| StoreError::Backend(format!("restoring {}: {e}", db.display()));
+    // Stale WAL files of the old database must not be replayed onto the restored one.
+    for suffix in ["-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(std::path::PathBuf::from(p)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    let tmp = db.with_extension("restoring");
+    std::fs::copy(backup, &tmp).map_err(io)?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
+    std::fs::rename(&tmp, db).map_err(io)?;
+    Ok(())
 }
 
 async fn migrate(pool: &SqlitePool) -> StoreResult<()> {

@@ -17,6 +17,12 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// An HTTP client for tests (installs the TLS crypto provider reqwest is built without).
+pub fn http() -> reqwest::Client {
+    missive_server::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// A config suited to tests: cheap password hashing, everything else at the defaults.
 pub fn test_config(data: &Path) -> Config {
     let mut c = Config::default();
@@ -75,7 +81,7 @@ impl TestServer {
             app,
             data: config.data.clone(),
             config,
-            http: reqwest::Client::new(),
+            http: http(),
             dir: None,
             stop: Some(stop),
             task: Some(task),
@@ -267,7 +273,7 @@ fn free_port() -> u16 {
 
 /// Polls `/health` until it answers (bounded: 15 s).
 pub async fn wait_healthy(addr: SocketAddr) {
-    let client = reqwest::Client::new();
+    let client = http();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         if let Ok(r) = client.get(format!("http://{addr}/health")).send().await

@@ -53,7 +53,7 @@ async fn acknowledged_messages_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let (cid, secret) = create_app(dir.path());
     let mut server = ProcessServer::start(dir.path()).await;
-    let api = Arc::new(Api { base: format!("http://{}/durable/app", server.addr), http: reqwest::Client::new() });
+    let api = Arc::new(Api { base: format!("http://{}/durable/app", server.addr), http: crate::common::http() });
     let (_, b) = api.post("/token", None, json!({"grant_type": "client_credentials", "client_id": cid, "client_secret": secret})).await;
     let admin = b["access_token"].as_str().expect("token").to_owned();
     let (st, b) = api.post("/users", Some(&admin), json!([{"username": "alice", "password": "a"}, {"username": "bob", "password": "b"}])).await;
@@ -115,7 +115,7 @@ async fn acknowledged_messages_survive_kill_9() {
 
     // Restart on the same data directory; bob drains his queue.
     let server = ProcessServer::start(dir.path()).await;
-    let (_, b) = Api { base: format!("http://{}/durable/app", server.addr), http: reqwest::Client::new() }
+    let (_, b) = Api { base: format!("http://{}/durable/app", server.addr), http: crate::common::http() }
         .post("/token", None, json!({"grant_type": "password", "username": "bob", "password": "b"}))
         .await;
     let bob_token = b["access_token"].as_str().unwrap().to_owned();

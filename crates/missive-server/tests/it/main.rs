@@ -3,7 +3,11 @@
 
 mod common;
 mod durability;
+mod operations;
 mod rest_smoke;
+mod sdk;
 mod ws_delivery;
 mod rest_messages;
 mod rest_limits;
+mod rest_tokens;
+mod rest_users;

@@ -1,0 +1,112 @@
+//! Operational safety: one server per data directory, `app create` beside a running server,
+//! online backup and restore.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::ProcessServer;
+
+fn missive(args: &[&str], data: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_missive")).args(args).arg("--data").arg(data).output().expect("run missive")
+}
+
+fn app_create(data: &Path, org: &str, app: &str) -> Value {
+    let out = missive(&["app", "create", org, app], data);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+async fn post(url: String, token: Option<&str>, body: Value) -> (u16, Value) {
+    let mut r = crate::common::http().post(url).json(&body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let res = r.send().await.expect("request");
+    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+}
+
+async fn app_token(server: &ProcessServer, app: &Value) -> String {
+    let url = format!("http://{}/{}/{}/token", server.addr, app["org"].as_str().unwrap(), app["app"].as_str().unwrap());
+    let (st, b) = post(url, None, json!({"grant_type": "client_credentials", "client_id": app["client_id"], "client_secret": app["client_secret"]})).await;
+    assert_eq!(st, 200, "{b}");
+    b["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn one_server_per_data_dir_and_app_create_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = app_create(dir.path(), "ops", "one");
+    let server = ProcessServer::start(dir.path()).await;
+
+    // A second server on the same directory refuses to start.
+    let mut second = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = second.try_wait().unwrap() {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "second server kept running on a locked data dir");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("in use by another"), "{err}");
+
+    // `app create` works beside the running server, which accepts the new app at once.
+    let second_app = app_create(dir.path(), "ops", "two");
+    app_token(&server, &second_app).await;
+    app_token(&server, &first).await;
+}
+
+#[tokio::test]
+async fn online_backup_restores_into_a_new_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_create(dir.path(), "ops", "bk");
+    let mut server = ProcessServer::start(dir.path()).await;
+    let token = app_token(&server, &app).await;
+    let base = format!("http://{}/ops/bk", server.addr);
+    let (st, b) = post(format!("{base}/users"), Some(&token), json!([{"username": "u1", "password": "p"}, {"username": "u2", "password": "p"}])).await;
+    assert_eq!(st, 200, "{b}");
+    for i in 0..3 {
+        let (st, b) = post(format!("{base}/messages/users"), Some(&token), json!({"from": "u1", "to": ["u2"], "type": "txt", "body": {"msg": format!("m{i}")}})).await;
+        assert_eq!(st, 200, "{b}");
+    }
+
+    // Backup while serving.
+    let backup = dir.path().join("backup.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_missive")).args(["backup"]).arg(&backup).arg("--data").arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    server.kill9();
+
+    // Restore into an empty directory and serve from it.
+    let restored = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_missive")).args(["restore"]).arg(&backup).arg("--data").arg(restored.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let server = ProcessServer::start(restored.path()).await;
+    let token = app_token(&server, &app).await;
+    let res = crate::common::http()
+        .get(format!("http://{}/ops/bk/users/u2/offline_msg_count", server.addr))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["data"]["u2"], 3, "{v}");
+
+    // A file that is not a backup is refused and changes nothing.
+    let junk = restored.path().join("junk.db");
+    std::fs::write(&junk, b"not a database").unwrap();
+    drop(server);
+    let out = Command::new(env!("CARGO_BIN_EXE_missive")).args(["restore"]).arg(&junk).arg("--data").arg(restored.path()).output().unwrap();
+    assert!(!out.status.success());
+}
