@@ -39,6 +39,14 @@ struct SendRequest {
     ext: Map<String, Value>,
     route_online: bool,
     sync_device: bool,
+    /// What the content limit measures: the compact JSON of `body` (legacy: `msg`) as sent,
+    /// plus that of `ext` when present, in bytes.
+    content_bytes: usize,
+}
+
+/// Bytes of `v`'s compact JSON serialization (whitespace of the request does not count).
+fn compact_len(v: &Value) -> usize {
+    serde_json::to_vec(v).map_or(0, |b| b.len())
 }
 
 fn opt_bool(v: Option<&Value>) -> ApiResult<bool> {
@@ -78,6 +86,7 @@ fn parse_envelope(
     if to.is_empty() {
         return Err(ApiError::send_error("param to can't be empty"));
     }
+    let content_bytes = body.map_or(0, compact_len) + obj.get("ext").map_or(0, compact_len);
     let max = state.config.limits.max_recipients;
     if to.len() > max {
         return Err(ApiError::send_error(format!("params to's size can't exceed limit {max}")));
@@ -130,6 +139,7 @@ fn parse_envelope(
         ext,
         route_online,
         sync_device,
+        content_bytes,
     })
 }
 
@@ -249,9 +259,7 @@ fn content_for(msg_type: &str, body: &Map<String, Value>) -> ApiResult<pb::messa
 /// Validates a parsed request, applies quotas and sends it; returns per-recipient ids.
 async fn send_request(state: &AppState, app: &Arc<App>, req: SendRequest) -> ApiResult<Vec<(String, MsgId)>> {
     let content = content_for(&req.msg_type, &req.body)?;
-    let size = serde_json::to_string(&req.body).map(|s| s.len()).unwrap_or(0)
-        + serde_json::to_string(&req.ext).map(|s| s.len()).unwrap_or(0);
-    if size > state.config.limits.message_content_bytes {
+    if req.content_bytes > state.config.limits.message_content_bytes {
         return Err(ApiError::send_error("message is too large").with_code(14007));
     }
     if !state.send_calls.try_take(app.id, 1) {

@@ -9,7 +9,7 @@ use missive_core::model::NewUser;
 use missive_core::store::StoreError;
 use serde_json::{Value, json};
 
-use super::ctx::{Api, Credentials, JsonBody};
+use super::ctx::{Api, JsonBody};
 use super::users::{parse_username, user_entity};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -100,12 +100,8 @@ async fn password(state: &AppState, api: &Api, body: &Value) -> ApiResult<Respon
 }
 
 async fn inherit(state: &AppState, api: &Api, body: &Value) -> ApiResult<Response> {
-    match api.credentials {
-        Credentials::Valid(Principal::App) => {}
-        Credentials::Valid(Principal::User(_)) => return Err(ApiError::no_token()),
-        Credentials::Invalid(e) => return Err(e.into()),
-        Credentials::None => return Err(ApiError::no_token()),
-    }
+    // Only the app token may mint tokens for users; a user token gets the permission 401.
+    api.require_admin("/token")?;
     let raw = string_field(body, "username")?.ok_or_else(|| invalid_grant(StatusCode::NOT_FOUND, "user not found"))?;
     let auto_create = match body.get("autoCreateUser") {
         None | Some(Value::Null) => false,

@@ -175,6 +175,8 @@ pub async fn get_user(
     api: Api,
     Path((_, _, name)): Path<(String, String, String)>,
 ) -> ApiResult<Envelope> {
+    // A missing or bad token is 401 before the user is looked up: no probing for names.
+    api.require_any()?;
     let user = path_user(&state, &api, &name).await?;
     api.require_admin_or_self(&user, &format!("/users/{}", user.uuid))?;
     Ok(api
@@ -203,6 +205,7 @@ pub async fn update_user(
     Path((_, _, name)): Path<(String, String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Envelope> {
+    api.require_any()?;
     let user = path_user(&state, &api, &name).await?;
     api.require_admin_or_self(&user, &format!("/users/{}", user.uuid))?;
     let obj = body.as_object().ok_or_else(ApiError::invalid_body)?;
@@ -338,9 +341,6 @@ pub async fn set_password(
         api.require_any()?;
         return Err(ApiError::illegal_argument("newpassword is required"));
     };
-    if new.chars().count() > MAX_PASSWORD_CHARS {
-        return Err(ApiError::illegal_argument("PASSWORD_TOO_LONG"));
-    }
     let is_self = matches!(api.credentials, Credentials::Valid(crate::auth::Principal::User(u)) if u == user.uuid);
     if is_self {
         let Some(old) = field("oldpassword") else {
@@ -351,6 +351,9 @@ pub async fn set_password(
         }
     } else {
         api.require_admin(&format!("/users/{}/password", user.uuid))?;
+    }
+    if new.chars().count() > MAX_PASSWORD_CHARS {
+        return Err(ApiError::illegal_argument("PASSWORD_TOO_LONG"));
     }
     let hash = state.auth.hash_password(new).await?;
     state.store.set_password(api.app.id, &user.username, &hash).await?;

@@ -5,6 +5,7 @@ mod common;
 mod durability;
 mod operations;
 mod rest_smoke;
+mod torture;
 mod sdk;
 mod ws_delivery;
 mod rest_messages;

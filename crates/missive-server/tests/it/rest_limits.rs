@@ -18,12 +18,14 @@ fn compact_len(v: &Value) -> usize {
     serde_json::to_string(v).expect("serialize").len()
 }
 
-/// A string of `bytes` UTF-8 bytes: as many `unit` as fit, then ASCII `x`.
+/// A string whose JSON serialization (without the quotes) is `bytes` long: as many `unit`
+/// as fit (a multi-byte character counts its UTF-8 bytes, `"` its escape `\"`), then `x`.
 fn fill(bytes: usize, unit: char) -> String {
-    let n = bytes / unit.len_utf8();
+    let cost = compact_len(&json!(unit.to_string())) - 2;
+    let n = bytes / cost;
     let mut s: String = std::iter::repeat_n(unit, n).collect();
-    s.extend(std::iter::repeat_n('x', bytes - n * unit.len_utf8()));
-    assert_eq!(s.len(), bytes);
+    s.extend(std::iter::repeat_n('x', bytes - n * cost));
+    assert_eq!(compact_len(&json!(s)) - 2, bytes);
     s
 }
 

@@ -212,6 +212,40 @@ async fn who_may_read_and_change_what() {
     assert_eq!(names(&b), ["alice", "bob"]);
     assert_eq!(s.offline_count(&admin, "bob").await, 0);
 
+    // Without a valid token every user API is 401, whether the user exists or not.
+    for (m, p) in [
+        (Method::GET, "/users"),
+        (Method::DELETE, "/users"),
+        (Method::POST, "/users/batch/status"),
+        (Method::GET, "/users/bob"),
+        (Method::GET, "/users/nobody"),
+        (Method::PUT, "/users/bob"),
+        (Method::PUT, "/users/nobody"),
+        (Method::DELETE, "/users/bob"),
+        (Method::DELETE, "/users/nobody"),
+        (Method::PUT, "/users/bob/password"),
+        (Method::PUT, "/users/nobody/password"),
+        (Method::POST, "/users/bob/deactivate"),
+        (Method::POST, "/users/bob/activate"),
+        (Method::GET, "/users/bob/status"),
+        (Method::GET, "/users/bob/offline_msg_count"),
+        (Method::GET, "/users/bob/offline_msg_status/1"),
+        (Method::GET, "/users/bob/resources"),
+        (Method::GET, "/users/bob/disconnect"),
+        (Method::DELETE, "/users/bob/disconnect/android_1"),
+    ] {
+        let body = match p {
+            "/users/batch/status" => Some(json!({"usernames": ["bob"]})),
+            p if p.ends_with("/password") => Some(json!({"newpassword": "x".repeat(65)})),
+            _ if m == Method::PUT || m == Method::POST => Some(json!({"nickname": "x"})),
+            _ => None,
+        };
+        let (st, b) = s.call(m.clone(), p, None, body.clone()).await;
+        assert_error(st, &b, 401, "unauthorized", "Unable to authenticate (OAuth)");
+        let (st, b) = s.call(m.clone(), p, Some("garbage"), body).await;
+        assert_error(st, &b, 401, "auth_bad_access_token", "Unable to authenticate due to corrupt access token");
+    }
+
     // Unknown users in the path.
     for (m, p) in [
         (Method::GET, "/users/nobody"),
