@@ -285,9 +285,9 @@ const S3_PART: usize = 5 * 1024 * 1024;
 impl S3Blobs {
     /// Builds the client; empty config values fall back to `AWS_*` environment variables.
     pub fn new(config: &S3Config) -> Result<S3Blobs, BlobError> {
-        // reqwest is built with rustls but no bundled provider (see Cargo.toml): pick ring
-        // before the first client is built. An error means some provider is already set.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // reqwest is built with rustls but no bundled provider: pick ring before the first
+        // client is built.
+        crate::install_crypto_provider();
         let mut b = AmazonS3Builder::from_env()
             .with_allow_http(config.allow_http)
             .with_virtual_hosted_style_request(config.virtual_hosted_style);

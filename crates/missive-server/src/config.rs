@@ -67,6 +67,8 @@ pub struct Limits {
     pub batch_register: usize,
     /// Users per batch status query.
     pub batch_status: usize,
+    /// Sends processed at once; more are shed with 503 instead of queueing (0 sheds all).
+    pub max_inflight_sends: usize,
 }
 
 impl Default for Limits {
@@ -80,6 +82,7 @@ impl Default for Limits {
             json_body_bytes: 1024 * 1024,
             batch_register: 60,
             batch_status: 100,
+            max_inflight_sends: 2048,
         }
     }
 }

@@ -17,7 +17,7 @@ use missive_core::model::{App, QueuedMessage};
 use missive_msync::pb;
 use prost::Message;
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::hub::TransientMessage;
 use crate::state::AppState;
 
@@ -54,6 +54,9 @@ pub struct UnknownRecipient(pub String);
 impl AppState {
     /// Sends `out`: returns after every stored copy is durable.
     pub async fn send(&self, out: Outgoing) -> ApiResult<Result<Sent, UnknownRecipient>> {
+        // Admission control: past `limits.max_inflight_sends` concurrent sends the server
+        // sheds load with a 503 at once instead of queueing without bound.
+        let _permit = self.inflight_sends.try_acquire().map_err(|_| ApiError::unavailable("server is busy, retry later"))?;
         let mut seen = HashSet::with_capacity(out.to.len());
         let recipients: Vec<String> = out.to.into_iter().filter(|r| seen.insert(r.clone())).collect();
         let known: HashSet<String> = self.store.existing_users(out.app.id, &recipients).await?.into_iter().collect();

@@ -7,6 +7,7 @@
 //! - [`ws`]: `/websocket`, the MSYNC sessions of the client SDKs.
 //! - [`hub`]: online devices on this node and the channels that reach them.
 //! - [`delivery`]: the one path every message takes (id → persist → notify).
+//! - [`blobs`]: where chat file bytes live (a directory, or S3 for several nodes).
 //! - [`auth`]: tokens and passwords. [`ratelimit`]: per-app quotas. [`error`]: `ApiError`.
 //!
 //! [`run`] is the seam tests and `main` share: the caller owns the listener and the
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub mod auth;
+pub mod blobs;
 pub mod config;
 pub mod delivery;
 pub mod error;
@@ -54,6 +56,8 @@ pub enum ServerError {
     InvalidAppName(String),
     #[error("app {0} already exists")]
     AppExists(String),
+    #[error("file storage: {0}")]
+    Blobs(#[from] blobs::BlobError),
     #[error("data directory {0} is in use by another `missive serve` (lock held on missive.lock)")]
     Locked(String),
 }
@@ -114,8 +118,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let token = CancellationToken::new();
-    let state = AppState::new(config, store, token.clone());
+    let blobs = blobs::open(&config)?;
+    let state = AppState::new(config, store, blobs, token.clone());
     let sweeper = tokio::spawn(sweep_forever(state.clone()));
+    let file_sweeper = tokio::spawn(http::chatfiles::sweep_forever(state.clone()));
     let app = router(state.clone());
     let stop = token.clone();
     let result = axum::serve(listener, app)
@@ -126,6 +132,7 @@ pub async fn run(
         .await;
     token.cancel();
     sweeper.abort();
+    file_sweeper.abort();
     result.map_err(ServerError::from)
 }
 

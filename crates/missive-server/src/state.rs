@@ -16,6 +16,7 @@ use missive_core::store::{QueuePolicy, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
+use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::hub::Hub;
@@ -38,6 +39,13 @@ pub struct Shared {
     pub send_messages: Quota,
     /// Cancelled when the server shuts down; sessions watch it to close cleanly.
     pub shutdown: CancellationToken,
+    /// Sends being processed now (REST and SDK); see `limits.max_inflight_sends`.
+    pub inflight_sends: tokio::sync::Semaphore,
+    /// Where chat file bytes live (local directory or S3).
+    pub blobs: Arc<dyn BlobStore>,
+    /// Thumbnails being generated; each holds an image and its pixels in memory, so the
+    /// count is bounded (`files.thumbnail_workers`).
+    pub thumbnail_permits: tokio::sync::Semaphore,
 }
 
 impl Deref for AppState {
@@ -48,7 +56,12 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Arc<dyn Store>, shutdown: CancellationToken) -> AppState {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        shutdown: CancellationToken,
+    ) -> AppState {
         let auth = Arc::new(Authenticator::new(
             store.clone(),
             config.security.argon2_memory_kib,
@@ -60,6 +73,9 @@ impl AppState {
             send_calls: Quota::new(config.limits.send_calls_per_second, Duration::from_secs(1)),
             send_messages: Quota::new(config.limits.send_messages_per_minute, Duration::from_secs(60)),
             apps: AppCache::new(store.clone()),
+            inflight_sends: tokio::sync::Semaphore::new(config.limits.max_inflight_sends),
+            thumbnail_permits: tokio::sync::Semaphore::new(config.files.thumbnail_workers.max(1)),
+            blobs,
             auth,
             hub,
             store,

@@ -273,6 +273,8 @@ async fn send_request(state: &AppState, app: &Arc<App>, req: SendRequest) -> Api
             "message send reach limit",
         ));
     }
+    // Last, as it may read the store: refused requests cost no I/O.
+    let content = super::chatfiles::enrich_media(state, app, content).await;
     let mut body = pb::MessageBody { contents: vec![content], ext: json_to_key_values(&req.ext), ..Default::default() };
     body.set_type(pb::message_body::Type::Chat);
     let sent = state

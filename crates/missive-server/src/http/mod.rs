@@ -17,6 +17,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::error::{ApiError, RenderedError};
 use crate::state::AppState;
 
+/// `/chatfiles`: upload, download, thumbnails, expiry.
+pub mod chatfiles;
 /// Request-scoped context: the app from the path, credentials, the success envelope.
 pub mod ctx;
 /// The send API, its legacy form and recall.
@@ -47,6 +49,9 @@ pub fn router() -> Router<AppState> {
         .route("/{org}/{app}/messages/users", post(messages::send_user_messages))
         .route("/{org}/{app}/messages/msg_recall", post(messages::recall_message))
         .route("/{org}/{app}/messages/recall", post(messages::recall_messages))
+        // Uploads stream under their own limit (`files.max_bytes`), not axum's 2 MB default.
+        .route("/{org}/{app}/chatfiles", post(chatfiles::upload).layer(axum::extract::DefaultBodyLimit::disable()))
+        .route("/{org}/{app}/chatfiles/{file}", get(chatfiles::download))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -84,9 +89,27 @@ pub async fn stamp_errors(req: Request, next: Next) -> Response {
     }
 }
 
-/// Installs `stamp_errors` on a router.
+/// Installs `stamp_errors` (outermost, so it also stamps `limit_headers`' refusals).
 pub fn with_error_stamps(r: Router<AppState>) -> Router<AppState> {
-    r.layer(middleware::from_fn(stamp_errors))
+    r.layer(middleware::from_fn(limit_headers)).layer(middleware::from_fn(stamp_errors))
+}
+
+/// Request headers larger than this in total are refused with 431: no Easemob call needs
+/// more, and it bounds what one request can make the server hold and parse.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+async fn limit_headers(req: Request, next: Next) -> Response {
+    let size: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if size > MAX_HEADER_BYTES {
+        return ApiError::new(
+            axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request_header_too_large",
+            "RequestHeaderTooLargeException",
+            "Request header fields too large",
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Response {

@@ -25,9 +25,7 @@ pub fn http() -> reqwest::Client {
 
 /// A config suited to tests: cheap password hashing, everything else at the defaults.
 pub fn test_config(data: &Path) -> Config {
-    let mut c = Config::default();
-    c.data = data.to_path_buf();
-    c.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut c = Config { data: data.to_path_buf(), listen: SocketAddr::from(([127, 0, 0, 1], 0)), ..Config::default() };
     c.security.argon2_memory_kib = 64;
     c.security.argon2_iterations = 1;
     c

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use missive_msync::client::text_body;
 use missive_msync::{ClientEvent, ClientOptions, Login, MsyncClient};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::time::timeout;
 
 use crate::common::ProcessServer;
@@ -54,11 +54,20 @@ async fn acknowledged_messages_survive_kill_9() {
     let (cid, secret) = create_app(dir.path());
     let mut server = ProcessServer::start(dir.path()).await;
     let api = Arc::new(Api { base: format!("http://{}/durable/app", server.addr), http: crate::common::http() });
-    let (_, b) = api.post("/token", None, json!({"grant_type": "client_credentials", "client_id": cid, "client_secret": secret})).await;
+    let (_, b) = api
+        .post("/token", None, json!({"grant_type": "client_credentials", "client_id": cid, "client_secret": secret}))
+        .await;
     let admin = b["access_token"].as_str().expect("token").to_owned();
-    let (st, b) = api.post("/users", Some(&admin), json!([{"username": "alice", "password": "a"}, {"username": "bob", "password": "b"}])).await;
+    let (st, b) = api
+        .post(
+            "/users",
+            Some(&admin),
+            json!([{"username": "alice", "password": "a"}, {"username": "bob", "password": "b"}]),
+        )
+        .await;
     assert_eq!(st, 200, "{b}");
-    let (_, b) = api.post("/token", None, json!({"grant_type": "password", "username": "alice", "password": "a"})).await;
+    let (_, b) =
+        api.post("/token", None, json!({"grant_type": "password", "username": "alice", "password": "a"})).await;
     let alice_token = b["access_token"].as_str().unwrap().to_owned();
 
     // One message acked over MSYNC before the crash.
@@ -69,7 +78,8 @@ async fn acknowledged_messages_survive_kill_9() {
         token: token.into(),
         resource: Some(format!("{user}-dev")),
     };
-    let alice = MsyncClient::connect(login(server.addr, "alice", &alice_token), ClientOptions::default()).await.unwrap();
+    let alice =
+        MsyncClient::connect(login(server.addr, "alice", &alice_token), ClientOptions::default()).await.unwrap();
     let sdk_ack = alice.send("bob", text_body("alice", "bob", "via sdk", None)).await.expect("upload acked");
 
     // Four concurrent senders push REST messages; the process is killed while they run.
@@ -81,7 +91,11 @@ async fn acknowledged_messages_survive_kill_9() {
             let mut acked = Vec::new();
             for i in 0..1000 {
                 let (st, b) = api
-                    .post("/messages/users", Some(&admin), json!({"from": "alice", "to": ["bob"], "type": "txt", "body": {"msg": format!("{s}-{i}")}}))
+                    .post(
+                        "/messages/users",
+                        Some(&admin),
+                        json!({"from": "alice", "to": ["bob"], "type": "txt", "body": {"msg": format!("{s}-{i}")}}),
+                    )
                     .await;
                 match st {
                     200 => acked.push(b["data"]["bob"].as_str().unwrap().parse::<u64>().unwrap()),
@@ -95,9 +109,16 @@ async fn acknowledged_messages_survive_kill_9() {
     // Kill once a good number of sends have been acknowledged (count read from the server).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, b) = api.post("/token", None, json!({"grant_type": "client_credentials", "client_id": cid, "client_secret": secret})).await;
+        let (_, b) = api
+            .post(
+                "/token",
+                None,
+                json!({"grant_type": "client_credentials", "client_id": cid, "client_secret": secret}),
+            )
+            .await;
         let tok = b["access_token"].as_str().unwrap_or_default().to_owned();
-        let res = api.http.get(format!("{}/users/bob/offline_msg_count", api.base)).bearer_auth(&tok).send().await.unwrap();
+        let res =
+            api.http.get(format!("{}/users/bob/offline_msg_count", api.base)).bearer_auth(&tok).send().await.unwrap();
         let v: Value = res.json().await.unwrap();
         if v["data"]["bob"].as_u64().unwrap_or(0) >= 300 {
             break;

@@ -3,12 +3,13 @@
 
 mod common;
 mod durability;
+mod hostile;
 mod operations;
-mod rest_smoke;
-mod torture;
-mod sdk;
-mod ws_delivery;
-mod rest_messages;
 mod rest_limits;
+mod rest_messages;
+mod rest_smoke;
 mod rest_tokens;
 mod rest_users;
+mod sdk;
+mod torture;
+mod ws_delivery;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::common::ProcessServer;
 
@@ -75,22 +75,44 @@ async fn online_backup_restores_into_a_new_data_dir() {
     let mut server = ProcessServer::start(dir.path()).await;
     let token = app_token(&server, &app).await;
     let base = format!("http://{}/ops/bk", server.addr);
-    let (st, b) = post(format!("{base}/users"), Some(&token), json!([{"username": "u1", "password": "p"}, {"username": "u2", "password": "p"}])).await;
+    let (st, b) = post(
+        format!("{base}/users"),
+        Some(&token),
+        json!([{"username": "u1", "password": "p"}, {"username": "u2", "password": "p"}]),
+    )
+    .await;
     assert_eq!(st, 200, "{b}");
     for i in 0..3 {
-        let (st, b) = post(format!("{base}/messages/users"), Some(&token), json!({"from": "u1", "to": ["u2"], "type": "txt", "body": {"msg": format!("m{i}")}})).await;
+        let (st, b) = post(
+            format!("{base}/messages/users"),
+            Some(&token),
+            json!({"from": "u1", "to": ["u2"], "type": "txt", "body": {"msg": format!("m{i}")}}),
+        )
+        .await;
         assert_eq!(st, 200, "{b}");
     }
 
     // Backup while serving.
     let backup = dir.path().join("backup.db");
-    let out = Command::new(env!("CARGO_BIN_EXE_missive")).args(["backup"]).arg(&backup).arg("--data").arg(dir.path()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .args(["backup"])
+        .arg(&backup)
+        .arg("--data")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     server.kill9();
 
     // Restore into an empty directory and serve from it.
     let restored = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_missive")).args(["restore"]).arg(&backup).arg("--data").arg(restored.path()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .args(["restore"])
+        .arg(&backup)
+        .arg("--data")
+        .arg(restored.path())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let server = ProcessServer::start(restored.path()).await;
     let token = app_token(&server, &app).await;
@@ -107,6 +129,12 @@ async fn online_backup_restores_into_a_new_data_dir() {
     let junk = restored.path().join("junk.db");
     std::fs::write(&junk, b"not a database").unwrap();
     drop(server);
-    let out = Command::new(env!("CARGO_BIN_EXE_missive")).args(["restore"]).arg(&junk).arg("--data").arg(restored.path()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .args(["restore"])
+        .arg(&junk)
+        .arg("--data")
+        .arg(restored.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 }

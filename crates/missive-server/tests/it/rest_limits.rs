@@ -121,7 +121,8 @@ async fn raw_send_body_limit_is_exact() {
     assert_413(st, &b);
 
     // Other JSON APIs are not held to the send limit.
-    let big: Vec<Value> = (0..60).map(|i| json!({"username": format!("user{i:02}"), "password": "p".repeat(64)})).collect();
+    let big: Vec<Value> =
+        (0..60).map(|i| json!({"username": format!("user{i:02}"), "password": "p".repeat(64)})).collect();
     let big = serde_json::to_vec(&big).expect("json");
     assert!(big.len() > limit);
     let (st, b) = s.post_raw("/users", Some(&admin), big).await;
@@ -154,7 +155,8 @@ async fn content_limit_is_exact() {
 
     // The legacy endpoint measures its `msg` (which carries `type`) and `ext` the same way.
     let msg_len = limit - compact_len(&json!({"type": "txt", "msg": ""}));
-    let legacy = |n: usize| json!({"target_type": "users", "target": ["user2"], "msg": {"type": "txt", "msg": "x".repeat(n)}});
+    let legacy =
+        |n: usize| json!({"target_type": "users", "target": ["user2"], "msg": {"type": "txt", "msg": "x".repeat(n)}});
     let (st, b) = s.post("/messages", Some(&admin), legacy(msg_len)).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let (st, b) = s.post("/messages", Some(&admin), legacy(msg_len + 1)).await;
@@ -175,7 +177,8 @@ async fn default_profile_content_over_3k_in_a_body_under_5k_is_400() {
 async fn recipients_per_call_follow_the_configured_limit() {
     let s = TestServer::start_with(|c| c.limits.max_recipients = 3).await;
     let admin = s.admin_token().await;
-    let send = |to: Value| s.post("/messages/users", Some(&admin), json!({"to": to, "type": "txt", "body": {"msg": "m"}}));
+    let send =
+        |to: Value| s.post("/messages/users", Some(&admin), json!({"to": to, "type": "txt", "body": {"msg": "m"}}));
     let (st, b) = send(json!(["a", "b", "c"])).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let (st, b) = send(json!(["a", "b", "c", "d"])).await;
@@ -204,7 +207,11 @@ async fn send_calls_per_second_over_the_limit_are_429() {
 
     // The legacy endpoint draws from the same budget.
     let (st, b) = s
-        .post("/messages", Some(&admin), json!({"target_type": "users", "target": ["user2"], "msg": {"type": "txt", "msg": "m"}}))
+        .post(
+            "/messages",
+            Some(&admin),
+            json!({"target_type": "users", "target": ["user2"], "msg": {"type": "txt", "msg": "m"}}),
+        )
         .await;
     assert_error(st, &b, 429, "reach_limit", "This request has reached api limit");
 
@@ -218,7 +225,8 @@ async fn send_calls_per_second_over_the_limit_are_429() {
 async fn send_messages_per_minute_count_recipients_and_over_the_limit_are_403() {
     let s = TestServer::start_with(|c| c.limits.send_messages_per_minute = 5).await;
     let admin = s.admin_token().await;
-    let send = |to: Value| s.post("/messages/users", Some(&admin), json!({"to": to, "type": "txt", "body": {"msg": "m"}}));
+    let send =
+        |to: Value| s.post("/messages/users", Some(&admin), json!({"to": to, "type": "txt", "body": {"msg": "m"}}));
     let reach = |st: StatusCode, b: &Value| assert_error(st, b, 403, "message_send_error", "message send reach limit");
 
     let (st, b) = send(json!(["a", "b", "c", "d", "e", "f"])).await;

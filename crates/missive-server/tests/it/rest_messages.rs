@@ -262,7 +262,14 @@ async fn uri_is_built_from_the_request_host() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_envelope(&s, &r.body, "post", "/messages/users", "https://im.example.com:8443/testorg/testapp/messages/users", before);
+    assert_envelope(
+        &s,
+        &r.body,
+        "post",
+        "/messages/users",
+        "https://im.example.com:8443/testorg/testapp/messages/users",
+        before,
+    );
     assert_msg_id(&r.body["data"]["user2"], before);
 }
 
@@ -320,7 +327,11 @@ async fn unknown_recipient_gets_an_id_but_no_user_is_created() {
     let admin = s.admin_token().await;
     let before = now_ms();
     let (st, b) = s
-        .post("/messages/users", Some(&admin), json!({"from": "nobody", "to": ["ghost"], "type": "txt", "body": {"msg": "boo"}}))
+        .post(
+            "/messages/users",
+            Some(&admin),
+            json!({"from": "nobody", "to": ["ghost"], "type": "txt", "body": {"msg": "boo"}}),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let id = b["data"]["ghost"].clone();
@@ -360,6 +371,12 @@ async fn send_errors_are_those_of_the_documented_table() {
     no_to.as_object_mut().expect("object").remove("to");
     let (st, b) = send(no_to).await;
     assert_error(st, &b, 400, "message_send_error", "param to can't be empty");
+    for key in ["type", "body"] {
+        let mut missing = base.clone();
+        missing.as_object_mut().expect("object").remove(key);
+        let (st, b) = send(missing).await;
+        assert_error(st, &b, 400, "message_send_error", &format!("param {key} can't be empty"));
+    }
     let (st, b) = send(with("type", json!(""))).await;
     assert_error(st, &b, 400, "message_send_error", "param type can't be empty");
     let (st, b) = send(with("body", json!({}))).await;
@@ -375,7 +392,9 @@ async fn send_errors_are_those_of_the_documented_table() {
     // Malformed JSON and fields of the wrong type.
     let (st, b) = s.post_raw("/messages/users", Some(&admin), r#"{"from": "user1", "to": ["user2"],"#).await;
     assert_error(st, &b, 400, "invalid_request_body", "Request body is invalid. Please check body is correct.");
-    for bad in [with("to", json!("user2")), with("to", json!([1])), with("body", json!("m")), json!(["not", "an object"])] {
+    for bad in
+        [with("to", json!("user2")), with("to", json!([1])), with("body", json!("m")), json!(["not", "an object"])]
+    {
         let (st, b) = send(bad.clone()).await;
         assert_error(st, &b, 400, "invalid_request_body", "Request body is invalid. Please check body is correct.");
     }
@@ -485,7 +504,8 @@ async fn recall_removes_an_undelivered_message() {
     let (st, b) =
         s.post("/messages/msg_recall", Some(&admin), json!({"msg_id": keep, "to": "user1", "chat_type": "chat"})).await;
     assert_error(st, &b, 400, "message_recall_error", "can’t find msg to");
-    let (st, b) = s.post("/messages/msg_recall", None, json!({"msg_id": keep, "to": "user2", "chat_type": "chat"})).await;
+    let (st, b) =
+        s.post("/messages/msg_recall", None, json!({"msg_id": keep, "to": "user2", "chat_type": "chat"})).await;
     assert_error(st, &b, 401, "unauthorized", "Unable to authenticate (OAuth)");
     assert_eq!(s.offline_count(&admin, "user2").await, 1, "failed recalls removed nothing");
 }
@@ -636,5 +656,8 @@ async fn unknown_routes_wrong_methods_and_cors_preflight() {
     // A simple cross-origin request gets the origin echoed back too.
     let r = s.raw(Method::GET, "/users", Some(&admin), &[("origin", "https://web.example.com")], None).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.headers.get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("https://web.example.com"));
+    assert_eq!(
+        r.headers.get("access-control-allow-origin").and_then(|v| v.to_str().ok()),
+        Some("https://web.example.com")
+    );
 }

@@ -94,7 +94,9 @@ async fn password_grant() {
     assert_eq!(st, StatusCode::OK, "{b}");
 
     // The documentation's example, `ttl` as a string; the user id comes back lower-cased.
-    let (st, b) = s.post("/token", None, json!({"grant_type": "password", "username": "C", "password": "1", "ttl": "1024000"})).await;
+    let (st, b) = s
+        .post("/token", None, json!({"grant_type": "password", "username": "C", "password": "1", "ttl": "1024000"}))
+        .await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(keys(&b), ["access_token", "expires_in", "user"]);
     assert_eq!(b["expires_in"], 1024000);
@@ -112,7 +114,8 @@ async fn password_grant() {
     assert_error(st, &b, 400, "invalid_grant", "invalid password");
     let (st, b) = s.post("/token", None, json!({"grant_type": "password", "username": "c"})).await;
     assert_error(st, &b, 400, "invalid_grant", "invalid password");
-    let (st, b) = s.post("/token", None, json!({"grant_type": "password", "username": "nobody", "password": "1"})).await;
+    let (st, b) =
+        s.post("/token", None, json!({"grant_type": "password", "username": "nobody", "password": "1"})).await;
     assert_error(st, &b, 404, "invalid_grant", "user not found");
 }
 
@@ -157,7 +160,9 @@ async fn inherit_grant() {
         let (st, b) = s.get("/users/test2333", Some(&admin)).await;
         assert_error(st, &b, 404, "service_resource_not_found", "Service resource not found");
     }
-    let (st, b) = s.post("/token", Some(&admin), json!({"grant_type": "inherit", "username": "Test2333", "autoCreateUser": true})).await;
+    let (st, b) = s
+        .post("/token", Some(&admin), json!({"grant_type": "inherit", "username": "Test2333", "autoCreateUser": true}))
+        .await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(b["expires_in"], 60 * 24 * 3600, "absent ttl is the 60-day default");
     assert_user(&b["user"], "test2333", true);
@@ -212,7 +217,8 @@ async fn token_failures_on_an_admin_api() {
     assert!(now_ms() > issued + 1000);
     let (st, b) = s.get("/users", Some(&short)).await;
     assert_error(st, &b, 401, "unauthorized", "Unable to authenticate due to expired access token");
-    let (st, b) = s.post("/messages/users", Some(&short), json!({"to": ["a"], "type": "txt", "body": {"msg": "m"}})).await;
+    let (st, b) =
+        s.post("/messages/users", Some(&short), json!({"to": ["a"], "type": "txt", "body": {"msg": "m"}})).await;
     assert_error(st, &b, 401, "unauthorized", "Unable to authenticate due to expired access token");
     let (st, b) = s.get("/users", Some(&forever)).await;
     assert_eq!(st, StatusCode::OK, "ttl 0 never expires: {b}");
@@ -252,7 +258,9 @@ async fn apps_are_isolated() {
     wrong["client_id"] = b_app.client_id.clone().into();
     let (st, b) = s.post("/token", None, wrong).await;
     assert_error(st, &b, 400, "invalid_grant", "client_id does not match");
-    let (st, b) = s.post(&b_url("/token"), None, json!({"grant_type": "password", "username": "bob", "password": "bob-pw"})).await;
+    let (st, b) = s
+        .post(&b_url("/token"), None, json!({"grant_type": "password", "username": "bob", "password": "bob-pw"}))
+        .await;
     assert_error(st, &b, 400, "invalid_grant", "invalid password");
 
     // A message in app B does not reach app A's bob.

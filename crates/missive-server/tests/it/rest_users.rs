@@ -9,7 +9,12 @@ use serde_json::{Value, json};
 use crate::common::{TestServer, assert_envelope, assert_error};
 
 fn names(b: &Value) -> Vec<String> {
-    b["entities"].as_array().expect("entities").iter().map(|e| e["username"].as_str().expect("name").to_owned()).collect()
+    b["entities"]
+        .as_array()
+        .expect("entities")
+        .iter()
+        .map(|e| e["username"].as_str().expect("name").to_owned())
+        .collect()
 }
 
 fn keys(v: &Value) -> Vec<&str> {
@@ -43,7 +48,10 @@ async fn register_one_user_and_its_errors() {
     let e = &b["entities"][0];
     assert_eq!(b["entities"].as_array().map(Vec::len), Some(1));
     assert_eq!(keys(e), ["activated", "created", "modified", "nickname", "type", "username", "uuid"], "{e}");
-    assert_eq!((e["type"].as_str(), e["username"].as_str(), e["nickname"].as_str()), (Some("user"), Some("user1"), Some("testuser")));
+    assert_eq!(
+        (e["type"].as_str(), e["username"].as_str(), e["nickname"].as_str()),
+        (Some("user"), Some("user1"), Some("testuser"))
+    );
     assert_eq!(e["activated"], true);
     assert!(e["created"].as_u64().is_some_and(|c| c >= before) && e["created"] == e["modified"], "{e}");
 
@@ -53,7 +61,9 @@ async fn register_one_user_and_its_errors() {
     assert!(b["entities"][0].get("nickname").is_none(), "{b}");
 
     // No Content-Type at all is accepted too.
-    let r = s.raw(Method::POST, "/users", Some(&admin), &[], Some(br#"{"username":"user3","password":"p"}"#.to_vec())).await;
+    let r = s
+        .raw(Method::POST, "/users", Some(&admin), &[], Some(br#"{"username":"user3","password":"p"}"#.to_vec()))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 
     for dup in ["user1", "USER1"] {
@@ -82,9 +92,11 @@ async fn register_one_user_and_its_errors() {
     assert_error(st, &b, 400, "illegal_argument", "USERNAME_TOO_LONG");
     let (st, b) = s.post("/users", Some(&admin), json!({"username": "a".repeat(64), "password": "x"})).await;
     assert_eq!(st, StatusCode::OK, "64 bytes is allowed: {b}");
-    let (st, b) = s.post("/users", Some(&admin), json!({"username": "n1", "password": "x", "nickname": "昵".repeat(101)})).await;
+    let (st, b) =
+        s.post("/users", Some(&admin), json!({"username": "n1", "password": "x", "nickname": "昵".repeat(101)})).await;
     assert_error(st, &b, 400, "illegal_argument", "NICKNAME_TOO_LONG");
-    let (st, b) = s.post("/users", Some(&admin), json!({"username": "n2", "password": "x", "nickname": "昵".repeat(100)})).await;
+    let (st, b) =
+        s.post("/users", Some(&admin), json!({"username": "n2", "password": "x", "nickname": "昵".repeat(100)})).await;
     assert_eq!(st, StatusCode::OK, "100 characters is allowed: {b}");
 
     // Registration is not open on this app.
@@ -116,9 +128,11 @@ async fn batch_registration_reports_partial_failure() {
     assert_eq!(names(&b), ["user1", "user2"]);
     assert_eq!(b["data"], json!([{"username": "user3", "registerUserFailReason": "the user3 already exists"}]));
     // The failed one kept its password; the others got theirs.
-    let (st, b) = s.post("/token", None, json!({"grant_type": "password", "username": "user3", "password": "user3-pw"})).await;
+    let (st, b) =
+        s.post("/token", None, json!({"grant_type": "password", "username": "user3", "password": "user3-pw"})).await;
     assert_eq!(st, StatusCode::OK, "{b}");
-    let (st, b) = s.post("/token", None, json!({"grant_type": "password", "username": "user2", "password": "789"})).await;
+    let (st, b) =
+        s.post("/token", None, json!({"grant_type": "password", "username": "user2", "password": "789"})).await;
     assert_eq!(st, StatusCode::OK, "{b}");
 
     let batch = |n: usize| -> Value { (0..n).map(|i| json!({"username": format!("b{i}"), "password": "p"})).collect() };
@@ -148,7 +162,8 @@ async fn open_registration_needs_no_token() {
     let (st, b) = s.post("/users", None, json!({"username": "Self1", "password": "pw", "nickname": "me"})).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(names(&b), ["self1"]);
-    let (st, b) = s.post("/token", None, json!({"grant_type": "password", "username": "self1", "password": "pw"})).await;
+    let (st, b) =
+        s.post("/token", None, json!({"grant_type": "password", "username": "self1", "password": "pw"})).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let (st, b) = s.post("/users", None, json!({"username": "self1", "password": "pw"})).await;
     assert_eq!((st, b["error"].clone()), (StatusCode::BAD_REQUEST, json!("duplicate_unique_property_exists")));
@@ -191,10 +206,15 @@ async fn who_may_read_and_change_what() {
     assert_permission(st, &b, &s, "delete", "/users");
     let (st, b) = s.delete("/users?limit=1", Some(&alice)).await;
     assert_permission(st, &b, &s, "delete", "/users");
-    let (st, b) = s.post("/messages/users", Some(&alice), json!({"to": ["bob"], "type": "txt", "body": {"msg": "m"}})).await;
+    let (st, b) =
+        s.post("/messages/users", Some(&alice), json!({"to": ["bob"], "type": "txt", "body": {"msg": "m"}})).await;
     assert_permission(st, &b, &s, "post", "/messages/users");
     let (st, b) = s
-        .post("/messages", Some(&alice), json!({"target_type": "users", "target": ["bob"], "msg": {"type": "txt", "msg": "m"}}))
+        .post(
+            "/messages",
+            Some(&alice),
+            json!({"target_type": "users", "target": ["bob"], "msg": {"type": "txt", "msg": "m"}}),
+        )
         .await;
     assert_permission(st, &b, &s, "post", "/messages");
     let (st, b) = s.post("/users", Some(&alice), json!({"username": "carol", "password": "x"})).await;
@@ -372,9 +392,11 @@ async fn profile_fields_password_and_ban() {
     assert_eq!(b["action"], "set user password");
     let (st, b) = s.get("/users/user1", Some(&old)).await;
     assert_error(st, &b, 401, "auth_bad_access_token", "Unable to authenticate");
-    let (st, b) = s.post("/token", None, json!({"grant_type": "password", "username": "user1", "password": "user1-pw"})).await;
+    let (st, b) =
+        s.post("/token", None, json!({"grant_type": "password", "username": "user1", "password": "user1-pw"})).await;
     assert_error(st, &b, 400, "invalid_grant", "invalid password");
-    let (st, b) = s.post("/token", None, json!({"grant_type": "password", "username": "user1", "password": "fresh"})).await;
+    let (st, b) =
+        s.post("/token", None, json!({"grant_type": "password", "username": "user1", "password": "fresh"})).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let fresh = b["access_token"].as_str().expect("token").to_owned();
     // POST is accepted as well; errors.
@@ -389,13 +411,16 @@ async fn profile_fields_password_and_ban() {
     let (st, b) = s.put("/users/user1/password", None, json!({"newpassword": "x"})).await;
     assert_error(st, &b, 401, "unauthorized", "Unable to authenticate (OAuth)");
     // A user changing its own password must prove the old one.
-    let (_, b) = s.post("/token", None, json!({"grant_type": "password", "username": "user1", "password": "fresher"})).await;
+    let (_, b) =
+        s.post("/token", None, json!({"grant_type": "password", "username": "user1", "password": "fresher"})).await;
     let own = b["access_token"].as_str().expect("token").to_owned();
     let (st, b) = s.put("/users/user1/password", Some(&own), json!({"newpassword": "mine"})).await;
     assert_error(st, &b, 400, "illegal_argument", "oldPassword is required");
-    let (st, b) = s.put("/users/user1/password", Some(&own), json!({"newpassword": "mine", "oldpassword": "fresher"})).await;
+    let (st, b) =
+        s.put("/users/user1/password", Some(&own), json!({"newpassword": "mine", "oldpassword": "fresher"})).await;
     assert_eq!(st, StatusCode::OK, "{b}");
-    let (st, b) = s.post("/token", None, json!({"grant_type": "password", "username": "user1", "password": "mine"})).await;
+    let (st, b) =
+        s.post("/token", None, json!({"grant_type": "password", "username": "user1", "password": "mine"})).await;
     assert_eq!(st, StatusCode::OK, "{b}");
 
     // Ban: tokens revoked, no new ones, until activated again.
@@ -407,7 +432,8 @@ async fn profile_fields_password_and_ban() {
     assert_eq!(b["entities"][0]["activated"], false);
     let (st, b) = s.get("/users/user1", Some(&before_ban)).await;
     assert_error(st, &b, 401, "auth_bad_access_token", "Unable to authenticate");
-    let (st, b) = s.post("/token", None, json!({"grant_type": "password", "username": "user1", "password": "mine"})).await;
+    let (st, b) =
+        s.post("/token", None, json!({"grant_type": "password", "username": "user1", "password": "mine"})).await;
     assert_error(st, &b, 400, "invalid_grant", "user not activated");
     let (st, b) = s.post("/token", Some(&admin), json!({"grant_type": "inherit", "username": "user1"})).await;
     assert_error(st, &b, 400, "invalid_grant", "user not activated");
@@ -418,7 +444,8 @@ async fn profile_fields_password_and_ban() {
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(keys(&b), ["action", "duration", "timestamp"], "{b}");
     assert_eq!(b["action"], "activate user");
-    let (st, b) = s.post("/token", None, json!({"grant_type": "password", "username": "user1", "password": "mine"})).await;
+    let (st, b) =
+        s.post("/token", None, json!({"grant_type": "password", "username": "user1", "password": "mine"})).await;
     assert_eq!((st, b["user"]["activated"].clone()), (StatusCode::OK, json!(true)), "{b}");
 }
 
@@ -433,7 +460,10 @@ async fn presence_and_offline_messages() {
     let (st, b) = s.get("/users/user1/status", Some(&admin)).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_envelope(&s, &b, "get", "/users", &format!("{base}/user1/status"), before);
-    assert_eq!((b["entities"].clone(), b["data"].clone(), b["count"].clone()), (json!([]), json!({"user1": "offline"}), json!(0)));
+    assert_eq!(
+        (b["entities"].clone(), b["data"].clone(), b["count"].clone()),
+        (json!([]), json!({"user1": "offline"}), json!(0))
+    );
 
     let (st, b) = s.post("/users/batch/status", Some(&admin), json!({"usernames": ["user1", "nobody", "user2"]})).await;
     assert_eq!(st, StatusCode::OK, "{b}");
@@ -450,7 +480,10 @@ async fn presence_and_offline_messages() {
     let (st, b) = s.get("/users/user2/offline_msg_count", Some(&admin)).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_envelope(&s, &b, "get", "/users", &format!("{base}/user2/offline_msg_count"), before);
-    assert_eq!((b["entities"].clone(), b["data"].clone(), b["count"].clone()), (json!([]), json!({"user2": 0}), json!(0)));
+    assert_eq!(
+        (b["entities"].clone(), b["data"].clone(), b["count"].clone()),
+        (json!([]), json!({"user2": 0}), json!(0))
+    );
 
     let data = s.send_text(&admin, "user1", &["user2"], "one").await;
     let id = data["user2"].as_str().expect("id").to_owned();
@@ -466,4 +499,27 @@ async fn presence_and_offline_messages() {
     assert_eq!(b["data"], json!({id.clone(): "undelivered"}));
     // Not user1's message to receive.
     assert_eq!(s.offline_status(&admin, "user1", &id).await, "delivered");
+    let (st, b) = s.get("/users/user2/offline_msg_status/not-a-number", Some(&admin)).await;
+    assert_eq!((st, b["error"].clone()), (StatusCode::BAD_REQUEST, json!("illegal_argument")), "{b}");
+
+    // Devices: none online, so no resources, and disconnecting is a no-op that succeeds.
+    let before = now_ms();
+    let (st, b) = s.get("/users/user1/resources", Some(&admin)).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_envelope(&s, &b, "get", "/users", &format!("{base}/user1/resources"), before);
+    assert_eq!(b["data"], json!([]));
+    let (st, b) = s.get("/users/user1/disconnect", Some(&admin)).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_envelope(&s, &b, "get", "/users", &format!("{base}/user1/disconnect"), before);
+    assert_eq!(
+        (b["entities"].clone(), b["data"].clone(), b["count"].clone()),
+        (json!([]), json!({"result": true}), json!(0))
+    );
+    let (st, b) = s.delete("/users/user1/disconnect/android_123423453246", Some(&admin)).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_envelope(&s, &b, "delete", "/users", &format!("{base}/user1/disconnect/android_123423453246"), before);
+    assert_eq!((b["entities"].clone(), b["data"].clone()), (json!([]), json!({"result": true})));
+    let (st, b) = s.delete("/users/nobody/disconnect/android_1", Some(&admin)).await;
+    assert_error(st, &b, 404, "service_resource_not_found", "Service resource not found");
+    assert_eq!(b["exception"], "UserNotFoundException");
 }

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use missive_msync::{ClientEvent, ClientOptions, Login, MsyncClient};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::common::{http, ProcessServer};
+use crate::common::{ProcessServer, http};
 
 const SENDERS: [&str; 2] = ["alice", "carol"];
 
@@ -76,11 +76,13 @@ async fn no_acknowledged_message_is_lost_across_random_kills() {
         let base = format!("http://{}/t/t", server.addr);
         let admin = token(&base, creds.clone()).await.expect("app token");
         if round == 0 {
-            let users: Vec<Value> = ["alice", "bob", "carol"].iter().map(|u| json!({"username": u, "password": "pw"})).collect();
+            let users: Vec<Value> =
+                ["alice", "bob", "carol"].iter().map(|u| json!({"username": u, "password": "pw"})).collect();
             let res = http().post(format!("{base}/users")).bearer_auth(&admin).json(&users).send().await.unwrap();
             assert_eq!(res.status(), 200);
         }
-        let bob_token = token(&base, json!({"grant_type": "password", "username": "bob", "password": "pw"})).await.unwrap();
+        let bob_token =
+            token(&base, json!({"grant_type": "password", "username": "bob", "password": "pw"})).await.unwrap();
         let login = Login {
             url: format!("ws://{}/websocket", server.addr),
             app_key: "t#t".into(),
