@@ -83,8 +83,11 @@ impl SqliteStore {
             .await
             .map_err(map_err)?;
         migrate(&write).await?;
+        // Readers are opened up front: a server out of file descriptors must still be able
+        // to read, and the first requests should not pay for opening connections.
         let read = SqlitePoolOptions::new()
             .max_connections(options.read_connections.max(1))
+            .min_connections(options.read_connections.max(1))
             .acquire_timeout(options.busy_timeout)
             .connect_with(connect.read_only(true))
             .await
@@ -219,38 +222,54 @@ const EVICT_OVER_CAP: &str = "DELETE FROM messages WHERE id IN (SELECT id FROM m
 
 async fn write_batch(pool: &SqlitePool, jobs: &[EnqueueJob]) -> StoreResult<()> {
     let mut conn = pool.acquire().await.map_err(map_err)?;
-    let mut tx = conn.begin().await.map_err(map_err)?;
-    let mut owners: Vec<(Uuid, &str, u32)> = Vec::new();
-    for job in jobs {
-        for m in &job.messages {
-            sqlx::query(INSERT_MESSAGE)
-                .bind(m.id.0 as i64)
-                .bind(m.app_id.to_string())
-                .bind(m.owner.as_str())
-                .bind(m.queue.as_str())
-                .bind(m.sender.as_str())
-                .bind(m.created)
-                .bind(m.payload.as_slice())
-                .bind(m.delivered)
+    let result = async {
+        let mut tx = conn.begin().await.map_err(map_err)?;
+        let mut owners: Vec<(Uuid, &str, u32)> = Vec::new();
+        for job in jobs {
+            for m in &job.messages {
+                sqlx::query(INSERT_MESSAGE)
+                    .bind(m.id.0 as i64)
+                    .bind(m.app_id.to_string())
+                    .bind(m.owner.as_str())
+                    .bind(m.queue.as_str())
+                    .bind(m.sender.as_str())
+                    .bind(m.created)
+                    .bind(m.payload.as_slice())
+                    .bind(m.delivered)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if !owners.iter().any(|(a, o, _)| *a == m.app_id && *o == m.owner) {
+                    owners.push((m.app_id, m.owner.as_str(), job.policy.max_offline_per_user));
+                }
+            }
+        }
+        for (app, owner, cap) in owners {
+            sqlx::query(EVICT_OVER_CAP)
+                .bind(app.to_string())
+                .bind(owner)
+                .bind(i64::from(cap))
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
-            if !owners.iter().any(|(a, o, _)| *a == m.app_id && *o == m.owner) {
-                owners.push((m.app_id, m.owner.as_str(), job.policy.max_offline_per_user));
-            }
         }
+        tx.commit().await.map_err(map_err)?;
+        Ok(())
     }
-    for (app, owner, cap) in owners {
-        sqlx::query(EVICT_OVER_CAP)
-            .bind(app.to_string())
-            .bind(owner)
-            .bind(i64::from(cap))
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+    .await;
+    discard_on_error(&mut conn, &result);
+    result
+}
+
+/// A failed statement or COMMIT inside a transaction (a full disk, say) can leave the
+/// connection with a transaction SQLite already rolled back but sqlx still counts as open;
+/// sqlx would then turn the next BEGIN/COMMIT into a savepoint that never commits, and a
+/// "successful" write would never reach the disk. The connection is therefore closed,
+/// never reused, after any error in a transaction.
+fn discard_on_error<T>(conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>, result: &StoreResult<T>) {
+    if result.is_err() {
+        conn.close_on_drop();
     }
-    tx.commit().await.map_err(map_err)?;
-    Ok(())
 }
 
 /// Maps sqlx errors to what callers can act on, keeping the rest as text for the log.
@@ -515,37 +534,42 @@ impl Store for SqliteStore {
 
     async fn update_user(&self, app: Uuid, username: &str, patch: &UserPatch) -> StoreResult<Option<User>> {
         let mut conn = self.write.acquire().await.map_err(map_err)?;
-        let mut tx = conn.begin().await.map_err(map_err)?;
-        let row = sqlx::query(SELECT_USER)
-            .bind(app.to_string())
-            .bind(username)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let Some(row) = row else { return Ok(None) };
-        let mut user = user_from_row(&row)?;
-        if let Some(n) = &patch.nickname {
-            user.nickname = Some(n.clone());
-        }
-        for (k, v) in &patch.attributes {
-            if v.is_null() {
-                user.attributes.remove(k);
-            } else {
-                user.attributes.insert(k.clone(), v.clone());
+        let result = async {
+            let mut tx = conn.begin().await.map_err(map_err)?;
+            let row = sqlx::query(SELECT_USER)
+                .bind(app.to_string())
+                .bind(username)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            let Some(row) = row else { return Ok(None) };
+            let mut user = user_from_row(&row)?;
+            if let Some(n) = &patch.nickname {
+                user.nickname = Some(n.clone());
             }
+            for (k, v) in &patch.attributes {
+                if v.is_null() {
+                    user.attributes.remove(k);
+                } else {
+                    user.attributes.insert(k.clone(), v.clone());
+                }
+            }
+            user.modified = now_ms() as i64;
+            let attrs = serde_json::Value::Object(user.attributes.clone()).to_string();
+            sqlx::query("UPDATE users SET nickname = ?, attributes = ?, modified = ? WHERE seq = ?")
+                .bind(&user.nickname)
+                .bind(attrs)
+                .bind(user.modified)
+                .bind(user.seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            Ok(Some(user))
         }
-        user.modified = now_ms() as i64;
-        let attrs = serde_json::Value::Object(user.attributes.clone()).to_string();
-        sqlx::query("UPDATE users SET nickname = ?, attributes = ?, modified = ? WHERE seq = ?")
-            .bind(&user.nickname)
-            .bind(attrs)
-            .bind(user.modified)
-            .bind(user.seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(Some(user))
+        .await;
+        discard_on_error(&mut conn, &result);
+        result
     }
 
     async fn list_users(&self, app: Uuid, after: i64, limit: u32) -> StoreResult<Vec<User>> {
@@ -564,34 +588,39 @@ impl Store for SqliteStore {
 
     async fn delete_user(&self, app: Uuid, username: &str) -> StoreResult<Option<User>> {
         let mut conn = self.write.acquire().await.map_err(map_err)?;
-        let mut tx = conn.begin().await.map_err(map_err)?;
-        let app_s = app.to_string();
-        let row = sqlx::query(sql!(
-            "DELETE FROM users WHERE app_id = ? AND username = ? RETURNING ",
-            "seq, uuid, app_id, username, password_hash, nickname, activated, created, modified, attributes"
-        ))
-        .bind(&app_s)
-        .bind(username)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let Some(row) = row else { return Ok(None) };
-        let user = user_from_row(&row)?;
-        for sql in [
-            "DELETE FROM messages WHERE app_id = ? AND owner = ?",
-            "DELETE FROM devices WHERE app_id = ? AND owner = ?",
-            "DELETE FROM cursors WHERE app_id = ? AND owner = ?",
-        ] {
-            sqlx::query(sql).bind(&app_s).bind(username).execute(&mut *tx).await.map_err(map_err)?;
-        }
-        sqlx::query("DELETE FROM tokens WHERE app_id = ? AND user_uuid = ?")
+        let result = async {
+            let mut tx = conn.begin().await.map_err(map_err)?;
+            let app_s = app.to_string();
+            let row = sqlx::query(sql!(
+                "DELETE FROM users WHERE app_id = ? AND username = ? RETURNING ",
+                "seq, uuid, app_id, username, password_hash, nickname, activated, created, modified, attributes"
+            ))
             .bind(&app_s)
-            .bind(user.uuid.to_string())
-            .execute(&mut *tx)
+            .bind(username)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(Some(user))
+            let Some(row) = row else { return Ok(None) };
+            let user = user_from_row(&row)?;
+            for sql in [
+                "DELETE FROM messages WHERE app_id = ? AND owner = ?",
+                "DELETE FROM devices WHERE app_id = ? AND owner = ?",
+                "DELETE FROM cursors WHERE app_id = ? AND owner = ?",
+            ] {
+                sqlx::query(sql).bind(&app_s).bind(username).execute(&mut *tx).await.map_err(map_err)?;
+            }
+            sqlx::query("DELETE FROM tokens WHERE app_id = ? AND user_uuid = ?")
+                .bind(&app_s)
+                .bind(user.uuid.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            Ok(Some(user))
+        }
+        .await;
+        discard_on_error(&mut conn, &result);
+        result
     }
 
     async fn set_password(&self, app: Uuid, username: &str, password_hash: &str) -> StoreResult<Option<User>> {
@@ -681,52 +710,57 @@ impl Store for SqliteStore {
         let now = now_ms() as i64;
         let app_s = app.to_string();
         let mut conn = self.write.acquire().await.map_err(map_err)?;
-        let mut tx = conn.begin().await.map_err(map_err)?;
-        let updated = sqlx::query(
-            "UPDATE devices SET last_seen = ?, device_uuid = ?, device_name = ? \
-             WHERE app_id = ? AND owner = ? AND resource = ?",
-        )
-        .bind(now)
-        .bind(&device.device_uuid)
-        .bind(&device.device_name)
-        .bind(&app_s)
-        .bind(owner)
-        .bind(&device.resource)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?
-        .rows_affected();
-        let first = updated == 0;
-        if first {
-            sqlx::query(
-                "INSERT INTO devices (app_id, owner, resource, device_uuid, device_name, first_seen, last_seen) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+        let result = async {
+            let mut tx = conn.begin().await.map_err(map_err)?;
+            let updated = sqlx::query(
+                "UPDATE devices SET last_seen = ?, device_uuid = ?, device_name = ? \
+                 WHERE app_id = ? AND owner = ? AND resource = ?",
             )
-            .bind(&app_s)
-            .bind(owner)
-            .bind(&device.resource)
+            .bind(now)
             .bind(&device.device_uuid)
             .bind(&device.device_name)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            // A new device starts where the user's delivered prefix of each queue ends.
-            sqlx::query(
-                "INSERT OR REPLACE INTO cursors (app_id, owner, resource, queue, acked) \
-                 SELECT app_id, owner, ?, queue, MAX(CASE WHEN delivered = 1 THEN id ELSE 0 END) \
-                 FROM messages WHERE app_id = ? AND owner = ? GROUP BY queue",
-            )
-            .bind(&device.resource)
             .bind(&app_s)
             .bind(owner)
+            .bind(&device.resource)
             .execute(&mut *tx)
             .await
-            .map_err(map_err)?;
+            .map_err(map_err)?
+            .rows_affected();
+            let first = updated == 0;
+            if first {
+                sqlx::query(
+                    "INSERT INTO devices (app_id, owner, resource, device_uuid, device_name, first_seen, last_seen) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&app_s)
+                .bind(owner)
+                .bind(&device.resource)
+                .bind(&device.device_uuid)
+                .bind(&device.device_name)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                // A new device starts where the user's delivered prefix of each queue ends.
+                sqlx::query(
+                    "INSERT OR REPLACE INTO cursors (app_id, owner, resource, queue, acked) \
+                     SELECT app_id, owner, ?, queue, MAX(CASE WHEN delivered = 1 THEN id ELSE 0 END) \
+                     FROM messages WHERE app_id = ? AND owner = ? GROUP BY queue",
+                )
+                .bind(&device.resource)
+                .bind(&app_s)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
+            tx.commit().await.map_err(map_err)?;
+            Ok(first)
         }
-        tx.commit().await.map_err(map_err)?;
-        Ok(first)
+        .await;
+        discard_on_error(&mut conn, &result);
+        result
     }
 
     async fn pending_counts(&self, app: Uuid, owner: &str, resource: &str) -> StoreResult<Vec<QueueCount>> {
@@ -753,32 +787,37 @@ impl Store for SqliteStore {
     async fn ack(&self, app: Uuid, owner: &str, resource: &str, queue: &str, key: MsgId) -> StoreResult<()> {
         let app_s = app.to_string();
         let mut conn = self.write.acquire().await.map_err(map_err)?;
-        let mut tx = conn.begin().await.map_err(map_err)?;
-        sqlx::query(
-            "INSERT INTO cursors (app_id, owner, resource, queue, acked) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (app_id, owner, resource, queue) DO UPDATE SET acked = MAX(acked, excluded.acked)",
-        )
-        .bind(&app_s)
-        .bind(owner)
-        .bind(resource)
-        .bind(queue)
-        .bind(key.0 as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        sqlx::query(
-            "UPDATE messages SET delivered = 1 \
-             WHERE app_id = ? AND owner = ? AND queue = ? AND id <= ? AND delivered = 0",
-        )
-        .bind(&app_s)
-        .bind(owner)
-        .bind(queue)
-        .bind(key.0 as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(())
+        let result = async {
+            let mut tx = conn.begin().await.map_err(map_err)?;
+            sqlx::query(
+                "INSERT INTO cursors (app_id, owner, resource, queue, acked) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (app_id, owner, resource, queue) DO UPDATE SET acked = MAX(acked, excluded.acked)",
+            )
+            .bind(&app_s)
+            .bind(owner)
+            .bind(resource)
+            .bind(queue)
+            .bind(key.0 as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            sqlx::query(
+                "UPDATE messages SET delivered = 1 \
+                 WHERE app_id = ? AND owner = ? AND queue = ? AND id <= ? AND delivered = 0",
+            )
+            .bind(&app_s)
+            .bind(owner)
+            .bind(queue)
+            .bind(key.0 as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            Ok(())
+        }
+        .await;
+        discard_on_error(&mut conn, &result);
+        result
     }
 
     async fn pending(

@@ -233,9 +233,22 @@ pub struct ProcessServer {
 impl ProcessServer {
     /// Starts `missive serve` on `data` and a free port; waits until `/health` answers.
     pub async fn start(data: &Path) -> ProcessServer {
+        ProcessServer::start_wrapped(data, &[]).await
+    }
+
+    /// Like `start`, run through a wrapper command (e.g. `prlimit --nofile=64:64 --`).
+    pub async fn start_wrapped(data: &Path, wrapper: &[&str]) -> ProcessServer {
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let child = Command::new(env!("CARGO_BIN_EXE_missive"))
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_missive"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_missive")),
+        };
+        let child = cmd
             .args(["serve", "--listen", &addr.to_string(), "--data"])
             .arg(data)
             .env("MISSIVE_SECURITY__ARGON2_MEMORY_KIB", "64")

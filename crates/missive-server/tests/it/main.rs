@@ -3,6 +3,8 @@
 
 mod common;
 mod durability;
+mod files;
+mod faults;
 mod hostile;
 mod operations;
 mod rest_limits;
