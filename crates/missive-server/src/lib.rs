@@ -124,6 +124,11 @@ pub async fn run(
     let file_sweeper = tokio::spawn(http::chatfiles::sweep_forever(state.clone()));
     let app = router(state.clone());
     let stop = token.clone();
+    // TCP_NODELAY: MSYNC is small request/response frames; with Nagle on, a NOTICE written
+    // while the previous frame's ACK is still delayed by the client waits ~40 ms for it.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -918,12 +918,13 @@ impl Store for SqliteStore {
     }
 
     async fn expired_files(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<FileRecord>> {
-        let rows = sqlx::query(sql!("SELECT ", file_columns!(), " FROM files WHERE expires <= ? ORDER BY expires LIMIT ?"))
-            .bind(now_ms)
-            .bind(i64::from(limit))
-            .fetch_all(&self.read)
-            .await
-            .map_err(map_err)?;
+        let rows =
+            sqlx::query(sql!("SELECT ", file_columns!(), " FROM files WHERE expires <= ? ORDER BY expires LIMIT ?"))
+                .bind(now_ms)
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await
+                .map_err(map_err)?;
         rows.iter().map(file_from_row).collect()
     }
 

@@ -109,6 +109,7 @@ pub async fn upload(State(state): State<AppState>, api: Api, req: Request) -> Ap
         return Err(file_too_large());
     }
     let restricted = req.headers().contains_key("restrict-access");
+    let secret = new_secret()?;
     let thumb_box = thumbnail_box(req.headers(), limits.thumbnail_px);
     let mut multipart = Multipart::from_request(req, &state).await.map_err(|_| file_missing())?;
 
@@ -148,6 +149,9 @@ pub async fn upload(State(state): State<AppState>, api: Api, req: Request) -> Ap
         writer.finish().await?;
         break Stored { app: api.app.id, id, key, filename, part_type, length, head };
     };
+    // From here on the blobs exist: if the record is not written (an error, or the client
+    // going away and this future being dropped), they are deleted.
+    let mut pending = Uncommitted::new(&state, stored.key);
     // The rest of the body (a closing boundary, maybe more fields) is not read.
     drop(multipart);
 
@@ -164,6 +168,9 @@ pub async fn upload(State(state): State<AppState>, api: Api, req: Request) -> Ap
         Some(format) => make_thumbnail(&state, &stored, format, thumb_box).await,
         None => ThumbnailOutcome::default(),
     };
+    if let Some((key, _, _)) = &thumb.stored {
+        pending.keys.push(*key);
+    }
     let now = now_ms() as i64;
     let record = FileRecord {
         uuid: stored.id,
@@ -176,7 +183,7 @@ pub async fn upload(State(state): State<AppState>, api: Api, req: Request) -> Ap
         filename: stored.filename.clone(),
         length: stored.length,
         restricted,
-        secret: new_secret()?,
+        secret,
         blob_key: stored.key.to_string(),
         thumbnail_key: thumb.stored.as_ref().map(|(k, _, _)| k.to_string()),
         thumbnail_content_type: thumb.stored.as_ref().map(|(_, t, _)| (*t).to_owned()),
@@ -186,14 +193,43 @@ pub async fn upload(State(state): State<AppState>, api: Api, req: Request) -> Ap
         created: now,
         expires: now.saturating_add(limits.retention_secs.saturating_mul(1000).min(i64::MAX as u64) as i64),
     };
-    if let Err(e) = state.store.insert_file(&record).await {
-        delete_blobs(state.blobs.as_ref(), &record).await;
-        return Err(e.into());
-    }
+    state.store.insert_file(&record).await?;
+    pending.keys.clear();
     Ok(api.envelope("post", "/chatfiles", "/chatfiles").set(
         "entities",
         json!([{ "uuid": record.uuid.to_string(), "type": "chatfile", "share-secret": record.secret }]),
     ))
+}
+
+/// Blobs written for an upload whose record is not stored yet; deleted on drop unless
+/// `keys` was emptied. Drop cannot wait, so the deletion runs as its own task.
+struct Uncommitted {
+    blobs: std::sync::Arc<dyn BlobStore>,
+    keys: Vec<BlobKey>,
+}
+
+impl Uncommitted {
+    fn new(state: &AppState, original: BlobKey) -> Uncommitted {
+        Uncommitted { blobs: state.blobs.clone(), keys: vec![original] }
+    }
+}
+
+impl Drop for Uncommitted {
+    fn drop(&mut self) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let (blobs, keys) = (self.blobs.clone(), std::mem::take(&mut self.keys));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                for key in keys {
+                    if let Err(e) = blobs.delete(&key).await {
+                        tracing::warn!(error = %e, %key, "could not delete the blob of an abandoned upload");
+                    }
+                }
+            });
+        }
+    }
 }
 
 /// An original safely stored, before its metadata is.
@@ -252,9 +288,7 @@ fn content_type_essence(raw: &str) -> Option<String> {
     let essence = raw.split(';').next()?.trim().to_ascii_lowercase();
     let (t, s) = essence.split_once('/')?;
     let token = |x: &str| {
-        !x.is_empty()
-            && x.len() <= 64
-            && x.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+        !x.is_empty() && x.len() <= 64 && x.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
     };
     (token(t) && token(s)).then_some(essence)
 }
@@ -628,11 +662,7 @@ fn parse_range(header: Option<&HeaderValue>, len: u64) -> RangeRequest {
 /// download URL carries the share-secret) and a video thumbnail's secret. Values the sender
 /// gave are kept; any other URL passes untouched, as Easemob accepts any URL. Never fails a
 /// send: a lookup error only skips the enrichment.
-pub async fn enrich_media(
-    state: &AppState,
-    app: &App,
-    mut c: pb::message_body::Content,
-) -> pb::message_body::Content {
+pub async fn enrich_media(state: &AppState, app: &App, mut c: pb::message_body::Content) -> pb::message_body::Content {
     let kind = c.r#type();
     if !matches!(kind, ContentType::Image | ContentType::Video | ContentType::Voice | ContentType::File) {
         return c;

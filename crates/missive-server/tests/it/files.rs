@@ -219,7 +219,8 @@ async fn ten_megabytes_pass_and_one_byte_more_is_413() {
     assert_error(st, &b, 413, "file exceeding maximum limit", "the file size exceeds the maximum limit.");
 
     // One byte over, streamed without a Content-Length (chunked).
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = noise(MB10 + 1, 9).chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        noise(MB10 + 1, 9).chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
     let part = Part::stream(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)));
     let (st, b) = upload_with(&s, Some(&admin), part, &[]).await.expect("a response");
     assert_error(st, &b, 413, "file exceeding maximum limit", "the file size exceeds the maximum limit.");
@@ -290,7 +291,8 @@ async fn restricted_files_need_their_share_secret() {
     assert_eq!(download(&s, &id2, "", &[]).await.status(), 401);
 
     // A present but invalid token is refused even though none is needed.
-    let (st, b) = json_of(download(&s, &id, "", &[("share-secret", &secret), ("authorization", "Bearer junk")]).await).await;
+    let (st, b) =
+        json_of(download(&s, &id, "", &[("share-secret", &secret), ("authorization", "Bearer junk")]).await).await;
     assert_eq!(st, 401, "{b}");
     assert_eq!(b["error"], "auth_bad_access_token");
 
@@ -301,7 +303,13 @@ async fn restricted_files_need_their_share_secret() {
         assert_error(st, &b, 404, "entity_not_found", "file may not exists");
     }
     let other = s.create_app("testorg", "other", false).await;
-    let res = s.http.get(s.app_url(&other, &format!("/chatfiles/{id}"))).header("share-secret", &secret).send().await.unwrap();
+    let res = s
+        .http
+        .get(s.app_url(&other, &format!("/chatfiles/{id}")))
+        .header("share-secret", &secret)
+        .send()
+        .await
+        .unwrap();
     let (st, b) = json_of(res).await;
     assert_error(st, &b, 404, "entity_not_found", "file may not exists");
 }
@@ -387,7 +395,8 @@ async fn thumbnails_of_real_images() {
     let text = b"not an image".to_vec();
     let (id, _) = upload(&s, &admin, text.clone(), "a.txt", &[]).await;
     assert_eq!(bytes_of(download(&s, &id, "", &[("thumbnail", "true")]).await).await, text);
-    let (id, _) = upload(&s, &admin, png.clone(), "p.png", &[("thumbnail-width", "1000"), ("thumbnail-height", "1000")]).await;
+    let (id, _) =
+        upload(&s, &admin, png.clone(), "p.png", &[("thumbnail-width", "1000"), ("thumbnail-height", "1000")]).await;
     assert_eq!(bytes_of(download(&s, &id, "?thumbnail=true", &[]).await).await, png);
 
     // A corrupt "PNG" (right magic, garbage after) uploads fine and serves itself.
@@ -505,7 +514,13 @@ async fn media_messages_carry_what_the_sdk_needs_to_download() {
     let admin = s.admin_token().await;
     s.register(&admin, &["alice", "bob"]).await;
     let bob_token = s.user_token("bob").await;
-    let login = Login { url: s.ws_url(), app_key: s.app_key(), user: "bob".into(), token: bob_token, resource: Some("web".into()) };
+    let login = Login {
+        url: s.ws_url(),
+        app_key: s.app_key(),
+        user: "bob".into(),
+        token: bob_token,
+        resource: Some("web".into()),
+    };
     let mut bob = MsyncClient::connect(login, ClientOptions::default()).await.expect("login");
 
     let png = noisy_image(640, 480, ImageFormat::Png);
@@ -558,7 +573,8 @@ async fn media_messages_carry_what_the_sdk_needs_to_download() {
 
     // A video whose thumbnail is another restricted upload gets that upload's secret.
     let (video, _) = upload(&s, &admin, noise(50_000, 6), "v.mp4", &[("restrict-access", "")]).await;
-    let (thumb, thumb_secret) = upload(&s, &admin, noisy_image(320, 240, ImageFormat::Jpeg), "t.jpg", &[("restrict-access", "true")]).await;
+    let (thumb, thumb_secret) =
+        upload(&s, &admin, noisy_image(320, 240, ImageFormat::Jpeg), "t.jpg", &[("restrict-access", "true")]).await;
     let (st, b) = s
         .post(
             "/messages/users",
@@ -607,9 +623,9 @@ impl Moto {
             .spawn()
         {
             Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                "the S3 backend test needs `moto_server` on PATH: install it with `pip install 'moto[server]'`"
-            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                panic!("the S3 backend test needs `moto_server` on PATH: install it with `pip install 'moto[server]'`")
+            }
             Err(e) => panic!("could not start moto_server: {e}"),
         };
         let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
@@ -625,7 +641,8 @@ impl Moto {
 
     /// Object keys in `bucket` (ListObjectsV2), read from the XML.
     async fn keys(&self, http: &reqwest::Client, bucket: &str) -> Vec<String> {
-        let xml = http.get(format!("{}/{bucket}?list-type=2", self.endpoint)).send().await.unwrap().text().await.unwrap();
+        let xml =
+            http.get(format!("{}/{bucket}?list-type=2", self.endpoint)).send().await.unwrap().text().await.unwrap();
         xml.split("<Key>").skip(1).map(|k| k.split("</Key>").next().unwrap().to_owned()).collect()
     }
 
@@ -765,7 +782,13 @@ async fn upload_memory_peak_with_ten_concurrent_10mb_uploads() {
     let body = bytes::Bytes::from(noise(MB10, 42));
     // Warm up (allocator arenas, lazily built state), then take the baseline.
     let part = Part::stream_with_length(reqwest::Body::from(body.clone()), MB10 as u64);
-    let res = http.post(format!("{base}/chatfiles")).bearer_auth(&token).multipart(Form::new().part("file", part)).send().await.unwrap();
+    let res = http
+        .post(format!("{base}/chatfiles"))
+        .bearer_auth(&token)
+        .multipart(Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let before_hwm = proc_status_kib(pid, "VmHWM:");
     let before_rss = proc_status_kib(pid, "VmRSS:");
@@ -773,7 +796,13 @@ async fn upload_memory_peak_with_ten_concurrent_10mb_uploads() {
         let (http, base, token, body) = (reqwest::Client::new(), base.clone(), token.clone(), body.clone());
         tokio::spawn(async move {
             let part = Part::stream_with_length(reqwest::Body::from(body), MB10 as u64);
-            let res = http.post(format!("{base}/chatfiles")).bearer_auth(&token).multipart(Form::new().part("file", part)).send().await.unwrap();
+            let res = http
+                .post(format!("{base}/chatfiles"))
+                .bearer_auth(&token)
+                .multipart(Form::new().part("file", part))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(res.status(), 200);
         })
     });

@@ -1,10 +1,11 @@
 //! Integration tests: the real server on 127.0.0.1:0 with a fresh data directory, driven
 //! over HTTP and WebSocket. One test binary (modules below) so the server links once.
 
+mod auth_matrix;
 mod common;
 mod durability;
-mod files;
 mod faults;
+mod files;
 mod hostile;
 mod operations;
 mod rest_limits;

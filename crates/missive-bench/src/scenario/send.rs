@@ -1,0 +1,147 @@
+//! `send`: C keep-alive senders call `POST /messages/users` (txt, one recipient) while R
+//! recipients are logged in over MSYNC and ack what they receive.
+//!
+//! Reports accepted and delivered messages per wall second and per server CPU-second,
+//! REST latency (send start → 200, which Missive answers only after the fsync covering the
+//! message) and end-to-end latency (send start → the recipient's client has the frame),
+//! errors by status, and a reconciliation of every accepted message against what arrived.
+//! `--rate` switches to open loop, where both latencies run from the scheduled send time.
+//! `--sync-device` sends from logged-in users with `sync_device: true`, so each message
+//! also reaches the sender's own device: those copies are measured separately.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::{Value, json};
+
+use super::baseline::{merge, same_run, send_body};
+use super::Common;
+use crate::load::{LoadSpec, drive};
+use crate::report::{Clock, Recorder, ratio};
+use crate::setup::{Kind, LoginPlan, Receivers, login_all, reconcile, run_prefix, users_with_tokens};
+use crate::target::{Target, round3};
+
+#[derive(Args, Clone, Debug)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Concurrent keep-alive HTTP connections.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Recipients logged in over MSYNC; message N goes to recipient N mod R.
+    #[arg(long, default_value_t = 100)]
+    pub recipients: usize,
+    /// Offered rate in messages per second (open loop); omit for closed loop (maximum).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds sent before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Stop after this many messages (warm-up included; disables the warm-up).
+    #[arg(long)]
+    pub messages: Option<u64>,
+    /// Send from logged-in users with `sync_device: true` (their devices get copies).
+    #[arg(long)]
+    pub sync_device: bool,
+    /// How long to wait for the last deliveries after the senders stop.
+    #[arg(long, default_value_t = 30.0)]
+    pub drain_timeout: f64,
+}
+
+pub async fn run(args: SendArgs) -> anyhow::Result<(Value, Vec<(String, Recorder)>)> {
+    anyhow::ensure!(args.recipients >= 1, "--recipients must be at least 1");
+    anyhow::ensure!(!args.sync_device || args.recipients >= 2, "--sync-device needs at least 2 recipients");
+    let target = Target::open(&args.common.target, &[]).await?;
+    let admin = target.admin_auth().await?;
+    let prefix = run_prefix();
+    let names: Vec<String> = (0..args.recipients).map(|i| format!("{prefix}_r{i}")).collect();
+    let tokens = users_with_tokens(&target, &admin, &names).await?;
+    let clock = Clock::start();
+    let (clients, _) = login_all(&target, &names, &tokens, &LoginPlan::default(), clock).await?;
+    let receivers = Receivers::spawn(clients.into_iter().map(|c| c.client).collect(), clock);
+
+    let r = args.recipients as u64;
+    let to_names = Arc::new(names.clone());
+    let from_names = to_names.clone();
+    let to = Arc::new(move |seq: u64| to_names[(seq % r) as usize].clone());
+    let from: Arc<dyn Fn(u64) -> String + Send + Sync> = if args.sync_device {
+        Arc::new(move |seq: u64| from_names[((seq + 1) % r) as usize].clone())
+    } else {
+        Arc::new(|_| "loadgen".to_owned())
+    };
+    let make = send_body(from, to, args.sync_device);
+    let path = target.path("/messages/users");
+    let baseline = same_run(args.common.baseline_secs, args.concurrency, &path, make.clone()).await?;
+
+    let spec = LoadSpec {
+        concurrency: args.concurrency,
+        duration: Duration::from_secs_f64(args.duration),
+        warmup: Duration::from_secs_f64(if args.messages.is_some() { 0.0 } else { args.warmup }),
+        max: args.messages,
+        rate: args.rate,
+    };
+    let load = drive(target.addr, path, admin, spec, clock, make, target.pid, "send").await?;
+    let copies = if args.sync_device { 2 } else { 1 };
+    let expected = load.accepted_seqs.len() as u64 * copies;
+    let all = receivers.wait_for(expected, Duration::from_secs_f64(args.drain_timeout), "deliveries").await;
+    let rss_kib = target.rss_kib();
+    let (clients, seen) = receivers.finish().await?;
+    drop(clients);
+
+    let (w0, w1) = load.window_us;
+    let mut e2e = Recorder::new();
+    let mut copy = Recorder::new();
+    let mut delivered_in_window = 0u64;
+    for x in seen.iter().flat_map(|s| s.receipts.iter()) {
+        if x.at_us >= w0 && x.at_us <= w1 {
+            delivered_in_window += 1;
+        }
+        if x.start_us >= w0 && x.start_us <= w1 {
+            match x.kind {
+                Kind::Peer => e2e.record(x.start_us, x.at_us.saturating_sub(x.start_us)),
+                Kind::Copy => copy.record(x.start_us, x.at_us.saturating_sub(x.start_us)),
+                Kind::Probe => {}
+            }
+        }
+    }
+    let window = load.window_s().max(1e-9);
+    let mut summary = json!({
+        "scenario": "send",
+        "mode": if args.rate.is_some() { "open" } else { "closed" },
+        "rate": args.rate,
+        "concurrency": args.concurrency,
+        "recipients": args.recipients,
+        "sync_device": args.sync_device,
+        "server": target.describe(),
+        "server_rss_kib": rss_kib,
+        "all_delivered": all,
+        "delivered_per_s": round3(delivered_in_window as f64 / window),
+        "delivered_per_server_cpu_s": load.server_cpu_s.filter(|c| *c > 0.0).map(|c| round3(delivered_in_window as f64 / c)),
+        "deliveries": reconcile(&seen, Kind::Peer, &load.accepted_seqs, 1),
+        "sync_copies": if args.sync_device { reconcile(&seen, Kind::Copy, &load.accepted_seqs, 1) } else { Value::Null },
+        "closed_sessions": seen.iter().filter(|s| s.closed.is_some()).count(),
+        "e2e": e2e.summary(),
+        "sync_copy_e2e": if args.sync_device { copy.summary() } else { Value::Null },
+    });
+    let rest = load.summary();
+    if let Some(b) = &baseline {
+        let mine_cpu = rest["per_server_cpu_s"].as_f64().unwrap_or(0.0);
+        let mine_wall = rest["per_s"].as_f64().unwrap_or(0.0);
+        summary["ratio_to_baseline"] = json!({
+            "per_server_cpu_s": ratio(mine_cpu, b["per_server_cpu_s"].as_f64()),
+            "per_s": ratio(mine_wall, b["per_s"].as_f64()),
+        });
+    }
+    summary["baseline"] = baseline.unwrap_or(Value::Null);
+    merge(&mut summary, json!({"rest": rest}));
+    let mut recorders = vec![("rest".to_owned(), load.latency), ("e2e".to_owned(), e2e)];
+    if args.sync_device {
+        recorders.push(("sync-copy".into(), copy));
+    }
+    target.stop().await;
+    Ok((summary, recorders))
+}
