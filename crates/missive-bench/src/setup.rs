@@ -162,6 +162,8 @@ pub struct Received {
 pub struct LoggedIn {
     pub client: MsyncClient,
     pub login_us: u64,
+    /// When the login finished, on the run clock.
+    pub at_us: u64,
 }
 
 /// How clients log in.
@@ -213,14 +215,15 @@ pub async fn login_all(
                 .await
                 .map_err(|e| anyhow!("login of {} failed: {e}", logins[i].user))?;
             pb.inc(1);
-            Ok(LoggedIn { client, login_us: clock.us() - start })
+            let at_us = clock.us();
+            Ok(LoggedIn { client, login_us: at_us - start, at_us })
         }
     })
     .await?;
     pb.finish_and_clear();
     let mut rec = Recorder::new();
     for c in &clients {
-        rec.record(0, c.login_us);
+        rec.record(c.at_us, c.login_us);
     }
     Ok((clients, rec))
 }
@@ -275,7 +278,9 @@ impl Receivers {
     }
 }
 
-async fn receive(
+/// One receiver: timestamps every message `client` gets until `stop`. Probes are not
+/// counted in `count`, so waiting for a number of messages is not thrown off by them.
+pub async fn receive(
     mut client: MsyncClient,
     clock: Clock,
     count: Arc<AtomicU64>,
@@ -308,10 +313,15 @@ async fn receive(
                             Kind::Peer
                         };
                         out.receipts.push(Receipt { seq, start_us, at_us, kind });
+                        if kind != Kind::Probe {
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
-                    None => out.foreign += 1,
+                    None => {
+                        out.foreign += 1;
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-                count.fetch_add(1, Ordering::Relaxed);
             }
             Some(ClientEvent::Kicked { operation, .. }) => {
                 out.closed = Some(format!("kicked (operation {operation})"));

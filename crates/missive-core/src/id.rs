@@ -69,6 +69,12 @@ impl IdGenerator {
         self.next_at(now_ms())
     }
 
+    /// `next_id` with the clock reading supplied, so tests can drive time.
+    #[doc(hidden)]
+    pub fn next_at_for_tests(&self, now: u64) -> MsgId {
+        self.next_at(now)
+    }
+
     fn next_at(&self, now: u64) -> MsgId {
         let now = now.saturating_sub(EPOCH_MS);
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -541,7 +541,10 @@ impl Session {
             route_online,
             sync_device: kind == Type::Chat,
             origin_resource: Some(self.device.resource.clone()),
-            require_known_recipients: true,
+            // A receipt for a message from someone who is not a user (REST sends without
+            // `from` come from "admin") is accepted and dropped: the SDK sends delivery
+            // receipts on its own and never handles their rejection.
+            require_known_recipients: !matches!(kind, Type::ReadAck | Type::DeliverAck | Type::ChannelAck),
         };
         match self.state.send(out).await {
             Ok(Ok(sent)) => Ok((sent.ids[0].1.0, sent.timestamp as u64)),

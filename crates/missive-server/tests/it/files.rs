@@ -344,6 +344,31 @@ async fn ranges() {
     assert_eq!(bytes_of(res).await, bytes);
 }
 
+#[tokio::test]
+async fn abandoned_uploads_leave_nothing_behind() {
+    use tokio::io::AsyncWriteExt;
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    // A client that announces 1 MB, sends part of it, and disconnects.
+    let mut sock = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let head = format!(
+        "POST /testorg/testapp/chatfiles HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {admin}\r\n\
+         content-type: multipart/form-data; boundary=XyZ\r\ncontent-length: 1000000\r\n\r\n\
+         --XyZ\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n\r\n"
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    sock.write_all(&noise(300_000, 21)).await.unwrap();
+    sock.flush().await.unwrap();
+    let root = s.data_dir().join("files");
+    // The server has started staging the upload; then the client goes away.
+    eventually("the upload to be staged", || async { !files_under(&root.join("tmp")).is_empty() }).await;
+    drop(sock);
+    eventually("the staged upload to be removed", || async { files_under(&root).is_empty() }).await;
+    // And the server is fine.
+    let (id, _) = upload(&s, &admin, vec![1, 2, 3], "ok.bin", &[]).await;
+    assert_eq!(bytes_of(download(&s, &id, "", &[]).await).await, vec![1, 2, 3]);
+}
+
 // --- thumbnails ---------------------------------------------------------------------------
 
 #[tokio::test]

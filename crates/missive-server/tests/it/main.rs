@@ -16,3 +16,4 @@ mod rest_users;
 mod sdk;
 mod torture;
 mod ws_delivery;
+mod zz_probe;
