@@ -117,9 +117,14 @@ pub async fn drive(
 
     // Open loop: the pacer releases sequence numbers on a channel at their scheduled time.
     let (tx, rx) = flume::unbounded::<u64>();
-    let pacer = spec.rate.map(|rate| {
+    let pacer = match spec.rate {
+        None => {
+            drop(tx);
+            None
+        }
+        Some(rate) => {
         let (max, done) = (spec.max, done.clone());
-        std::thread::spawn(move || {
+        Some(std::thread::spawn(move || {
             let interval = 1e6 / rate.max(1e-3);
             for seq in 0.. {
                 let sched = begin_us + (seq as f64 * interval) as u64;
@@ -137,11 +142,9 @@ pub async fn drive(
                     break;
                 }
             }
-        })
-    });
-    if pacer.is_none() {
-        drop(tx);
-    }
+        }))
+        }
+    };
 
     // CPU at the start of the measured window.
     let cpu_start = {

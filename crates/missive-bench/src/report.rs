@@ -61,14 +61,6 @@ impl Recorder {
         self.samples.extend(other.samples);
     }
 
-    pub fn merged(all: impl IntoIterator<Item = Recorder>) -> Recorder {
-        let mut r = Recorder::new();
-        for x in all {
-            r.merge(x);
-        }
-        r
-    }
-
     pub fn len(&self) -> u64 {
         self.hist.len()
     }

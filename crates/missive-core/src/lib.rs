@@ -11,5 +11,5 @@ pub mod model;
 pub mod store;
 
 pub use id::{IdGenerator, MsgId};
-pub use model::{App, DeviceInfo, NewUser, QueuedMessage, TokenRecord, User};
+pub use model::{App, DeviceInfo, IdempotencyRecord, NewUser, QueuedMessage, TokenRecord, User};
 pub use store::{QueueCount, QueuePolicy, RecallOutcome, Store, StoreError, StoreResult, UserPatch};

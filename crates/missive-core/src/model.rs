@@ -88,6 +88,17 @@ pub struct QueuedMessage {
     pub delivered: bool,
 }
 
+/// The answer to a send that carried an `Idempotency-Key`, kept so a retry gets the same ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub app_id: Uuid,
+    pub key: String,
+    /// The response's `data` (recipient → message id), as JSON text.
+    pub response: String,
+    /// Unix ms; records older than the configured window are ignored and swept.
+    pub created: i64,
+}
+
 /// A client device (Easemob "resource") that has logged in as a user.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceInfo {

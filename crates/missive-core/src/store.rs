@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::id::MsgId;
-use crate::model::{App, DeviceInfo, FileRecord, NewUser, QueuedMessage, TokenRecord, User};
+use crate::model::{App, DeviceInfo, IdempotencyRecord, FileRecord, NewUser, QueuedMessage, TokenRecord, User};
 
 /// Storage failures that callers can act on; everything else is `Backend`.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,18 @@ pub trait Store: Send + Sync + 'static {
     // --- messages and queues --------------------------------------------------------------
     /// Queues messages durably; concurrent callers may share one transaction and one fsync.
     async fn enqueue(&self, messages: Vec<QueuedMessage>, policy: QueuePolicy) -> StoreResult<()>;
+    /// Like `enqueue`, and writes `record` in the same transaction: either both the messages
+    /// and the record are durable, or neither is.
+    async fn enqueue_recorded(
+        &self,
+        messages: Vec<QueuedMessage>,
+        policy: QueuePolicy,
+        record: IdempotencyRecord,
+    ) -> StoreResult<()>;
+    /// The recorded answer for an idempotency key, if any.
+    async fn idempotency_record(&self, app: Uuid, key: &str) -> StoreResult<Option<IdempotencyRecord>>;
+    /// Forgets idempotency records created before `before_ms`.
+    async fn sweep_idempotency(&self, before_ms: i64) -> StoreResult<u64>;
     /// Messages that no device of `owner` has acked.
     async fn offline_count(&self, app: Uuid, owner: &str) -> StoreResult<u64>;
     async fn message(&self, app: Uuid, id: MsgId) -> StoreResult<Option<QueuedMessage>>;

@@ -130,10 +130,12 @@ pub trait BlobWriter: Send {
     async fn finish(self: Box<Self>) -> Result<u64, BlobError>;
 }
 
-/// Reads a whole blob into memory, refusing more than `limit` bytes (thumbnail input).
-pub async fn read_to_vec(store: &dyn BlobStore, key: &BlobKey, limit: u64) -> Result<Vec<u8>, BlobError> {
+/// Reads a whole blob of (expected) length `len` into memory, refusing more (thumbnail
+/// input). Allocated once at `len`: growing by doubling would briefly hold three copies.
+pub async fn read_to_vec(store: &dyn BlobStore, key: &BlobKey, len: u64) -> Result<Vec<u8>, BlobError> {
+    let limit = len;
     let mut stream = store.get(key, None).await?;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
         if (out.len() + chunk.len()) as u64 > limit {

@@ -180,11 +180,13 @@ impl Default for SecurityConfig {
 pub struct MessagesConfig {
     /// How long after sending a message may be recalled without `force` (Easemob: 2 min).
     pub recall_window_secs: u64,
+    /// How long a send's `Idempotency-Key` is remembered (a Missive extension).
+    pub idempotency_ttl_secs: u64,
 }
 
 impl Default for MessagesConfig {
     fn default() -> Self {
-        MessagesConfig { recall_window_secs: 120 }
+        MessagesConfig { recall_window_secs: 120, idempotency_ttl_secs: 24 * 3600 }
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use missive_core::id::{MsgId, now_ms};
-use missive_core::model::{App, QueuedMessage};
+use missive_core::model::{App, IdempotencyRecord, QueuedMessage};
 use missive_msync::pb;
 use prost::Message;
 
@@ -54,6 +54,12 @@ pub struct UnknownRecipient(pub String);
 impl AppState {
     /// Sends `out`: returns after every stored copy is durable.
     pub async fn send(&self, out: Outgoing) -> ApiResult<Result<Sent, UnknownRecipient>> {
+        self.send_with_key(out, None).await
+    }
+
+    /// `send`, recording the answer under `key` in the same transaction as the messages, so
+    /// a retry with the same key (see `http::messages`) returns the same ids.
+    pub async fn send_with_key(&self, out: Outgoing, key: Option<&str>) -> ApiResult<Result<Sent, UnknownRecipient>> {
         // Admission control: past `limits.max_inflight_sends` concurrent sends the server
         // sheds load with a 503 at once instead of queueing without bound.
         let _permit = self.inflight_sends.try_acquire().map_err(|_| ApiError::unavailable("server is busy, retry later"))?;
@@ -113,7 +119,20 @@ impl AppState {
             ids.push((recipient, id));
         }
         let notify: Vec<String> = stored.iter().map(|m| m.owner.clone()).collect();
-        self.store.enqueue(stored, self.queue_policy()).await?;
+        match key {
+            None => self.store.enqueue(stored, self.queue_policy()).await?,
+            Some(key) => {
+                let data: serde_json::Map<String, serde_json::Value> =
+                    ids.iter().map(|(u, id)| (u.clone(), id.0.to_string().into())).collect();
+                let record = IdempotencyRecord {
+                    app_id: out.app.id,
+                    key: key.to_owned(),
+                    response: serde_json::Value::Object(data).to_string(),
+                    created,
+                };
+                self.store.enqueue_recorded(stored, self.queue_policy(), record).await?
+            }
+        }
         let queue: Arc<str> = Arc::from(out.from.as_str());
         for owner in &notify {
             self.hub.notify(out.app.id, owner, &queue);

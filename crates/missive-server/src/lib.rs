@@ -156,6 +156,10 @@ async fn sweep_forever(state: AppState) {
             Ok(_) => {}
             Err(e) => tracing::warn!(%e, "sweep failed"),
         }
+        let keys_before = now_ms().saturating_sub(state.config.messages.idempotency_ttl_secs.saturating_mul(1000));
+        if let Err(e) = state.store.sweep_idempotency(keys_before as i64).await {
+            tracing::warn!(%e, "idempotency sweep failed");
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use missive_core::id::{MsgId, now_ms};
-use missive_core::model::{App, DeviceInfo, FileRecord, NewUser, QueuedMessage, TokenRecord, User};
+use missive_core::model::{App, DeviceInfo, IdempotencyRecord, FileRecord, NewUser, QueuedMessage, TokenRecord, User};
 use missive_core::store::{QueueCount, QueuePolicy, RecallOutcome, Store, StoreError, StoreResult, UserPatch};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -30,6 +30,7 @@ use uuid::Uuid;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_files.sql")),
+    (3, include_str!("../migrations/sqlite/0003_idempotency.sql")),
 ];
 
 /// How a `SqliteStore` is opened.
@@ -61,6 +62,8 @@ pub struct SqliteStore {
 struct EnqueueJob {
     messages: Vec<QueuedMessage>,
     policy: QueuePolicy,
+    /// Written in the same transaction as the messages.
+    record: Option<IdempotencyRecord>,
     done: oneshot::Sender<StoreResult<()>>,
 }
 
@@ -95,6 +98,14 @@ impl SqliteStore {
         let (enqueue_tx, rx) = mpsc::channel(4096);
         tokio::spawn(group_commit(write.clone(), rx, options.max_batch.max(1)));
         Ok(SqliteStore { read, write, enqueue_tx })
+    }
+
+    /// Hands a job to the group-commit task and waits for the commit that covers it.
+    async fn submit(&self, mut job: EnqueueJob) -> StoreResult<()> {
+        let (done, rx) = oneshot::channel();
+        job.done = done;
+        self.enqueue_tx.send(job).await.map_err(|_| StoreError::Backend("group-commit task stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Backend("group-commit task stopped".into()))?
     }
 
     /// Closes both pools, waiting for in-flight statements.
@@ -243,6 +254,16 @@ async fn write_batch(pool: &SqlitePool, jobs: &[EnqueueJob]) -> StoreResult<()> 
                     owners.push((m.app_id, m.owner.as_str(), job.policy.max_offline_per_user));
                 }
             }
+        }
+        for record in jobs.iter().filter_map(|j| j.record.as_ref()) {
+            sqlx::query("INSERT OR REPLACE INTO idempotency (app_id, key, response, created) VALUES (?, ?, ?, ?)")
+                .bind(record.app_id.to_string())
+                .bind(&record.key)
+                .bind(&record.response)
+                .bind(record.created)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
         }
         for (app, owner, cap) in owners {
             sqlx::query(EVICT_OVER_CAP)
@@ -657,12 +678,41 @@ impl Store for SqliteStore {
         if messages.is_empty() {
             return Ok(());
         }
-        let (done, rx) = oneshot::channel();
-        self.enqueue_tx
-            .send(EnqueueJob { messages, policy, done })
+        self.submit(EnqueueJob { messages, policy, record: None, done: oneshot::channel().0 }).await
+    }
+
+    async fn enqueue_recorded(
+        &self,
+        messages: Vec<QueuedMessage>,
+        policy: QueuePolicy,
+        record: IdempotencyRecord,
+    ) -> StoreResult<()> {
+        self.submit(EnqueueJob { messages, policy, record: Some(record), done: oneshot::channel().0 }).await
+    }
+
+    async fn idempotency_record(&self, app: Uuid, key: &str) -> StoreResult<Option<IdempotencyRecord>> {
+        let row = sqlx::query("SELECT app_id, key, response, created FROM idempotency WHERE app_id = ? AND key = ?")
+            .bind(app.to_string())
+            .bind(key)
+            .fetch_optional(&self.read)
             .await
-            .map_err(|_| StoreError::Backend("group-commit task stopped".into()))?;
-        rx.await.map_err(|_| StoreError::Backend("group-commit task stopped".into()))?
+            .map_err(map_err)?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(IdempotencyRecord {
+            app_id: uuid_col(&row, "app_id")?,
+            key: row.try_get("key").map_err(map_err)?,
+            response: row.try_get("response").map_err(map_err)?,
+            created: row.try_get("created").map_err(map_err)?,
+        }))
+    }
+
+    async fn sweep_idempotency(&self, before_ms: i64) -> StoreResult<u64> {
+        Ok(sqlx::query("DELETE FROM idempotency WHERE created < ?")
+            .bind(before_ms)
+            .execute(&self.write)
+            .await
+            .map_err(map_err)?
+            .rows_affected())
     }
 
     async fn offline_count(&self, app: Uuid, owner: &str) -> StoreResult<u64> {

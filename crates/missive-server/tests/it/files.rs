@@ -778,7 +778,9 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// Peak resident memory of a `missive` process while 10 clients upload 10 MB each at once.
+/// Peak resident memory of a `missive` process while 10 clients upload 10 MB each at once
+/// (random bytes), then while 10 clients upload a large JPEG each (thumbnails decoded,
+/// `files.thumbnail_workers` at a time).
 /// Run: `cargo test -p missive-server --test it files::upload_memory -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a measurement, not a test: run with --ignored --nocapture"]
@@ -804,42 +806,43 @@ async fn upload_memory_peak_with_ten_concurrent_10mb_uploads() {
         .as_str()
         .unwrap()
         .to_owned();
-    let body = bytes::Bytes::from(noise(MB10, 42));
+    let upload_all = |body: bytes::Bytes, clients: usize| {
+        let (base, token) = (base.clone(), token.clone());
+        async move {
+            let uploads = (0..clients).map(|_| {
+                let (http, base, token, body) = (reqwest::Client::new(), base.clone(), token.clone(), body.clone());
+                tokio::spawn(async move {
+                    let len = body.len() as u64;
+                    let part = Part::stream_with_length(reqwest::Body::from(body), len).file_name("f");
+                    let form = Form::new().part("file", part);
+                    let res = http.post(format!("{base}/chatfiles")).bearer_auth(&token).multipart(form).send().await;
+                    assert_eq!(res.unwrap().status(), 200);
+                })
+            });
+            for u in futures_util::future::join_all(uploads).await {
+                u.unwrap();
+            }
+        }
+    };
+    let random = bytes::Bytes::from(noise(MB10, 42));
     // Warm up (allocator arenas, lazily built state), then take the baseline.
-    let part = Part::stream_with_length(reqwest::Body::from(body.clone()), MB10 as u64);
-    let res = http
-        .post(format!("{base}/chatfiles"))
-        .bearer_auth(&token)
-        .multipart(Form::new().part("file", part))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let before_hwm = proc_status_kib(pid, "VmHWM:");
-    let before_rss = proc_status_kib(pid, "VmRSS:");
-    let uploads = (0..10).map(|_| {
-        let (http, base, token, body) = (reqwest::Client::new(), base.clone(), token.clone(), body.clone());
-        tokio::spawn(async move {
-            let part = Part::stream_with_length(reqwest::Body::from(body), MB10 as u64);
-            let res = http
-                .post(format!("{base}/chatfiles"))
-                .bearer_auth(&token)
-                .multipart(Form::new().part("file", part))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 200);
-        })
-    });
-    for u in futures_util::future::join_all(uploads).await {
-        u.unwrap();
-    }
-    let after_hwm = proc_status_kib(pid, "VmHWM:");
-    let after_rss = proc_status_kib(pid, "VmRSS:");
+    upload_all(random.clone(), 1).await;
+    let before = proc_status_kib(pid, "VmHWM:");
+    upload_all(random, 10).await;
+    let after = proc_status_kib(pid, "VmHWM:");
     println!(
-        "missive pid {pid}: VmHWM {before_hwm} KiB -> {after_hwm} KiB (+{} KiB) while 10 clients uploaded 10 MiB each \
-         (100 MiB total); VmRSS {before_rss} -> {after_rss} KiB",
-        after_hwm.saturating_sub(before_hwm)
+        "missive pid {pid}: VmHWM {before} KiB -> {after} KiB (+{} KiB) while 10 clients uploaded 10 MiB of \
+         random bytes each at once",
+        after.saturating_sub(before)
+    );
+    let jpeg = bytes::Bytes::from(noisy_image(2400, 1800, ImageFormat::Jpeg));
+    assert!(jpeg.len() <= MB10);
+    upload_all(jpeg.clone(), 10).await;
+    let after_images = proc_status_kib(pid, "VmHWM:");
+    println!(
+        "missive pid {pid}: VmHWM {after} KiB -> {after_images} KiB while 10 clients uploaded a {} KiB 2400x1800 JPEG \
+         each at once (thumbnails made 2 at a time)",
+        jpeg.len() / 1024
     );
     drop(server);
 }

@@ -16,4 +16,3 @@ mod rest_users;
 mod sdk;
 mod torture;
 mod ws_delivery;
-mod zz_probe;

@@ -445,15 +445,19 @@ async fn sdk_logins_and_every_rest_message_type() {
 /// online one it does.
 #[tokio::test]
 async fn sdk_offline_messages_and_route_online() {
-    let s = TestServer::start().await;
+    // Small pull batches, so the offline queue takes several pull/ack rounds.
+    let s = TestServer::start_with(|c| c.queue.pull_batch = 2).await;
     let admin = s.admin_token().await;
-    s.register(&admin, &["carol", "dave"]).await;
+    s.register(&admin, &["carol", "dave", "ed"]).await;
     let token = s.user_token("carol").await;
     let mut sdk = Sdk::start(&base(&s), &s.app_key()).await;
 
+    // Two queues (senders), interleaved.
     let mut offline = Vec::new();
+    let mut from_ed = Vec::new();
     for i in 0..3 {
         offline.push(rest_text(&s, &admin, "dave", "carol", &format!("offline {i}")).await);
+        from_ed.push(rest_text(&s, &admin, "ed", "carol", &format!("ed {i}")).await);
     }
     let online_only = rest_send(
         &s,
@@ -472,15 +476,24 @@ async fn sdk_offline_messages_and_route_online() {
         let m = sdk.message("carol", "onTextMessage", id).await;
         assert_eq!(m["msg"], format!("offline {i}"), "{m}");
     }
+    for (i, id) in from_ed.iter().enumerate() {
+        let m = sdk.message("carol", "onTextMessage", id).await;
+        assert_eq!((m["msg"].clone(), m["from"].clone()), (json!(format!("ed {i}")), json!("ed")), "{m}");
+    }
     sdk.expect("carol: onOfflineMessageSyncFinish", |v| is(v, "offline_finish", "carol")).await;
     let starts = sdk.seen(|v| is(v, "offline_start", "carol"));
     let finish_pos = sdk.log.iter().position(|v| is(v, "offline_finish", "carol")).expect("finish");
     let last_msg_pos = sdk.log.iter().rposition(|v| is(v, "msg", "carol")).expect("messages");
     assert!(last_msg_pos < finish_pos, "offline messages after onOfflineMessageSyncFinish");
     assert_eq!(starts.len(), 1);
-    // In order, exactly once, and without the online-only one (sent before the last one,
-    // in the same queue, so it would have come before it).
-    assert_eq!(sdk.message_ids("carol"), offline);
+    // Each queue in order, exactly once, and without the online-only one (sent before the
+    // last one, in the same queue, so it would have come before it). Queues are pulled side
+    // by side, so they interleave.
+    let got = sdk.message_ids("carol");
+    let of = |ids: &[String]| -> Vec<String> { got.iter().filter(|i| ids.contains(i)).cloned().collect() };
+    assert_eq!(of(&offline), offline, "dave's messages: {got:?}");
+    assert_eq!(of(&from_ed), from_ed, "ed's messages: {got:?}");
+    assert_eq!(got.len(), offline.len() + from_ed.len(), "unexpected or repeated messages: {got:?}");
     sdk.close("carol").await;
 
     // Next login on a new device (what Node, without localStorage, does by default): none of
@@ -496,7 +509,8 @@ async fn sdk_offline_messages_and_route_online() {
     sdk.open("carol-3", "carol", &token, json!({"deviceId": "carol-web"})).await;
     let last = rest_text(&s, &admin, "dave", "carol", "last").await;
     sdk.message("carol-3", "onTextMessage", &last).await;
-    let again: Vec<String> = sdk.message_ids("carol-3").into_iter().filter(|id| offline.contains(id)).collect();
+    let again: Vec<String> =
+        sdk.message_ids("carol-3").into_iter().filter(|id| offline.contains(id) || from_ed.contains(id)).collect();
     assert!(again.is_empty(), "redelivered on the next login: {again:?}");
 
     // ROUTE_ONLINE to a user who is online arrives; the one sent while offline never did.
@@ -622,6 +636,12 @@ async fn sdk_to_sdk_receipts_multi_device_and_recall() {
         })
         .await;
     assert_eq!((ev["m"]["from"].clone(), ev["m"]["to"].clone()), (json!("alice"), json!("bob")), "{ev}");
+
+    // A send to a user who does not exist fails with the SDK's USER_NOT_FOUND (204).
+    sdk.cmd(json!({"op": "send", "c": "bob-1", "tag": "nobody", "msg": {"type": "txt", "to": "nobody", "msg": "?"}}));
+    let ev =
+        sdk.expect("bob-1: send to nobody settled", |v| is(v, "send_err", "bob-1") || is(v, "send_ok", "bob-1")).await;
+    assert_eq!((ev["ev"].clone(), ev["type"].clone()), (json!("send_err"), json!(204)), "{ev}");
 
     // bob recalls his txt from his SDK: alice gets onRecallMessage for it.
     sdk.cmd(json!({"op": "recall", "c": "bob-1", "tag": "r", "to": "alice", "mid": txt}));
