@@ -156,12 +156,13 @@ pub async fn upload(State(state): State<AppState>, api: Api, req: Request) -> Ap
     drop(multipart);
 
     let image = image_format(&stored.head);
+    // The type the client declared, else what the bytes are (images), else the extension.
     let content_type = stored
         .part_type
         .clone()
         .filter(|t| t != "application/octet-stream")
-        .or_else(|| stored.filename.as_deref().and_then(guess_content_type).map(str::to_owned))
         .or_else(|| image.map(|f| f.to_mime_type().to_owned()))
+        .or_else(|| stored.filename.as_deref().and_then(guess_content_type).map(str::to_owned))
         .unwrap_or_else(|| "application/octet-stream".to_owned());
 
     let thumb = match image {

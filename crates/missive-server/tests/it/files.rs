@@ -178,6 +178,22 @@ async fn binary_round_trip_and_easemob_response() {
 }
 
 #[tokio::test]
+async fn files_survive_a_restart() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let png = noisy_image(400, 300, ImageFormat::Png);
+    let (id, secret) = upload(&s, &admin, png.clone(), "keep.png", &[("restrict-access", "true")]).await;
+    let s = s.restart().await;
+    let res = download(&s, &id, "", &[("share-secret", &secret)]).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    assert_eq!(bytes_of(res).await, png);
+    let thumb = bytes_of(download(&s, &id, "?thumbnail=true", &[("share-secret", &secret)]).await).await;
+    assert_eq!(dimensions(&thumb), (170, 128));
+    assert_eq!(download(&s, &id, "", &[("share-secret", "nope")]).await.status(), 401);
+}
+
+#[tokio::test]
 async fn upload_errors() {
     let s = TestServer::start().await;
     let admin = s.admin_token().await;

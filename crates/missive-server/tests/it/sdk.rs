@@ -733,6 +733,9 @@ async fn sdk_kicks_and_deactivated_login() {
     let err = sdk.expect("e: open() rejected", |v| is(v, "open_err", "e")).await;
     assert_eq!(err["type"], 2, "a deactivated user's token login: {err}");
     assert!(sdk.seen(|v| is(v, "connected", "e")).is_empty());
+    // AUTH_ERROR is final for the SDK: one attempt, no retries.
+    let st = sdk.state("e").await;
+    assert_eq!(st["sockets"], 1, "{st}");
 
     sdk.cmd(json!({"op": "open", "c": "f", "user": "erin", "pwd": "erin-new", "deviceId": "erin-f"}));
     let err = sdk.expect("f: open() rejected", |v| is(v, "open_err", "f")).await;
@@ -740,7 +743,7 @@ async fn sdk_kicks_and_deactivated_login() {
     // WEBIM_CONNCTION_OPEN_ERROR with the error_description as the message.
     assert_eq!(err["type"], 1, "a deactivated user's password login: {err}");
     assert_eq!(err["message"], "user not activated", "{err}");
-    assert!(sdk.seen(|v| is(v, "connected", "f")).is_empty());
+    assert_eq!(sdk.state("f").await["sockets"], 0, "the socket is never opened");
 
     // Reactivated, the user logs in again.
     let (st, b) = s.post("/users/erin/activate", Some(&admin), json!({})).await;

@@ -79,19 +79,19 @@ async fn login_errors_use_the_sdk_reason_strings() {
     s.register(&admin, &["alice", "bob"]).await;
     let alice = s.user_token("alice").await;
 
-    let err = connect(&s, "alice", "YWMtnotarealtokennotarealtokennotarealtokenxx", "r1").await.err().expect("refused");
+    let err = connect(&s, "alice", "YWMtnotarealtokennotarealtokennotarealtokenxx", "r1").await.expect_err("refused");
     assert!(
         matches!(&err, ClientError::Login { code: 1, reason } if reason == "Sorry, token or password does not match login info"),
         "{err:?}"
     );
 
-    let err = connect(&s, "nobody", &alice, "r1").await.err().expect("refused");
+    let err = connect(&s, "nobody", &alice, "r1").await.expect_err("refused");
     assert!(matches!(&err, ClientError::Login { code: 1, reason } if reason == "Sorry, user not found"), "{err:?}");
 
     // Alice's token does not log in as Bob, and the app token logs in as nobody.
-    let err = connect(&s, "bob", &alice, "r1").await.err().expect("refused");
+    let err = connect(&s, "bob", &alice, "r1").await.expect_err("refused");
     assert!(matches!(&err, ClientError::Login { code: 1, .. }), "{err:?}");
-    let err = connect(&s, "alice", &admin, "r1").await.err().expect("refused");
+    let err = connect(&s, "alice", &admin, "r1").await.expect_err("refused");
     assert!(matches!(&err, ClientError::Login { code: 1, .. }), "{err:?}");
 
     // Tokens are checked again at every login: an expired one is refused as expired.
@@ -103,14 +103,14 @@ async fn login_errors_use_the_sdk_reason_strings() {
     let c = connect(&s, "bob", &short, "r1").await.expect("valid while fresh");
     c.close().await;
     tokio::time::sleep(Duration::from_millis(1100)).await; // let the 1 s token expire
-    let err = connect(&s, "bob", &short, "r1").await.err().expect("refused");
+    let err = connect(&s, "bob", &short, "r1").await.expect_err("refused");
     assert!(matches!(&err, ClientError::Login { code: 1, reason } if reason == "Sorry, token expired"), "{err:?}");
 
     // A deactivated user cannot log in, even with a token issued before.
     let bob = s.user_token("bob").await;
     let (st, _) = s.post("/users/bob/deactivate", Some(&admin), json!({})).await;
     assert_eq!(st, 200);
-    let err = connect(&s, "bob", &bob, "r1").await.err().expect("refused");
+    let err = connect(&s, "bob", &bob, "r1").await.expect_err("refused");
     assert!(matches!(err, ClientError::Login { code: 1, .. }), "{err:?}");
 }
 
@@ -251,12 +251,12 @@ async fn route_online_sync_device_and_sdk_to_sdk() {
     assert_eq!(body.ack_message_id, Some(ack.server_id));
 
     // An upload to an unknown user is refused with the SDK's USER_NOT_FOUND wording.
-    let err = alice1.send("nobody", text_body("alice", "nobody", "x", None)).await.err().expect("refused");
+    let err = alice1.send("nobody", text_body("alice", "nobody", "x", None)).await.expect_err("refused");
     assert!(matches!(&err, ClientError::Rejected { code: 1, reason } if reason.contains("doesn't exist!")), "{err:?}");
 
     // Too large: PERMISSION_DENIED "Sorry, data is too large", and the socket stays up.
     let big = "x".repeat(s.config.limits.send_body_bytes + 1);
-    let err = alice1.send("bob", text_body("alice", "bob", &big, None)).await.err().expect("refused");
+    let err = alice1.send("bob", text_body("alice", "bob", &big, None)).await.expect_err("refused");
     assert!(
         matches!(&err, ClientError::Rejected { code: 7, reason } if reason == "Sorry, data is too large"),
         "{err:?}"
