@@ -39,6 +39,9 @@ pub struct Shared {
     pub send_messages: Quota,
     /// Cancelled when the server shuts down; sessions watch it to close cleanly.
     pub shutdown: CancellationToken,
+    /// One lock per idempotency key being processed, so concurrent retries of one request
+    /// do not both send.
+    pub idempotency_locks: DashMap<(uuid::Uuid, String), Arc<tokio::sync::Mutex<()>>>,
     /// Sends being processed now (REST and SDK); see `limits.max_inflight_sends`.
     pub inflight_sends: tokio::sync::Semaphore,
     /// Where chat file bytes live (local directory or S3).
@@ -73,6 +76,7 @@ impl AppState {
             send_calls: Quota::new(config.limits.send_calls_per_second, Duration::from_secs(1)),
             send_messages: Quota::new(config.limits.send_messages_per_minute, Duration::from_secs(60)),
             apps: AppCache::new(store.clone()),
+            idempotency_locks: DashMap::new(),
             inflight_sends: tokio::sync::Semaphore::new(config.limits.max_inflight_sends),
             thumbnail_permits: tokio::sync::Semaphore::new(config.files.thumbnail_workers.max(1)),
             blobs,

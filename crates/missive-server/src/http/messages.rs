@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use missive_core::id::{MsgId, now_ms};
 use missive_core::model::App;
 use missive_core::store::RecallOutcome;
@@ -257,7 +257,53 @@ fn content_for(msg_type: &str, body: &Map<String, Value>) -> ApiResult<pb::messa
 }
 
 /// Validates a parsed request, applies quotas and sends it; returns per-recipient ids.
-async fn send_request(state: &AppState, app: &Arc<App>, req: SendRequest) -> ApiResult<Vec<(String, MsgId)>> {
+/// Reads the optional `Idempotency-Key` header (a Missive extension).
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    match v.to_str() {
+        Ok(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(k.to_owned())),
+        _ => Err(ApiError::illegal_argument("Idempotency-Key must be 1 to 255 visible ASCII characters")),
+    }
+}
+
+/// `send_request`, made idempotent by `key`: the first request with a key sends and records
+/// its ids in the same transaction as its messages; a retry within
+/// `messages.idempotency_ttl_secs` (also after a restart) gets the same ids and sends
+/// nothing. Concurrent requests with one key are serialized on this node.
+async fn send_once(
+    state: &AppState,
+    app: &Arc<App>,
+    req: SendRequest,
+    key: Option<String>,
+) -> ApiResult<Vec<(String, MsgId)>> {
+    let Some(key) = key else { return send_request(state, app, req, None).await };
+    let slot = (app.id, key.clone());
+    let lock = state.idempotency_locks.entry(slot.clone()).or_default().clone();
+    let result = {
+        let _guard = lock.lock().await;
+        let window_start = now_ms().saturating_sub(state.config.messages.idempotency_ttl_secs.saturating_mul(1000)) as i64;
+        match state.store.idempotency_record(app.id, &key).await? {
+            Some(record) if record.created >= window_start => {
+                let data: Map<String, Value> = serde_json::from_str(&record.response).map_err(|_| ApiError::internal())?;
+                Ok(data
+                    .into_iter()
+                    .filter_map(|(u, id)| Some((u, MsgId(id.as_str()?.parse().ok()?))))
+                    .collect())
+            }
+            _ => send_request(state, app, req, Some(&key)).await,
+        }
+    };
+    drop(lock);
+    state.idempotency_locks.remove_if(&slot, |_, l| Arc::strong_count(l) == 1);
+    result
+}
+
+async fn send_request(
+    state: &AppState,
+    app: &Arc<App>,
+    req: SendRequest,
+    key: Option<&str>,
+) -> ApiResult<Vec<(String, MsgId)>> {
     let content = content_for(&req.msg_type, &req.body)?;
     if req.content_bytes > state.config.limits.message_content_bytes {
         return Err(ApiError::send_error("message is too large").with_code(14007));
@@ -277,17 +323,18 @@ async fn send_request(state: &AppState, app: &Arc<App>, req: SendRequest) -> Api
     let content = super::chatfiles::enrich_media(state, app, content).await;
     let mut body = pb::MessageBody { contents: vec![content], ext: json_to_key_values(&req.ext), ..Default::default() };
     body.set_type(pb::message_body::Type::Chat);
+    let out = Outgoing {
+        app: app.clone(),
+        from: req.from,
+        to: req.to,
+        body,
+        route_online: req.route_online,
+        sync_device: req.sync_device,
+        origin_resource: None,
+        require_known_recipients: false,
+    };
     let sent = state
-        .send(Outgoing {
-            app: app.clone(),
-            from: req.from,
-            to: req.to,
-            body,
-            route_online: req.route_online,
-            sync_device: req.sync_device,
-            origin_resource: None,
-            require_known_recipients: false,
-        })
+        .send_with_key(out, key)
         .await?
         .map_err(|_| ApiError::internal())?;
     Ok(sent.ids)
@@ -297,12 +344,14 @@ async fn send_request(state: &AppState, app: &Arc<App>, req: SendRequest) -> Api
 pub async fn send_user_messages(
     State(state): State<AppState>,
     api: Api,
+    headers: HeaderMap,
     SendBody(body): SendBody,
 ) -> ApiResult<Envelope> {
     api.require_admin("/messages/users")?;
+    let key = idempotency_key(&headers)?;
     let obj = body.as_object().ok_or_else(ApiError::invalid_body)?;
     let req = parse_envelope(obj, "to", obj.get("body"), &state)?;
-    let ids = send_request(&state, &api.app, req).await?;
+    let ids = send_once(&state, &api.app, req, key).await?;
     let data: Map<String, Value> = ids.into_iter().map(|(u, id)| (u, id.to_string().into())).collect();
     Ok(api.envelope("post", "/messages/users", "/messages/users").set("data", data))
 }
@@ -310,8 +359,14 @@ pub async fn send_user_messages(
 /// `POST /{org}/{app}/messages[?useMsgId=true]` — the legacy form (`target_type`, `target`,
 /// `msg`) still used by the Java SDK: `data[user]` is `"success"`, or the id with
 /// `useMsgId=true`.
-pub async fn send_legacy(State(state): State<AppState>, api: Api, SendBody(body): SendBody) -> ApiResult<Envelope> {
+pub async fn send_legacy(
+    State(state): State<AppState>,
+    api: Api,
+    headers: HeaderMap,
+    SendBody(body): SendBody,
+) -> ApiResult<Envelope> {
     api.require_admin("/messages")?;
+    let key = idempotency_key(&headers)?;
     let obj = body.as_object().ok_or_else(ApiError::invalid_body)?;
     match obj.get("target_type").and_then(Value::as_str) {
         Some("users") => {}
@@ -320,7 +375,7 @@ pub async fn send_legacy(State(state): State<AppState>, api: Api, SendBody(body)
         }
     }
     let req = parse_envelope(obj, "target", obj.get("msg"), &state)?;
-    let ids = send_request(&state, &api.app, req).await?;
+    let ids = send_once(&state, &api.app, req, key).await?;
     let with_ids = api.query_value("useMsgId").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let data: Map<String, Value> =
         ids.into_iter().map(|(u, id)| (u, if with_ids { id.to_string().into() } else { "success".into() })).collect();

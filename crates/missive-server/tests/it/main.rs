@@ -7,6 +7,7 @@ mod durability;
 mod faults;
 mod files;
 mod hostile;
+mod idempotency;
 mod operations;
 mod rest_limits;
 mod rest_messages;
