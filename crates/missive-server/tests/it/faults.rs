@@ -148,27 +148,31 @@ async fn descriptor_exhaustion_refuses_new_connections_and_serves_existing_ones(
     let request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
     async fn read_response(c: &mut tokio::net::TcpStream) -> String {
         let mut buf = vec![0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await.expect("answer in time").unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(15), c.read(&mut buf)).await.expect("answer in time").unwrap();
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
     existing.write_all(request).await.unwrap();
     assert!(read_response(&mut existing).await.starts_with("HTTP/1.1 200"));
 
-    // Hog connections until the server runs out of descriptors.
+    // Open keep-alive connections, each served once (so each holds a descriptor in the
+    // server), until one is not served: the server has run out of descriptors. Accepting
+    // fails with EMFILE and the kernel's backlog holds the new connection unanswered.
     let mut hogs = Vec::new();
-    for _ in 0..200 {
-        match tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(server.addr)).await {
-            Ok(Ok(c)) => hogs.push(c),
-            _ => break,
+    let mut unserved = None;
+    for _ in 0..1000 {
+        let mut c = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        c.write_all(request).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        match tokio::time::timeout(Duration::from_secs(2), c.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => hogs.push(c),
+            _ => {
+                unserved = Some(c);
+                break;
+            }
         }
     }
-    // A new connection now gets no answer (accept fails with EMFILE; the kernel's backlog
-    // holds it unanswered)...
-    let mut fresh = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    fresh.write_all(request).await.unwrap();
-    let mut buf = [0u8; 64];
-    let answered = tokio::time::timeout(Duration::from_millis(500), fresh.read(&mut buf)).await;
-    assert!(!matches!(answered, Ok(Ok(n)) if n > 0), "a new connection was served while descriptors were exhausted");
+    let fresh = unserved.expect("the server never ran out of descriptors");
+    assert!(hogs.len() < 64, "served {} connections with 64 descriptors", hogs.len());
     // ...while the existing connection is still served.
     existing.write_all(request).await.unwrap();
     assert!(read_response(&mut existing).await.starts_with("HTTP/1.1 200"));
