@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::id::MsgId;
-use crate::model::{App, DeviceInfo, IdempotencyRecord, FileRecord, NewUser, QueuedMessage, TokenRecord, User};
+use crate::model::{App, DeviceInfo, FileRecord, IdempotencyRecord, NewUser, QueuedMessage, TokenRecord, User};
 
 /// Storage failures that callers can act on; everything else is `Backend`.
 #[derive(Debug, thiserror::Error)]

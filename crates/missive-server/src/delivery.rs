@@ -62,7 +62,8 @@ impl AppState {
     pub async fn send_with_key(&self, out: Outgoing, key: Option<&str>) -> ApiResult<Result<Sent, UnknownRecipient>> {
         // Admission control: past `limits.max_inflight_sends` concurrent sends the server
         // sheds load with a 503 at once instead of queueing without bound.
-        let _permit = self.inflight_sends.try_acquire().map_err(|_| ApiError::unavailable("server is busy, retry later"))?;
+        let _permit =
+            self.inflight_sends.try_acquire().map_err(|_| ApiError::unavailable("server is busy, retry later"))?;
         let mut seen = HashSet::with_capacity(out.to.len());
         let recipients: Vec<String> = out.to.into_iter().filter(|r| seen.insert(r.clone())).collect();
         let known: HashSet<String> = self.store.existing_users(out.app.id, &recipients).await?.into_iter().collect();

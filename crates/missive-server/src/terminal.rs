@@ -1,9 +1,9 @@
 //! `missive listen` and `missive chat`: watch messages arrive, and talk, from a terminal,
 //! through the same MSYNC client the tests and the load generator use.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use missive_msync::client::text_body;
-use missive_msync::{key_values_to_json, ClientEvent, ClientOptions, Login, MsyncClient, Received};
+use missive_msync::{ClientEvent, ClientOptions, Login, MsyncClient, Received, key_values_to_json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// How to reach a server as a user.
@@ -34,7 +34,9 @@ impl Connect {
             token: self.token.clone(),
             resource: self.resource.clone(),
         };
-        MsyncClient::connect(login, ClientOptions::default()).await.with_context(|| format!("logging in to {}", self.url))
+        MsyncClient::connect(login, ClientOptions::default())
+            .await
+            .with_context(|| format!("logging in to {}", self.url))
     }
 }
 

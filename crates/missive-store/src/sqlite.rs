@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use missive_core::id::{MsgId, now_ms};
-use missive_core::model::{App, DeviceInfo, IdempotencyRecord, FileRecord, NewUser, QueuedMessage, TokenRecord, User};
+use missive_core::model::{App, DeviceInfo, FileRecord, IdempotencyRecord, NewUser, QueuedMessage, TokenRecord, User};
 use missive_core::store::{QueueCount, QueuePolicy, RecallOutcome, Store, StoreError, StoreResult, UserPatch};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -135,7 +135,9 @@ pub async fn restore(backup: &Path, db: &Path) -> StoreResult<()> {
     let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut conn).await.map_err(map_err)?;
     let latest = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
     if version < 1 || version > latest {
-        return Err(StoreError::Backend(format!("backup has schema version {version}; this build supports 1 to {latest}")));
+        return Err(StoreError::Backend(format!(
+            "backup has schema version {version}; this build supports 1 to {latest}"
+        )));
     }
     conn.close().await.map_err(map_err)?;
     let io = |e: std::io::Error| StoreError::Backend(format!("restoring {}: {e}", db.display()));

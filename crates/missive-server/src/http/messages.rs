@@ -281,14 +281,13 @@ async fn send_once(
     let lock = state.idempotency_locks.entry(slot.clone()).or_default().clone();
     let result = {
         let _guard = lock.lock().await;
-        let window_start = now_ms().saturating_sub(state.config.messages.idempotency_ttl_secs.saturating_mul(1000)) as i64;
+        let window_start =
+            now_ms().saturating_sub(state.config.messages.idempotency_ttl_secs.saturating_mul(1000)) as i64;
         match state.store.idempotency_record(app.id, &key).await? {
             Some(record) if record.created >= window_start => {
-                let data: Map<String, Value> = serde_json::from_str(&record.response).map_err(|_| ApiError::internal())?;
-                Ok(data
-                    .into_iter()
-                    .filter_map(|(u, id)| Some((u, MsgId(id.as_str()?.parse().ok()?))))
-                    .collect())
+                let data: Map<String, Value> =
+                    serde_json::from_str(&record.response).map_err(|_| ApiError::internal())?;
+                Ok(data.into_iter().filter_map(|(u, id)| Some((u, MsgId(id.as_str()?.parse().ok()?)))).collect())
             }
             _ => send_request(state, app, req, Some(&key)).await,
         }
@@ -333,10 +332,7 @@ async fn send_request(
         origin_resource: None,
         require_known_recipients: false,
     };
-    let sent = state
-        .send_with_key(out, key)
-        .await?
-        .map_err(|_| ApiError::internal())?;
+    let sent = state.send_with_key(out, key).await?.map_err(|_| ApiError::internal())?;
     Ok(sent.ids)
 }
 
