@@ -20,3 +20,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace "$@"
+echo "== fuzz (bounded)"
+scripts/fuzz.sh "${MISSIVE_FUZZ_SECONDS:-15}"

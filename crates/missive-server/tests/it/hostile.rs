@@ -147,3 +147,36 @@ async fn huge_websocket_frames_close_only_that_connection() {
     let (st, _) = s.call(reqwest::Method::GET, &format!("http://{}/health", s.addr), None, None).await;
     assert_eq!(st, 200);
 }
+
+#[tokio::test]
+async fn ten_thousand_concurrent_connection_attempts_are_all_answered() {
+    // A child process, so the server's descriptors and the test's are counted separately.
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::common::ProcessServer::start(dir.path()).await;
+    let addr = server.addr;
+    let gate = std::sync::Arc::new(tokio::sync::Barrier::new(10_000));
+    let mut tasks = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        let gate = gate.clone();
+        tasks.push(tokio::spawn(async move {
+            gate.wait().await;
+            let attempt = async {
+                let mut c = tokio::net::TcpStream::connect(addr).await?;
+                c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+                let mut buf = Vec::new();
+                c.read_to_end(&mut buf).await?;
+                Ok::<bool, std::io::Error>(buf.starts_with(b"HTTP/1.1 200"))
+            };
+            matches!(tokio::time::timeout(Duration::from_secs(60), attempt).await, Ok(Ok(true)))
+        }));
+    }
+    let mut answered = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            answered += 1;
+        }
+    }
+    println!("10000 concurrent connection attempts: {answered} answered 200");
+    assert_eq!(answered, 10_000);
+    crate::common::wait_healthy(addr).await;
+}
