@@ -8,10 +8,14 @@
 //! Message writes are the hot path and go through a group-commit task: concurrent
 //! `enqueue` calls are queued on a channel, and the task writes everything that has arrived
 //! in one transaction with one fsync, then answers every caller. Under load this turns N
-//! fsyncs into one; with a single caller it costs nothing extra.
+//! fsyncs into one; with a single caller it costs nothing extra. Device acks and device
+//! logins, which happen as often as messages do, take the same path, so the write
+//! connection never spends an fsync on one of them alone.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -56,7 +60,7 @@ impl Default for SqliteStoreOptions {
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
-    enqueue_tx: mpsc::Sender<EnqueueJob>,
+    enqueue_tx: mpsc::Sender<Job>,
 }
 
 struct EnqueueJob {
@@ -65,6 +69,59 @@ struct EnqueueJob {
     /// Written in the same transaction as the messages.
     record: Option<IdempotencyRecord>,
     done: oneshot::Sender<StoreResult<()>>,
+}
+
+/// A write the group-commit task performs for a caller, in the next batch's transaction.
+enum Job {
+    Enqueue(EnqueueJob),
+    /// A device acknowledged a queue up to a key (at-least-once delivery's cursor).
+    Ack { ack: AckWrite, done: oneshot::Sender<StoreResult<()>> },
+    /// A device logged in; answered with whether it was seen for the first time.
+    Device { device: DeviceWrite, done: oneshot::Sender<StoreResult<bool>> },
+}
+
+struct AckWrite {
+    app: String,
+    owner: String,
+    resource: String,
+    queue: String,
+    key: i64,
+}
+
+struct DeviceWrite {
+    app: String,
+    owner: String,
+    device: DeviceInfo,
+    now: i64,
+}
+
+impl Job {
+    /// Rows this job writes, roughly: what `max_batch` counts.
+    fn weight(&self) -> usize {
+        match self {
+            Job::Enqueue(j) => j.messages.len().max(1),
+            Job::Ack { .. } | Job::Device { .. } => 1,
+        }
+    }
+
+    /// Answers the caller; `first` only means something to a device login.
+    fn answer(self, result: StoreResult<bool>) {
+        match self {
+            Job::Enqueue(j) => {
+                let _ = j.done.send(result.map(|_| ()));
+            }
+            Job::Ack { done, .. } => {
+                let _ = done.send(result.map(|_| ()));
+            }
+            Job::Device { done, .. } => {
+                let _ = done.send(result);
+            }
+        }
+    }
+}
+
+fn writer_stopped<E>(_: E) -> StoreError {
+    StoreError::Backend("group-commit task stopped".into())
 }
 
 impl SqliteStore {
@@ -104,7 +161,7 @@ impl SqliteStore {
     async fn submit(&self, mut job: EnqueueJob) -> StoreResult<()> {
         let (done, rx) = oneshot::channel();
         job.done = done;
-        self.enqueue_tx.send(job).await.map_err(|_| StoreError::Backend("group-commit task stopped".into()))?;
+        self.enqueue_tx.send(Job::Enqueue(job)).await.map_err(writer_stopped)?;
         rx.await.map_err(|_| StoreError::Backend("group-commit task stopped".into()))?
     }
 
@@ -179,25 +236,26 @@ async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
 }
 
 /// The group-commit loop: take what has queued up, write it in one transaction, answer all.
-async fn group_commit(pool: SqlitePool, mut rx: mpsc::Receiver<EnqueueJob>, max_batch: usize) {
-    let mut batch: Vec<EnqueueJob> = Vec::new();
+async fn group_commit(pool: SqlitePool, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+    let mut batch: Vec<Job> = Vec::new();
+    let mut backlog = Backlog::default();
     while let Some(first) = rx.recv().await {
+        let mut count = first.weight();
         batch.push(first);
-        let mut count = batch[0].messages.len();
         while count < max_batch {
             match rx.try_recv() {
                 Ok(job) => {
-                    count += job.messages.len();
+                    count += job.weight();
                     batch.push(job);
                 }
                 Err(_) => break,
             }
         }
-        let result = write_batch(&pool, &batch).await;
+        let result = write_batch(&pool, &batch, &mut backlog).await;
         match result {
-            Ok(()) => {
-                for job in batch.drain(..) {
-                    let _ = job.done.send(Ok(()));
+            Ok(firsts) => {
+                for (job, first) in batch.drain(..).zip(firsts) {
+                    job.answer(Ok(first));
                 }
             }
             Err(err) if batch.len() > 1 => {
@@ -205,13 +263,13 @@ async fn group_commit(pool: SqlitePool, mut rx: mpsc::Receiver<EnqueueJob>, max_
                 tracing::warn!(%err, jobs = batch.len(), "group commit failed; retrying jobs one by one");
                 for job in batch.drain(..) {
                     let one = std::slice::from_ref(&job);
-                    let r = write_batch(&pool, one).await;
-                    let _ = job.done.send(r);
+                    let r = write_batch(&pool, one, &mut backlog).await.map(|f| f[0]);
+                    job.answer(r);
                 }
             }
             Err(err) => {
                 for job in batch.drain(..) {
-                    let _ = job.done.send(Err(clone_err(&err)));
+                    job.answer(Err(clone_err(&err)));
                 }
             }
         }
@@ -227,20 +285,87 @@ fn clone_err(e: &StoreError) -> StoreError {
     }
 }
 
-const INSERT_MESSAGE: &str = "INSERT INTO messages (id, app_id, owner, queue, sender, created, payload, delivered) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+/// Rows per multi-row `INSERT INTO messages`: a batch is written in chunks of these sizes,
+/// so a thousand messages take about twenty statements, not a thousand (each statement is a
+/// round trip to sqlx's SQLite thread), and only four statement texts are ever prepared.
+const INSERT_CHUNKS: [usize; 4] = [64, 16, 4, 1];
+static INSERT_MESSAGES: LazyLock<Vec<String>> = LazyLock::new(|| {
+    INSERT_CHUNKS
+        .iter()
+        .map(|&n| {
+            format!(
+                "INSERT INTO messages (id, app_id, owner, queue, sender, created, payload, delivered) VALUES {}",
+                vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", ")
+            )
+        })
+        .collect()
+});
 /// Keeps the newest `cap` undelivered messages of a recipient, deleting older ones.
 const EVICT_OVER_CAP: &str = "DELETE FROM messages WHERE id IN (SELECT id FROM messages \
      WHERE app_id = ? AND owner = ? AND delivered = 0 ORDER BY id DESC LIMIT -1 OFFSET ?)";
+/// A recipient's undelivered messages, counted no further than the limit.
+const COUNT_UNDELIVERED: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM messages \
+     WHERE app_id = ? AND owner = ? AND delivered = 0 LIMIT ?)";
 
-async fn write_batch(pool: &SqlitePool, jobs: &[EnqueueJob]) -> StoreResult<()> {
+/// Upper bounds on each recipient's undelivered messages, so the per-user cap is checked
+/// only for recipients that may be over it, not with a query per recipient per batch.
+///
+/// A bound is exact after a check and grows with every message queued; acks, recalls and
+/// sweeps only lower the real count, so it stays an upper bound. A recipient without a
+/// bound (first seen since start-up, or after the map was cleared) is checked, so
+/// forgetting bounds is always safe. Owned by the group-commit task: no lock.
+#[derive(Default)]
+struct Backlog {
+    bound: HashMap<Uuid, HashMap<String, u32>>,
+    entries: usize,
+}
+
+/// Bounds kept before the map starts over (about 100 bytes each).
+const BACKLOG_MAX_ENTRIES: usize = 100_000;
+
+impl Backlog {
+    fn get(&self, app: Uuid, owner: &str) -> Option<u32> {
+        self.bound.get(&app)?.get(owner).copied()
+    }
+
+    fn set(&mut self, app: Uuid, owner: &str, n: u32) {
+        if self.entries >= BACKLOG_MAX_ENTRIES {
+            self.bound.clear();
+            self.entries = 0;
+        }
+        let per_app = self.bound.entry(app).or_default();
+        match per_app.get_mut(owner) {
+            Some(b) => *b = n,
+            None => {
+                per_app.insert(owner.to_owned(), n);
+                self.entries += 1;
+            }
+        }
+    }
+}
+
+/// Writes `jobs` in one transaction; returns each job's first-sight flag (device logins).
+/// `backlog` is updated only once the transaction has committed.
+async fn write_batch(pool: &SqlitePool, jobs: &[Job], backlog: &mut Backlog) -> StoreResult<Vec<bool>> {
     let mut conn = pool.acquire().await.map_err(map_err)?;
+    let mut bounds: Vec<(Uuid, &str, u32)> = Vec::new();
     let result = async {
         let mut tx = conn.begin().await.map_err(map_err)?;
-        let mut owners: Vec<(Uuid, &str, u32)> = Vec::new();
-        for job in jobs {
-            for m in &job.messages {
-                sqlx::query(INSERT_MESSAGE)
+        let enqueues = || {
+            jobs.iter().filter_map(|j| match j {
+                Job::Enqueue(e) => Some(e),
+                _ => None,
+            })
+        };
+        // Messages, in multi-row statements.
+        let messages: Vec<&QueuedMessage> = enqueues().flat_map(|e| e.messages.iter()).collect();
+        let mut rest = messages.as_slice();
+        while !rest.is_empty() {
+            let i = INSERT_CHUNKS.iter().position(|&n| n <= rest.len()).expect("chunk size 1 always fits");
+            let (chunk, tail) = rest.split_at(INSERT_CHUNKS[i]);
+            let mut q = sqlx::query(INSERT_MESSAGES[i].as_str());
+            for m in chunk {
+                q = q
                     .bind(m.id.0 as i64)
                     .bind(m.app_id.to_string())
                     .bind(m.owner.as_str())
@@ -248,16 +373,12 @@ async fn write_batch(pool: &SqlitePool, jobs: &[EnqueueJob]) -> StoreResult<()> 
                     .bind(m.sender.as_str())
                     .bind(m.created)
                     .bind(m.payload.as_slice())
-                    .bind(m.delivered)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                if !owners.iter().any(|(a, o, _)| *a == m.app_id && *o == m.owner) {
-                    owners.push((m.app_id, m.owner.as_str(), job.policy.max_offline_per_user));
-                }
+                    .bind(m.delivered);
             }
+            q.execute(&mut *tx).await.map_err(map_err)?;
+            rest = tail;
         }
-        for record in jobs.iter().filter_map(|j| j.record.as_ref()) {
+        for record in enqueues().filter_map(|j| j.record.as_ref()) {
             sqlx::query("INSERT OR REPLACE INTO idempotency (app_id, key, response, created) VALUES (?, ?, ?, ?)")
                 .bind(record.app_id.to_string())
                 .bind(&record.key)
@@ -267,21 +388,143 @@ async fn write_batch(pool: &SqlitePool, jobs: &[EnqueueJob]) -> StoreResult<()> 
                 .await
                 .map_err(map_err)?;
         }
-        for (app, owner, cap) in owners {
-            sqlx::query(EVICT_OVER_CAP)
-                .bind(app.to_string())
-                .bind(owner)
-                .bind(i64::from(cap))
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+        // The per-user cap: messages added per recipient, and the tightest cap asked for.
+        let mut added: Vec<(Uuid, &str, u32, u32)> = Vec::new();
+        for job in enqueues() {
+            for m in &job.messages {
+                let cap = job.policy.max_offline_per_user;
+                match added.iter_mut().find(|(a, o, _, _)| *a == m.app_id && *o == m.owner) {
+                    Some(e) => {
+                        e.2 += 1;
+                        e.3 = e.3.min(cap);
+                    }
+                    None => added.push((m.app_id, m.owner.as_str(), 1, cap)),
+                }
+            }
+        }
+        for (app, owner, n, cap) in added {
+            match backlog.get(app, owner) {
+                Some(b) if b.saturating_add(n) <= cap => bounds.push((app, owner, b + n)),
+                _ => {
+                    let app_s = app.to_string();
+                    let count: i64 = sqlx::query_scalar(COUNT_UNDELIVERED)
+                        .bind(&app_s)
+                        .bind(owner)
+                        .bind(i64::from(cap) + 1)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    if count > i64::from(cap) {
+                        sqlx::query(EVICT_OVER_CAP)
+                            .bind(&app_s)
+                            .bind(owner)
+                            .bind(i64::from(cap))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map_err)?;
+                    }
+                    bounds.push((app, owner, count.min(i64::from(cap)) as u32));
+                }
+            }
+        }
+        // Device logins and acks, in arrival order.
+        let mut firsts = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            firsts.push(match job {
+                Job::Enqueue(_) => false,
+                Job::Ack { ack, .. } => {
+                    write_ack(&mut tx, ack).await?;
+                    false
+                }
+                Job::Device { device, .. } => write_device(&mut tx, device).await?,
+            });
         }
         tx.commit().await.map_err(map_err)?;
-        Ok(())
+        Ok(firsts)
     }
     .await;
     discard_on_error(&mut conn, &result);
+    if result.is_ok() {
+        for (app, owner, n) in bounds {
+            backlog.set(app, owner, n);
+        }
+    }
     result
+}
+
+async fn write_ack(tx: &mut sqlx::SqliteConnection, ack: &AckWrite) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO cursors (app_id, owner, resource, queue, acked) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (app_id, owner, resource, queue) DO UPDATE SET acked = MAX(acked, excluded.acked)",
+    )
+    .bind(&ack.app)
+    .bind(&ack.owner)
+    .bind(&ack.resource)
+    .bind(&ack.queue)
+    .bind(ack.key)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    sqlx::query(
+        "UPDATE messages SET delivered = 1 \
+         WHERE app_id = ? AND owner = ? AND queue = ? AND id <= ? AND delivered = 0",
+    )
+    .bind(&ack.app)
+    .bind(&ack.owner)
+    .bind(&ack.queue)
+    .bind(ack.key)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// Records a device login; true when the resource is new.
+async fn write_device(tx: &mut sqlx::SqliteConnection, d: &DeviceWrite) -> StoreResult<bool> {
+    let updated = sqlx::query(
+        "UPDATE devices SET last_seen = ?, device_uuid = ?, device_name = ? \
+         WHERE app_id = ? AND owner = ? AND resource = ?",
+    )
+    .bind(d.now)
+    .bind(&d.device.device_uuid)
+    .bind(&d.device.device_name)
+    .bind(&d.app)
+    .bind(&d.owner)
+    .bind(&d.device.resource)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?
+    .rows_affected();
+    let first = updated == 0;
+    if first {
+        sqlx::query(
+            "INSERT INTO devices (app_id, owner, resource, device_uuid, device_name, first_seen, last_seen) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&d.app)
+        .bind(&d.owner)
+        .bind(&d.device.resource)
+        .bind(&d.device.device_uuid)
+        .bind(&d.device.device_name)
+        .bind(d.now)
+        .bind(d.now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        // A new device starts where the user's delivered prefix of each queue ends.
+        sqlx::query(
+            "INSERT OR REPLACE INTO cursors (app_id, owner, resource, queue, acked) \
+             SELECT app_id, owner, ?, queue, MAX(CASE WHEN delivered = 1 THEN id ELSE 0 END) \
+             FROM messages WHERE app_id = ? AND owner = ? GROUP BY queue",
+        )
+        .bind(&d.device.resource)
+        .bind(&d.app)
+        .bind(&d.owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    }
+    Ok(first)
 }
 
 /// A failed statement or COMMIT inside a transaction (a full disk, say) can leave the
@@ -759,60 +1002,13 @@ impl Store for SqliteStore {
     }
 
     async fn register_device(&self, app: Uuid, owner: &str, device: &DeviceInfo) -> StoreResult<bool> {
-        let now = now_ms() as i64;
-        let app_s = app.to_string();
-        let mut conn = self.write.acquire().await.map_err(map_err)?;
-        let result = async {
-            let mut tx = conn.begin().await.map_err(map_err)?;
-            let updated = sqlx::query(
-                "UPDATE devices SET last_seen = ?, device_uuid = ?, device_name = ? \
-                 WHERE app_id = ? AND owner = ? AND resource = ?",
-            )
-            .bind(now)
-            .bind(&device.device_uuid)
-            .bind(&device.device_name)
-            .bind(&app_s)
-            .bind(owner)
-            .bind(&device.resource)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
-            let first = updated == 0;
-            if first {
-                sqlx::query(
-                    "INSERT INTO devices (app_id, owner, resource, device_uuid, device_name, first_seen, last_seen) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&app_s)
-                .bind(owner)
-                .bind(&device.resource)
-                .bind(&device.device_uuid)
-                .bind(&device.device_name)
-                .bind(now)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-                // A new device starts where the user's delivered prefix of each queue ends.
-                sqlx::query(
-                    "INSERT OR REPLACE INTO cursors (app_id, owner, resource, queue, acked) \
-                     SELECT app_id, owner, ?, queue, MAX(CASE WHEN delivered = 1 THEN id ELSE 0 END) \
-                     FROM messages WHERE app_id = ? AND owner = ? GROUP BY queue",
-                )
-                .bind(&device.resource)
-                .bind(&app_s)
-                .bind(owner)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            }
-            tx.commit().await.map_err(map_err)?;
-            Ok(first)
-        }
-        .await;
-        discard_on_error(&mut conn, &result);
-        result
+        // Through the group commit: a login shares its transaction and fsync with whatever
+        // else is being written, instead of holding the write connection for one of its own.
+        let device =
+            DeviceWrite { app: app.to_string(), owner: owner.to_owned(), device: device.clone(), now: now_ms() as i64 };
+        let (done, rx) = oneshot::channel();
+        self.enqueue_tx.send(Job::Device { device, done }).await.map_err(writer_stopped)?;
+        rx.await.map_err(writer_stopped)?
     }
 
     async fn pending_counts(&self, app: Uuid, owner: &str, resource: &str) -> StoreResult<Vec<QueueCount>> {
@@ -837,39 +1033,18 @@ impl Store for SqliteStore {
     }
 
     async fn ack(&self, app: Uuid, owner: &str, resource: &str, queue: &str, key: MsgId) -> StoreResult<()> {
-        let app_s = app.to_string();
-        let mut conn = self.write.acquire().await.map_err(map_err)?;
-        let result = async {
-            let mut tx = conn.begin().await.map_err(map_err)?;
-            sqlx::query(
-                "INSERT INTO cursors (app_id, owner, resource, queue, acked) VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT (app_id, owner, resource, queue) DO UPDATE SET acked = MAX(acked, excluded.acked)",
-            )
-            .bind(&app_s)
-            .bind(owner)
-            .bind(resource)
-            .bind(queue)
-            .bind(key.0 as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            sqlx::query(
-                "UPDATE messages SET delivered = 1 \
-                 WHERE app_id = ? AND owner = ? AND queue = ? AND id <= ? AND delivered = 0",
-            )
-            .bind(&app_s)
-            .bind(owner)
-            .bind(queue)
-            .bind(key.0 as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            tx.commit().await.map_err(map_err)?;
-            Ok(())
-        }
-        .await;
-        discard_on_error(&mut conn, &result);
-        result
+        // Through the group commit, like messages: every pull acks, so acks are as frequent
+        // as deliveries, and one fsync each would cap delivery at the disk's fsync rate.
+        let ack = AckWrite {
+            app: app.to_string(),
+            owner: owner.to_owned(),
+            resource: resource.to_owned(),
+            queue: queue.to_owned(),
+            key: key.0 as i64,
+        };
+        let (done, rx) = oneshot::channel();
+        self.enqueue_tx.send(Job::Ack { ack, done }).await.map_err(writer_stopped)?;
+        rx.await.map_err(writer_stopped)?
     }
 
     async fn pending(

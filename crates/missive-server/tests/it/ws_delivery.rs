@@ -436,3 +436,41 @@ async fn raw_login(
     assert_eq!(p.status.and_then(|s| s.error_code), Some(0), "raw login accepted");
     ws
 }
+
+#[tokio::test]
+async fn offline_cap_evicts_oldest_and_retention_sweeps_and_unread_counts_per_queue() {
+    let s = TestServer::start_with(|c| {
+        c.queue.max_offline_per_user = 3;
+        c.queue.retention_secs = 2;
+        c.queue.sweep_interval_secs = 1;
+    })
+    .await;
+    let admin = s.admin_token().await;
+    s.register(&admin, &["alice", "carol", "bob"]).await;
+
+    // Five offline messages, cap three: the oldest two are evicted.
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(id_of(&s.send_text(&admin, "alice", &["bob"], &format!("a{i}")).await, "bob"));
+    }
+    assert_eq!(offline_count(&s, &admin, "bob").await, 3);
+    let carol = id_of(&s.send_text(&admin, "carol", &["bob"], "c0").await, "bob");
+    // The cap is per user, across conversations: now alice's a2 is gone too.
+    assert_eq!(offline_count(&s, &admin, "bob").await, 3);
+
+    // UNREAD reports real per-queue counts for this device.
+    let opts = ClientOptions { auto_ack: false, ..Default::default() };
+    let bob = connect_with(&s, "bob", &s.user_token("bob").await, "counting", opts).await.unwrap();
+    let mut unread = bob.unread().await.expect("unread");
+    unread.sort();
+    assert_eq!(unread, vec![("alice".to_owned(), 2), ("carol".to_owned(), 1)]);
+    bob.close().await;
+
+    let (_, b) = s.get(&format!("/users/bob/offline_msg_status/{}", sent[0]), Some(&admin)).await;
+    assert_eq!(b["data"][sent[0].to_string()], "delivered", "evicted messages are no longer pending");
+    let (_, b) = s.get(&format!("/users/bob/offline_msg_status/{carol}"), Some(&admin)).await;
+    assert_eq!(b["data"][carol.to_string()], "undelivered");
+
+    // Past retention the sweeper removes them.
+    eventually("retention to sweep the queue", || async { offline_count(&s, &admin, "bob").await == 0 }).await;
+}

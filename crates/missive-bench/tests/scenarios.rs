@@ -1,0 +1,116 @@
+//! Every scenario at a tiny size against a server it starts itself, so the load generator
+//! cannot rot: the run must succeed, print one JSON line, and its counts must add up.
+//! No timing is asserted: CI machines are shared and slow.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Runs `missive-bench ARGS --server-bin self` (the server from the linked library, always
+/// the code under test) and returns its JSON summary.
+fn bench(args: &[&str]) -> Value {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_missive-bench"));
+    cmd.args(args);
+    if args[0] != "baseline" {
+        cmd.args(["--server-bin", "self"]);
+    }
+    let out = cmd.output().expect("run missive-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "missive-bench {args:?} failed: {}\n{stderr}", out.status);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "stdout must be one JSON line, got:\n{stdout}");
+    serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}"))
+}
+
+fn clean(deliveries: &Value) {
+    assert_eq!(deliveries["missing"], 0, "{deliveries}");
+    assert_eq!(deliveries["unexpected"], 0, "{deliveries}");
+}
+
+#[test]
+fn send_closed_loop_with_outputs_and_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let v = bench(&[
+        "send", "--recipients", "3", "--concurrency", "4", "--messages", "60", "--baseline-secs", "0.3", "--out", out,
+    ]);
+    assert_eq!(v["scenario"], "send");
+    assert_eq!(v["rest"]["accepted_total"], 60, "{v}");
+    assert_eq!(v["rest"]["accepted"], 60, "{v}");
+    assert_eq!(v["all_delivered"], true, "{v}");
+    assert_eq!(v["deliveries"]["received"], 60, "{v}");
+    clean(&v["deliveries"]);
+    assert_eq!(v["e2e"]["count"], 60, "{v}");
+    assert!(v["baseline"]["accepted"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["server"]["startup_ms"].is_number(), "{v}");
+    for f in ["send-rest.hgrm", "send-e2e.hgrm", "send-latency.svg", "send-summary.json"] {
+        assert!(dir.path().join(f).is_file(), "{f} missing");
+    }
+}
+
+#[test]
+fn send_open_loop_with_sync_device_copies() {
+    let v = bench(&["send", "--recipients", "3", "--rate", "100", "--duration", "0.5", "--warmup", "0", "--sync-device"]);
+    assert_eq!(v["mode"], "open");
+    let accepted = v["rest"]["accepted_total"].as_u64().unwrap();
+    assert!(accepted > 0, "{v}");
+    assert_eq!(v["deliveries"]["received"], accepted, "{v}");
+    assert_eq!(v["sync_copies"]["received"], accepted, "{v}");
+    clean(&v["deliveries"]);
+    clean(&v["sync_copies"]);
+    assert!(v["rest"]["lateness"]["count"].as_u64().unwrap() > 0, "{v}");
+}
+
+#[test]
+fn fanout_counts_every_recipient() {
+    let v = bench(&["fanout", "--recipients", "10", "--calls", "5", "--concurrency", "2"]);
+    assert_eq!(v["accepted_calls"], 5, "{v}");
+    assert_eq!(v["deliveries"]["received"], 50, "{v}");
+    clean(&v["deliveries"]);
+    assert_eq!(v["complete_calls"], 5, "{v}");
+    assert_eq!(v["call_completion"]["count"], 5, "{v}");
+}
+
+#[test]
+fn connections_with_churn_and_sends() {
+    let v = bench(&[
+        "connections", "--connections", "20", "--hold", "1.5", "--churn-per-s", "2", "--send-rate", "20",
+        "--sample-every", "0.5",
+    ]);
+    assert_eq!(v["connections"], 20, "{v}");
+    assert!(v["sessions_on_server"].as_u64().unwrap() >= 20, "{v}");
+    assert_eq!(v["login"]["count"], 20, "{v}");
+    assert!(v["hold"]["churned"].as_u64().unwrap() >= 2, "{v}");
+    let sends = v["hold"]["sends"]["accepted_total"].as_u64().unwrap();
+    assert_eq!(v["hold"]["e2e"]["count"], sends, "{v}");
+    assert!(v["rss_bytes_per_session"].is_number(), "{v}");
+}
+
+#[test]
+fn offline_drains_gap_free() {
+    let v = bench(&["offline", "--users", "3", "--messages", "40", "--probe-ms", "10"]);
+    assert_eq!(v["all_received"], true, "{v}");
+    assert_eq!(v["received"], 120, "{v}");
+    assert_eq!(v["pending_first_user_before_login"], 40, "{v}");
+    assert_eq!(v["gap_free"], true, "{v}");
+    assert_eq!(v["out_of_order"], 0, "{v}");
+    assert!(v["queues_empty_s"].is_number(), "{v}");
+    assert_eq!(v["first_page"]["count"], 3, "{v}");
+}
+
+#[test]
+fn sdk_messages_arrive() {
+    let v = bench(&["sdk", "--pairs", "2", "--in-flight", "2", "--messages", "40"]);
+    assert_eq!(v["acked_total"], 40, "{v}");
+    assert_eq!(v["deliveries"]["received"], 40, "{v}");
+    clean(&v["deliveries"]);
+    assert_eq!(v["e2e"]["count"], 40, "{v}");
+}
+
+#[test]
+fn baseline_serves() {
+    let v = bench(&["baseline", "--requests", "200", "--concurrency", "4"]);
+    assert_eq!(v["accepted_total"], 200, "{v}");
+    assert!(v["server_cpu_s"].is_number(), "{v}");
+}
