@@ -75,9 +75,15 @@ struct EnqueueJob {
 enum Job {
     Enqueue(EnqueueJob),
     /// A device acknowledged a queue up to a key (at-least-once delivery's cursor).
-    Ack { ack: AckWrite, done: oneshot::Sender<StoreResult<()>> },
+    Ack {
+        ack: AckWrite,
+        done: oneshot::Sender<StoreResult<()>>,
+    },
     /// A device logged in; answered with whether it was seen for the first time.
-    Device { device: DeviceWrite, done: oneshot::Sender<StoreResult<bool>> },
+    Device {
+        device: DeviceWrite,
+        done: oneshot::Sender<StoreResult<bool>>,
+    },
 }
 
 struct AckWrite {
