@@ -66,7 +66,15 @@ impl AppState {
             self.inflight_sends.try_acquire().map_err(|_| ApiError::unavailable("server is busy, retry later"))?;
         let mut seen = HashSet::with_capacity(out.to.len());
         let recipients: Vec<String> = out.to.into_iter().filter(|r| seen.insert(r.clone())).collect();
-        let known: HashSet<String> = self.store.existing_users(out.app.id, &recipients).await?.into_iter().collect();
+        // A recipient with a session on this node is a registered user (login checked, and
+        // removing a user ends its sessions), so only the others are looked up: a send to
+        // online users costs no read query.
+        let mut known: HashSet<String> =
+            recipients.iter().filter(|r| self.hub.is_online(out.app.id, r)).cloned().collect();
+        if known.len() < recipients.len() {
+            let offline: Vec<String> = recipients.iter().filter(|r| !known.contains(*r)).cloned().collect();
+            known.extend(self.store.existing_users(out.app.id, &offline).await?);
+        }
         if out.require_known_recipients
             && let Some(r) = recipients.iter().find(|r| !known.contains(*r))
         {

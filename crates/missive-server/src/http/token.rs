@@ -10,6 +10,7 @@ use missive_core::store::StoreError;
 use serde_json::{Value, json};
 
 use super::ctx::{Api, JsonBody};
+use super::openapi as doc;
 use super::users::{parse_username, user_entity};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -48,6 +49,24 @@ fn string_field<'a>(body: &'a Value, key: &str) -> ApiResult<Option<&'a str>> {
 }
 
 /// `POST /{org}/{app}/token`
+#[utoipa::path(
+    post,
+    path = "/{org}/{app}/token",
+    tag = "tokens",
+    params(doc::AppPath),
+    request_body = doc::TokenRequest,
+    responses(
+        (status = 200, description = "The token: `application` for client credentials, `user` otherwise.", body = doc::TokenResponse),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 503, response = doc::ServiceUnavailable),
+        (status = 507, response = doc::InsufficientStorage),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn issue_token(State(state): State<AppState>, api: Api, JsonBody(body): JsonBody) -> ApiResult<Response> {
     if !body.is_object() {
         return Err(ApiError::invalid_body());

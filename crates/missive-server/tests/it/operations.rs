@@ -138,3 +138,65 @@ async fn online_backup_restores_into_a_new_data_dir() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_create(dir.path(), "ops", "term");
+    let mut server = ProcessServer::start(dir.path()).await;
+    let token = app_token(&server, &app).await;
+    let base = format!("http://{}/ops/term", server.addr);
+    let (st, _) = post(
+        format!("{base}/users"),
+        Some(&token),
+        json!([{"username": "u1", "password": "p"}, {"username": "u2", "password": "p"}]),
+    )
+    .await;
+    assert_eq!(st, 200);
+    // Requests in flight while the signal arrives are answered, not cut.
+    let mut inflight = Vec::new();
+    for i in 0..20 {
+        let (base, token) = (base.clone(), token.clone());
+        inflight.push(tokio::spawn(async move {
+            let r = crate::common::http()
+                .post(format!("{base}/messages/users"))
+                .bearer_auth(token)
+                .json(&json!({"from": "u1", "to": ["u2"], "type": "txt", "body": {"msg": format!("{i}")}}))
+                .send()
+                .await;
+            r.map(|r| r.status().as_u16()).unwrap_or(0)
+        }));
+    }
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut accepted = 0;
+    for t in inflight {
+        match t.await.unwrap() {
+            200 => accepted += 1,
+            0 => {} // connection refused: it arrived after the listener closed
+            other => panic!("in-flight request answered {other}"),
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = server.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "server did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+    // Everything acknowledged is there after a restart.
+    let server = ProcessServer::start(dir.path()).await;
+    let token = app_token(&server, &app).await;
+    let v: Value = crate::common::http()
+        .get(format!("http://{}/ops/term/users/u2/offline_msg_count", server.addr))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["data"]["u2"], accepted, "{v}");
+}
