@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests drive (the unmodified
-# Easemob Web SDK from npm, moto's S3 server from PyPI) if missing, then checks formatting
-# and lints and runs every test. Usage: scripts/test.sh [extra cargo test args]
+# Easemob Web SDK from npm, moto's S3 server and schemathesis from PyPI) if missing, then
+# checks formatting and lints and runs every test. Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,5 +20,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace "$@"
+echo "== schemathesis (the live server against its OpenAPI description, bounded)"
+scripts/schemathesis.sh
 echo "== fuzz (bounded)"
 scripts/fuzz.sh "${MISSIVE_FUZZ_SECONDS:-15}"

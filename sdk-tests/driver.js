@@ -17,6 +17,12 @@
 //      -> {"ev":"open_ok"} or {"ev":"open_err","type","message"}; also {"ev":"connected"}
 //   {"op":"send","c":"bob","tag":"t1","msg":{...message.create options...}}
 //      -> {"ev":"send_ok","tag","localMsgId","serverMsgId"} or {"ev":"send_err","tag",...}
+//   {"op":"sendImage","c":"bob","tag":"i1","to":"alice","path":"/tmp/x.png"}
+//      optional: "filename", "filetype" (MIME, default image/png), "msg" (more create options:
+//      width, height, thumbnailWidth, ext...). The SDK uploads the file, then sends the img.
+//      -> {"ev":"upload_ok","tag","r"} (onFileUploadComplete: the server's answer, plus the
+//         url/thumb the SDK built) or {"ev":"upload_err",...}; then send_ok/send_err, whose
+//         send_ok also has "m", the message as sent
 //   {"op":"recall","c":"bob","tag":"r1","to":"alice","mid":"<server id>"}
 //      -> {"ev":"recall_ok","tag"} or {"ev":"recall_err","tag",...}
 //   {"op":"state","c":"bob"}  -> {"ev":"state","logOut","reconnecting","opened","sockets",...}
@@ -65,6 +71,19 @@ globalThis.XMLHttpRequest = class extends XHR {
   open(method, url, ...rest) {
     // Never let the SDK leave loopback (HTTP-DNS, telemetry...).
     return super.open(method, loopback(url) ? url : 'http://127.0.0.1:9/blocked', ...rest);
+  }
+
+  // xhr2 cannot send a FormData body (the SDK's file upload): serialize it as a browser
+  // would, with Node's own encoder, then send the bytes with the generated multipart type.
+  send(data) {
+    if (!(data instanceof FormData)) return super.send(data);
+    const res = new Response(data);
+    this.upload._contentType = res.headers.get('content-type'); // xhr2: used unless the caller set one
+    res.arrayBuffer().then(
+      (body) => super.send(Buffer.from(body)),
+      (e) => out({ ev: 'fatal', message: `cannot serialize FormData: ${e.message}` }),
+    );
+    return undefined;
   }
 };
 
@@ -153,6 +172,27 @@ function send(cmd) {
   );
 }
 
+// An img message whose file the SDK uploads itself (POST /chatfiles, multipart `file`).
+function sendImage(cmd) {
+  const conn = client(cmd.c);
+  const { tag } = cmd;
+  const filename = cmd.filename || require('path').basename(cmd.path);
+  const data = new File([require('fs').readFileSync(cmd.path)], filename, { type: cmd.filetype || 'image/png' });
+  const m = EC.message.create({
+    chatType: 'singleChat',
+    type: 'img',
+    to: cmd.to,
+    file: { data, filename, filetype: filename.split('.').pop() },
+    ...cmd.msg,
+    onFileUploadComplete: (r) => out({ ev: 'upload_ok', c: cmd.c, tag, r: plain(r) }),
+    onFileUploadError: (e) => out({ ev: 'upload_err', c: cmd.c, tag, ...errInfo(e) }),
+  });
+  conn.send(m).then(
+    (r) => out({ ev: 'send_ok', c: cmd.c, tag, localMsgId: String(r.localMsgId), serverMsgId: String(r.serverMsgId), m: plain(m) }),
+    (e) => out({ ev: 'send_err', c: cmd.c, tag, ...errInfo(e) }),
+  );
+}
+
 function recall(cmd) {
   const conn = client(cmd.c);
   conn.recallMessage({ mid: cmd.mid, to: cmd.to, chatType: 'singleChat' }).then(
@@ -166,6 +206,7 @@ function run(cmd) {
     switch (cmd.op) {
       case 'open': return open(cmd);
       case 'send': return send(cmd);
+      case 'sendImage': return sendImage(cmd);
       case 'recall': return recall(cmd);
       case 'state': {
         const conn = client(cmd.c);

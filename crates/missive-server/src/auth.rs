@@ -94,7 +94,9 @@ impl Authenticator {
         })?;
         let access_token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw));
         let now = now_ms() as i64;
-        let expires_at = (ttl_secs > 0).then(|| now.saturating_add((ttl_secs as i64).saturating_mul(1000)));
+        // A ttl past i64 seconds must not wrap negative (an already expired token): saturate.
+        let ttl_ms = i64::try_from(ttl_secs).unwrap_or(i64::MAX).saturating_mul(1000);
+        let expires_at = (ttl_secs > 0).then(|| now.saturating_add(ttl_ms));
         let hash = token_hash(&access_token);
         let user = match principal {
             Principal::App => None,

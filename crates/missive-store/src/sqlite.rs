@@ -306,6 +306,38 @@ static INSERT_MESSAGES: LazyLock<Vec<String>> = LazyLock::new(|| {
         })
         .collect()
 });
+/// Acks per multi-row cursor upsert and delivered-flag update, like `INSERT_CHUNKS`.
+const ACK_CHUNKS: [usize; 4] = [32, 8, 2, 1];
+/// Moves each device's cursor forward (never back: acks may arrive out of order).
+static ACK_CURSORS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    ACK_CHUNKS
+        .iter()
+        .map(|&n| {
+            format!(
+                "INSERT INTO cursors (app_id, owner, resource, queue, acked) VALUES {} \
+                 ON CONFLICT (app_id, owner, resource, queue) DO UPDATE SET acked = MAX(acked, excluded.acked)",
+                vec!["(?, ?, ?, ?, ?)"; n].join(", ")
+            )
+        })
+        .collect()
+});
+/// Marks what the acks cover as delivered, through the undelivered-only index: the by-queue
+/// index would visit every message of the conversation up to the key, delivered ones
+/// included, and that history only grows.
+static ACK_DELIVERED: LazyLock<Vec<String>> = LazyLock::new(|| {
+    ACK_CHUNKS
+        .iter()
+        .map(|&n| {
+            format!(
+                "WITH a(app_id, owner, queue, key) AS (VALUES {}) \
+                 UPDATE messages INDEXED BY messages_undelivered SET delivered = 1 FROM a \
+                 WHERE messages.app_id = a.app_id AND messages.owner = a.owner AND messages.queue = a.queue \
+                 AND messages.id <= a.key AND messages.delivered = 0",
+                vec!["(?, ?, ?, ?)"; n].join(", ")
+            )
+        })
+        .collect()
+});
 /// Keeps the newest `cap` undelivered messages of a recipient, deleting older ones.
 const EVICT_OVER_CAP: &str = "DELETE FROM messages WHERE id IN (SELECT id FROM messages \
      WHERE app_id = ? AND owner = ? AND delivered = 0 ORDER BY id DESC LIMIT -1 OFFSET ?)";
@@ -433,18 +465,22 @@ async fn write_batch(pool: &SqlitePool, jobs: &[Job], backlog: &mut Backlog) -> 
                 }
             }
         }
-        // Device logins and acks, in arrival order.
+        // Device logins, in arrival order, then every ack in a few multi-row statements.
         let mut firsts = Vec::with_capacity(jobs.len());
         for job in jobs {
             firsts.push(match job {
-                Job::Enqueue(_) => false,
-                Job::Ack { ack, .. } => {
-                    write_ack(&mut tx, ack).await?;
-                    false
-                }
                 Job::Device { device, .. } => write_device(&mut tx, device).await?,
+                Job::Enqueue(_) | Job::Ack { .. } => false,
             });
         }
+        let acks: Vec<&AckWrite> = jobs
+            .iter()
+            .filter_map(|j| match j {
+                Job::Ack { ack, .. } => Some(ack),
+                _ => None,
+            })
+            .collect();
+        write_acks(&mut tx, &acks).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(firsts)
     }
@@ -458,30 +494,21 @@ async fn write_batch(pool: &SqlitePool, jobs: &[Job], backlog: &mut Backlog) -> 
     result
 }
 
-async fn write_ack(tx: &mut sqlx::SqliteConnection, ack: &AckWrite) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO cursors (app_id, owner, resource, queue, acked) VALUES (?, ?, ?, ?, ?) \
-         ON CONFLICT (app_id, owner, resource, queue) DO UPDATE SET acked = MAX(acked, excluded.acked)",
-    )
-    .bind(&ack.app)
-    .bind(&ack.owner)
-    .bind(&ack.resource)
-    .bind(&ack.queue)
-    .bind(ack.key)
-    .execute(&mut *tx)
-    .await
-    .map_err(map_err)?;
-    sqlx::query(
-        "UPDATE messages SET delivered = 1 \
-         WHERE app_id = ? AND owner = ? AND queue = ? AND id <= ? AND delivered = 0",
-    )
-    .bind(&ack.app)
-    .bind(&ack.owner)
-    .bind(&ack.queue)
-    .bind(ack.key)
-    .execute(&mut *tx)
-    .await
-    .map_err(map_err)?;
+async fn write_acks(tx: &mut sqlx::SqliteConnection, acks: &[&AckWrite]) -> StoreResult<()> {
+    let mut rest = acks;
+    while !rest.is_empty() {
+        let i = ACK_CHUNKS.iter().position(|&n| n <= rest.len()).expect("chunk size 1 always fits");
+        let (chunk, tail) = rest.split_at(ACK_CHUNKS[i]);
+        let mut cursors = sqlx::query(ACK_CURSORS[i].as_str());
+        let mut delivered = sqlx::query(ACK_DELIVERED[i].as_str());
+        for a in chunk {
+            cursors = cursors.bind(&a.app).bind(&a.owner).bind(&a.resource).bind(&a.queue).bind(a.key);
+            delivered = delivered.bind(&a.app).bind(&a.owner).bind(&a.queue).bind(a.key);
+        }
+        cursors.execute(&mut *tx).await.map_err(map_err)?;
+        delivered.execute(&mut *tx).await.map_err(map_err)?;
+        rest = tail;
+    }
     Ok(())
 }
 

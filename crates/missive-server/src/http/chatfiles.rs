@@ -34,6 +34,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::ctx::{Api, Credentials, Envelope};
+use super::openapi as doc;
 use crate::auth::Principal;
 use crate::blobs::{self, BlobError, BlobKey, BlobStore};
 use crate::error::{ApiError, ApiResult};
@@ -96,7 +97,30 @@ impl From<BlobError> for ApiError {
 // --- upload -------------------------------------------------------------------------------
 
 /// `POST /{org}/{app}/chatfiles` — multipart part `file`; headers `restrict-access` (present
-/// = restricted), `thumbnail-width`, `thumbnail-height`. Any token of the app.
+/// = restricted), `thumbnail-width`, `thumbnail-height` (also read as form fields, which is
+/// how the Web SDK sends them). Any token of the app.
+#[utoipa::path(
+    post,
+    path = "/{org}/{app}/chatfiles",
+    tag = "chatfiles",
+    params(
+        doc::AppPath,
+        ("restrict-access" = Option<String>, Header, description = "Present (any value): downloads need the share-secret."),
+        ("thumbnail-width" = Option<u32>, Header, description = "Thumbnail box width in px (default 170)."),
+        ("thumbnail-height" = Option<u32>, Header, description = "Thumbnail box height in px (default 170)."),
+    ),
+    request_body(content = doc::Upload, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The stored file's uuid and share-secret.", body = doc::UploadResponse),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 503, response = doc::ServiceUnavailable),
+        (status = 507, response = doc::InsufficientStorage),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn upload(State(state): State<AppState>, api: Api, req: Request) -> ApiResult<Envelope> {
     let principal = api.require_any()?;
     let limits = &state.config.files;
@@ -110,22 +134,21 @@ pub async fn upload(State(state): State<AppState>, api: Api, req: Request) -> Ap
     }
     let restricted = req.headers().contains_key("restrict-access");
     let secret = new_secret()?;
-    let thumb_box = thumbnail_box(req.headers(), limits.thumbnail_px);
+    let headers = req.headers().clone();
     let mut multipart = Multipart::from_request(req, &state).await.map_err(|_| file_missing())?;
 
     let mut other_bytes = 0u64;
+    let mut form_box = [None, None];
     let stored = loop {
         let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? else {
             return Err(file_missing());
         };
         if field.name() != Some("file") {
-            // Extra form fields are allowed and ignored, within a small budget.
-            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-                other_bytes += chunk.len() as u64;
-                if other_bytes > MULTIPART_OVERHEAD {
-                    return Err(file_too_large());
-                }
-            }
+            // Extra form fields are allowed, within a small budget; only the thumbnail box
+            // is kept.
+            let name = field.name().map(str::to_owned);
+            let value = small_field(&mut field, &mut other_bytes).await?;
+            form_px(name.as_deref(), &value, &mut form_box);
             continue;
         }
         let filename = field.file_name().map(clean_filename).filter(|f| !f.is_empty());
@@ -152,8 +175,15 @@ pub async fn upload(State(state): State<AppState>, api: Api, req: Request) -> Ap
     // From here on the blobs exist: if the record is not written (an error, or the client
     // going away and this future being dropped), they are deleted.
     let mut pending = Uncommitted::new(&state, stored.key);
-    // The rest of the body (a closing boundary, maybe more fields) is not read.
+    // The Web SDK sends the thumbnail box as form fields *after* the file: read what
+    // follows, within the same budget. A body that breaks off there still keeps the file.
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        let name = field.name().map(str::to_owned);
+        let Ok(value) = small_field(&mut field, &mut other_bytes).await else { break };
+        form_px(name.as_deref(), &value, &mut form_box);
+    }
     drop(multipart);
+    let thumb_box = thumbnail_box(&headers, form_box, limits.thumbnail_px);
 
     let image = image_format(&stored.head);
     // The type the client declared, else what the bytes are (images), else the extension.
@@ -253,18 +283,46 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     ApiError::illegal_argument(format!("multipart body is invalid: {}", e.body_text()))
 }
 
-/// `thumbnail-width` / `thumbnail-height`, each defaulting to `default` (170).
-fn thumbnail_box(headers: &HeaderMap, default: u32) -> (u32, u32) {
-    let px = |name: &str| {
+/// `thumbnail-width` / `thumbnail-height`: the header, else the form field (as the Web SDK
+/// sends them), else `default` (170).
+fn thumbnail_box(headers: &HeaderMap, form: [Option<u32>; 2], default: u32) -> (u32, u32) {
+    let px = |name: &str, form: Option<u32>| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u32>().ok())
             .filter(|n| *n > 0)
+            .or(form)
             .unwrap_or(default)
             .clamp(1, MAX_THUMBNAIL_PX)
     };
-    (px("thumbnail-width"), px("thumbnail-height"))
+    (px("thumbnail-width", form[0]), px("thumbnail-height", form[1]))
+}
+
+/// Reads a non-file form field whole, counting it against the extra-field `budget`; keeps
+/// its first bytes only (enough for a number).
+async fn small_field(field: &mut axum::extract::multipart::Field<'_>, budget: &mut u64) -> ApiResult<Vec<u8>> {
+    let mut value = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        *budget += chunk.len() as u64;
+        if *budget > MULTIPART_OVERHEAD {
+            return Err(file_too_large());
+        }
+        value.extend_from_slice(&chunk[..chunk.len().min(16usize.saturating_sub(value.len()))]);
+    }
+    Ok(value)
+}
+
+/// Keeps a `thumbnail-width` / `thumbnail-height` form field's positive number.
+fn form_px(name: Option<&str>, value: &[u8], into: &mut [Option<u32>; 2]) {
+    let slot = match name {
+        Some("thumbnail-width") => 0,
+        Some("thumbnail-height") => 1,
+        _ => return,
+    };
+    if let Some(n) = std::str::from_utf8(value).ok().and_then(|v| v.trim().parse::<u32>().ok()).filter(|n| *n > 0) {
+        into[slot] = Some(n);
+    }
 }
 
 /// 16 random bytes, URL-safe: the secret travels in query strings.
@@ -449,6 +507,29 @@ fn encode_thumbnail(img: &DynamicImage, source: ImageFormat) -> Option<(Vec<u8>,
 
 /// `GET /{org}/{app}/chatfiles/{uuid}` — the bytes, or the thumbnail with `thumbnail: true`
 /// (header) / `thumbnail=true` (query). A token is optional, but an invalid one is refused.
+#[utoipa::path(
+    get,
+    path = "/{org}/{app}/chatfiles/{file}",
+    tag = "chatfiles",
+    params(
+        doc::AppPath,
+        ("file" = String, Path, description = "The uuid from the upload."),
+        ("share-secret" = Option<String>, Header, description = "Required for restricted files (or the query parameter)."),
+        ("thumbnail" = Option<bool>, Header, description = "`true`: the thumbnail instead of the original."),
+        ("Range" = Option<String>, Header, description = "One `bytes=` range."),
+        ("share-secret" = Option<String>, Query, description = "As the header (the Web SDK's form)."),
+        ("thumbnail" = Option<bool>, Query, description = "As the header."),
+    ),
+    responses(
+        (status = 200, description = "The bytes; `Content-Type` is the file's.", body = [u8], content_type = "application/octet-stream"),
+        (status = 206, description = "The requested range.", body = [u8], content_type = "application/octet-stream"),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 416, response = doc::RangeNotSatisfiable),
+        (status = 503, response = doc::ServiceUnavailable),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn download(
     State(state): State<AppState>,
     api: Api,
@@ -822,6 +903,20 @@ mod tests {
         let q = DownloadQuery::parse("em-redirect=true&share-secret=S1?vframe=true");
         assert_eq!(q, DownloadQuery { share_secret: Some("S1".into()), thumbnail: true });
         assert_eq!(DownloadQuery::parse(""), DownloadQuery::default());
+    }
+
+    #[test]
+    fn thumbnail_box_from_header_then_form_field() {
+        let mut h = HeaderMap::new();
+        assert_eq!(thumbnail_box(&h, [None, None], 170), (170, 170));
+        let mut form = [None, None];
+        form_px(Some("thumbnail-width"), b"100", &mut form);
+        form_px(Some("thumbnail-height"), b" 0", &mut form);
+        form_px(Some("other"), b"5", &mut form);
+        assert_eq!(form, [Some(100), None]);
+        assert_eq!(thumbnail_box(&h, form, 170), (100, 170));
+        h.insert("thumbnail-width", hv("60"));
+        assert_eq!(thumbnail_box(&h, form, 170), (60, 170));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use missive_msync::pb::message_body::content::Type as ContentType;
 use serde_json::{Map, Value, json};
 
 use super::ctx::{Api, Envelope, JsonBody, SendBody};
+use super::openapi as doc;
 use crate::delivery::Outgoing;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -337,6 +338,25 @@ async fn send_request(
 }
 
 /// `POST /{org}/{app}/messages/users` — one message to up to 600 users, one id each.
+#[utoipa::path(
+    post,
+    path = "/{org}/{app}/messages/users",
+    tag = "messages",
+    params(doc::AppPath, ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Missive extension: a retry with the same key within 24 h returns the same ids and sends nothing.")),
+    request_body = doc::SendMessage,
+    responses(
+        (status = 200, description = "One message id per recipient; stored copies are on disk.", body = doc::SendResponse),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 429, response = doc::TooManyRequests),
+        (status = 503, response = doc::ServiceUnavailable),
+        (status = 507, response = doc::InsufficientStorage),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn send_user_messages(
     State(state): State<AppState>,
     api: Api,
@@ -355,6 +375,25 @@ pub async fn send_user_messages(
 /// `POST /{org}/{app}/messages[?useMsgId=true]` — the legacy form (`target_type`, `target`,
 /// `msg`) still used by the Java SDK: `data[user]` is `"success"`, or the id with
 /// `useMsgId=true`.
+#[utoipa::path(
+    post,
+    path = "/{org}/{app}/messages",
+    tag = "messages",
+    params(doc::AppPath, ("useMsgId" = Option<bool>, Query, description = "`true`: `data` carries the ids instead of `success`."), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Missive extension: a retry with the same key within 24 h returns the same ids and sends nothing.")),
+    request_body = doc::LegacySendMessage,
+    responses(
+        (status = 200, description = "`success` (or the id with `useMsgId=true`) per recipient.", body = doc::SendResponse),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 429, response = doc::TooManyRequests),
+        (status = 503, response = doc::ServiceUnavailable),
+        (status = 507, response = doc::InsufficientStorage),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn send_legacy(
     State(state): State<AppState>,
     api: Api,
@@ -443,6 +482,24 @@ async fn recall_one(state: &AppState, app: &Arc<App>, item: &Map<String, Value>)
 }
 
 /// `POST /{org}/{app}/messages/msg_recall` — recall one message.
+#[utoipa::path(
+    post,
+    path = "/{org}/{app}/messages/msg_recall",
+    tag = "messages",
+    params(doc::AppPath),
+    request_body = doc::RecallRequest,
+    responses(
+        (status = 200, description = "Recalled.", body = doc::RecallResponse),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 503, response = doc::ServiceUnavailable),
+        (status = 507, response = doc::InsufficientStorage),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn recall_message(State(state): State<AppState>, api: Api, SendBody(body): SendBody) -> ApiResult<Envelope> {
     api.require_admin("/messages/msg_recall")?;
     let obj = body.as_object().ok_or_else(ApiError::invalid_body)?;
@@ -452,6 +509,23 @@ pub async fn recall_message(State(state): State<AppState>, api: Api, SendBody(bo
 
 /// `POST /{org}/{app}/messages/recall` — batch recall, `{"msgs": [...]}`; each item reports
 /// `recalled: "yes"` or why not.
+#[utoipa::path(
+    post,
+    path = "/{org}/{app}/messages/recall",
+    tag = "messages",
+    params(doc::AppPath),
+    request_body = doc::BatchRecallRequest,
+    responses(
+        (status = 200, description = "One result per item: `recalled` is `yes` or why not.", body = doc::BatchRecallResponse),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 503, response = doc::ServiceUnavailable),
+        (status = 507, response = doc::InsufficientStorage),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn recall_messages(State(state): State<AppState>, api: Api, JsonBody(body): JsonBody) -> ApiResult<Envelope> {
     api.require_admin("/messages/recall")?;
     let msgs = body.get("msgs").and_then(Value::as_array).ok_or_else(ApiError::invalid_body)?;

@@ -23,6 +23,8 @@ pub mod chatfiles;
 pub mod ctx;
 /// The send API, its legacy form and recall.
 pub mod messages;
+/// The OpenAPI description of these routes, served at `/openapi.json`.
+pub mod openapi;
 /// `POST /token`.
 pub mod token;
 /// The user system.
@@ -32,6 +34,7 @@ pub mod users;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/{org}/{app}/token", post(token::issue_token))
         .route("/{org}/{app}/users", post(users::create_users).get(users::list_users).delete(users::delete_users))
         .route("/{org}/{app}/users/batch/status", post(users::batch_status))
@@ -112,6 +115,14 @@ async fn limit_headers(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// Liveness, and the MSYNC sessions on this node (no token needed).
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "server",
+    responses((status = 200, description = "Serving.", body = openapi::Health)),
+    security(()),
+)]
 async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     axum::Json(serde_json::json!({
         "status": "ok",

@@ -15,10 +15,10 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::schema::{AllOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::OpenApi as Document;
-use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
+use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
+use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 
 use super::{chatfiles, messages, token, users};
 
@@ -78,7 +78,7 @@ use super::{chatfiles, messages, token, users};
             InsufficientStorage,
         ),
     ),
-    modifiers(&BearerToken),
+    modifiers(&BearerToken, &Tidy),
     tags(
         (name = "tokens", description = "App and user tokens."),
         (name = "users", description = "The user system."),
@@ -123,6 +123,37 @@ impl Modify for BearerToken {
                     .build(),
             ),
         );
+    }
+}
+
+/// Fixes two things the derive cannot express: an operation served under two methods
+/// (`PUT` and `POST /users/{u}/password`) gets one operation id per method, as OpenAPI
+/// requires; and optional query/header parameters are absent or a string, never JSON null.
+struct Tidy;
+
+impl Modify for Tidy {
+    fn modify(&self, doc: &mut Document) {
+        for item in doc.paths.paths.values_mut() {
+            if let (Some(put), Some(post)) = (&item.put, &mut item.post)
+                && put.operation_id == post.operation_id
+            {
+                post.operation_id = post.operation_id.take().map(|id| format!("{id}_post"));
+            }
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete];
+            for op in operations.into_iter().flatten() {
+                for param in op.parameters.iter_mut().flatten() {
+                    if let RefOr::T(param) = param
+                        && let Some(RefOr::T(Schema::Object(schema))) = &mut param.schema
+                        && let SchemaType::Array(types) = &schema.schema_type
+                    {
+                        let concrete: Vec<Type> = types.iter().filter(|t| **t != Type::Null).cloned().collect();
+                        if let [only] = concrete.as_slice() {
+                            schema.schema_type = SchemaType::Type(only.clone());
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -197,47 +228,47 @@ pub struct ErrorBody {
 /// (`illegal_argument`, `message_send_error`, `invalid_grant`, `duplicate_unique_property_exists`,
 /// `message_recall_error`).
 #[derive(ToResponse)]
-pub struct BadRequest(ErrorBody);
+pub struct BadRequest(pub ErrorBody);
 
 /// No token, a corrupt, unknown, expired or other app's token, a user token on an app-token
 /// operation, or a missing/wrong `share-secret` for a restricted file.
 #[derive(ToResponse)]
-pub struct Unauthorized(ErrorBody);
+pub struct Unauthorized(pub ErrorBody);
 
 /// Refused by a quota (`message send reach limit`) or by recall rules (`not_found msg`,
 /// `exceed recall time limit`).
 #[derive(ToResponse)]
-pub struct Forbidden(ErrorBody);
+pub struct Forbidden(pub ErrorBody);
 
 /// Unknown `{org}/{app}` (`organization_application_not_found`), or an unknown user, file or
 /// route (`service_resource_not_found`, `entity_not_found`, `file_expired`).
 #[derive(ToResponse)]
-pub struct NotFound(ErrorBody);
+pub struct NotFound(pub ErrorBody);
 
 /// Two requests auto-created the same user at once (`inherit` grant).
 #[derive(ToResponse)]
-pub struct Conflict(ErrorBody);
+pub struct Conflict(pub ErrorBody);
 
 /// Request body over its limit (`limits.send_body_bytes` on sends and recalls,
 /// `limits.json_body_bytes` elsewhere, `files.max_bytes` on uploads).
 #[derive(ToResponse)]
-pub struct PayloadTooLarge(ErrorBody);
+pub struct PayloadTooLarge(pub ErrorBody);
 
 /// A `Range` starting past the end of the file (`Content-Range: bytes */LEN`).
 #[derive(ToResponse)]
-pub struct RangeNotSatisfiable(ErrorBody);
+pub struct RangeNotSatisfiable(pub ErrorBody);
 
 /// Over the app's send calls per second (`reach_limit`).
 #[derive(ToResponse)]
-pub struct TooManyRequests(ErrorBody);
+pub struct TooManyRequests(pub ErrorBody);
 
 /// Load shed (`limits.max_inflight_sends`) or storage busy (`service_unavailable`); retry.
 #[derive(ToResponse)]
-pub struct ServiceUnavailable(ErrorBody);
+pub struct ServiceUnavailable(pub ErrorBody);
 
 /// The data disk is full (`storage_full`); nothing was stored.
 #[derive(ToResponse)]
-pub struct InsufficientStorage(ErrorBody);
+pub struct InsufficientStorage(pub ErrorBody);
 
 // --- shared shapes ------------------------------------------------------------------------
 
@@ -357,24 +388,36 @@ pub struct UserToken {
 // --- users --------------------------------------------------------------------------------
 
 /// One registration. Ids are 1–64 bytes of `a-z 0-9 _ - .` (upper case is folded).
-#[derive(ToSchema, Serialize)]
+#[derive(ToSchema)]
 pub struct RegisterUser {
     #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.-]+$", example = "user1")]
     pub username: String,
     #[schema(min_length = 1, max_length = 64, example = "pw1")]
     pub password: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
     #[schema(required = false, max_length = 100)]
     pub nickname: String,
 }
 
-/// One user (open registration, or the app token), or up to 60 (app token) with partial
-/// success reported in `data`.
-#[derive(ToSchema, Serialize)]
-#[serde(untagged)]
-pub enum RegisterBody {
-    One(RegisterUser),
-    Many(Vec<RegisterUser>),
+/// One user (open registration, or the app token), or 1–60 (app token) with partial
+/// success reported in `data`. Written by hand: the derive cannot bound a variant's array.
+pub struct RegisterBody;
+
+impl PartialSchema for RegisterBody {
+    fn schema() -> RefOr<Schema> {
+        let one = || RefOr::Ref(Ref::from_schema_name(RegisterUser::name()));
+        OneOfBuilder::new()
+            .description(Some("One registration, or a batch of 1–60."))
+            .item(one())
+            .item(ArrayBuilder::new().items(one()).min_items(Some(1)).max_items(Some(60)))
+            .into()
+    }
+}
+
+impl ToSchema for RegisterBody {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((RegisterUser::name().into(), RegisterUser::schema()));
+        RegisterUser::schemas(schemas);
+    }
 }
 
 /// A registration of a batch that failed, and why.
@@ -644,7 +687,8 @@ pub struct SendMessage {
     /// The sender; `admin` when absent.
     #[schema(required = false, min_length = 1)]
     pub from: String,
-    #[schema(min_items = 1, max_items = 600)]
+    /// 1–600 user ids (`limits.max_recipients`); ids that are not users still get an id.
+    #[schema(schema_with = recipients_schema)]
     pub to: Vec<String>,
     #[schema(rename = "type")]
     pub msg_type: MessageType,
@@ -675,9 +719,9 @@ pub enum TargetType {
 pub struct LegacySendMessage {
     /// Only `users`; groups and chat rooms are 400.
     pub target_type: TargetType,
-    #[schema(min_items = 1, max_items = 600)]
+    #[schema(schema_with = recipients_schema)]
     pub target: Vec<String>,
-    pub msg: MessageBody,
+    pub msg: LegacyMsg,
     #[schema(required = false, min_length = 1)]
     pub from: String,
     #[schema(required = false, value_type = Object)]
@@ -686,6 +730,26 @@ pub struct LegacySendMessage {
     pub routetype: RouteType,
     #[schema(required = false)]
     pub sync_device: bool,
+}
+
+/// The legacy `msg`: a `MessageBody` that carries its `type`. Written by hand: the derive
+/// cannot make one field of a shared schema required.
+pub struct LegacyMsg;
+
+impl PartialSchema for LegacyMsg {
+    fn schema() -> RefOr<Schema> {
+        AllOfBuilder::new()
+            .item(RefOr::Ref(Ref::from_schema_name(MessageBody::name())))
+            .item(ObjectBuilder::new().required("type"))
+            .into()
+    }
+}
+
+impl ToSchema for LegacyMsg {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((MessageBody::name().into(), MessageBody::schema()));
+        MessageBody::schemas(schemas);
+    }
 }
 
 /// `data`: recipient → message id (19-digit decimal string; legacy without `useMsgId=true`:
@@ -836,6 +900,15 @@ fn hour_schema() -> Schema {
     OneOfBuilder::new()
         .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)))
         .item(ObjectBuilder::new().schema_type(Type::String))
+        .into()
+}
+
+/// 1–600 non-empty recipient ids.
+fn recipients_schema() -> Schema {
+    ArrayBuilder::new()
+        .items(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)))
+        .min_items(Some(1))
+        .max_items(Some(600))
         .into()
 }
 

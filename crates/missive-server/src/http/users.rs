@@ -13,6 +13,7 @@ use missive_core::store::{StoreError, UserPatch};
 use serde_json::{Map, Value, json};
 
 use super::ctx::{Api, Credentials, Envelope, JsonBody};
+use super::openapi as doc;
 use crate::error::{ApiError, ApiResult};
 use crate::hub::KickReason;
 use crate::state::AppState;
@@ -113,6 +114,23 @@ async fn register_one(state: &AppState, api: &Api, r: Registration) -> ApiResult
 
 /// `POST /{org}/{app}/users` — one object (open registration, or with the app token) or an
 /// array of up to 60 (app token) with partial success reported in `data`.
+#[utoipa::path(
+    post,
+    path = "/{org}/{app}/users",
+    tag = "users",
+    params(doc::AppPath),
+    request_body = doc::RegisterBody,
+    responses(
+        (status = 200, description = "The users created; a batch reports failed registrations in `data`.", body = doc::UsersResponse),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 503, response = doc::ServiceUnavailable),
+        (status = 507, response = doc::InsufficientStorage),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn create_users(State(state): State<AppState>, api: Api, JsonBody(body): JsonBody) -> ApiResult<Response> {
     match (&api.credentials, &body) {
         (Credentials::None, Value::Object(_)) if api.app.open_registration => {}
@@ -170,6 +188,19 @@ pub async fn create_users(State(state): State<AppState>, api: Api, JsonBody(body
 }
 
 /// `GET /{org}/{app}/users/{username}` — app token, or the user's own token.
+#[utoipa::path(
+    get,
+    path = "/{org}/{app}/users/{username}",
+    tag = "users",
+    params(doc::UserPath),
+    responses(
+        (status = 200, description = "The user.", body = doc::UsersResponse),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::ServiceUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get_user(
     State(state): State<AppState>,
     api: Api,
@@ -199,6 +230,23 @@ fn user_attribute(key: &str, value: &Value) -> Option<ApiResult<()>> {
 }
 
 /// `PUT /{org}/{app}/users/{username}` — nickname and notification settings.
+#[utoipa::path(
+    put,
+    path = "/{org}/{app}/users/{username}",
+    tag = "users",
+    params(doc::UserPath),
+    request_body = doc::UserUpdate,
+    responses(
+        (status = 200, description = "The updated user.", body = doc::UsersResponse),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 503, response = doc::ServiceUnavailable),
+        (status = 507, response = doc::InsufficientStorage),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn update_user(
     State(state): State<AppState>,
     api: Api,
@@ -257,6 +305,20 @@ fn page_params(api: &Api) -> ApiResult<(u32, i64)> {
 }
 
 /// `GET /{org}/{app}/users?limit=&cursor=` — oldest first; `cursor` only when more remain.
+#[utoipa::path(
+    get,
+    path = "/{org}/{app}/users",
+    tag = "users",
+    params(doc::AppPath, doc::PageQuery),
+    responses(
+        (status = 200, description = "A page of users, oldest first; `cursor` when more remain.", body = doc::UsersResponse),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::ServiceUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list_users(State(state): State<AppState>, api: Api) -> ApiResult<Envelope> {
     api.require_admin("/users")?;
     let (limit, after) = page_params(&api)?;
@@ -281,6 +343,20 @@ async fn cut_off(state: &AppState, api: &Api, user: &User, reason: KickReason) -
 }
 
 /// `DELETE /{org}/{app}/users/{username}`
+#[utoipa::path(
+    delete,
+    path = "/{org}/{app}/users/{username}",
+    tag = "users",
+    params(doc::UserPath),
+    responses(
+        (status = 200, description = "The deleted user.", body = doc::UsersResponse),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::ServiceUnavailable),
+        (status = 507, response = doc::InsufficientStorage),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete_user(
     State(state): State<AppState>,
     api: Api,
@@ -297,6 +373,21 @@ pub async fn delete_user(
 }
 
 /// `DELETE /{org}/{app}/users?limit=N` — deletes the N oldest users.
+#[utoipa::path(
+    delete,
+    path = "/{org}/{app}/users",
+    tag = "users",
+    params(doc::AppPath, doc::PageQuery),
+    responses(
+        (status = 200, description = "The users deleted (the `limit` oldest).", body = doc::UsersResponse),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::ServiceUnavailable),
+        (status = 507, response = doc::InsufficientStorage),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete_users(State(state): State<AppState>, api: Api) -> ApiResult<Envelope> {
     api.require_admin("/users")?;
     let (limit, after) = page_params(&api)?;
@@ -322,6 +413,23 @@ fn bare(api: &Api, action: &str) -> Envelope {
 
 /// `PUT /{org}/{app}/users/{username}/password` — `{"newpassword"}` with the app token; a
 /// user changing their own password must also send `oldpassword`.
+#[utoipa::path(
+    method(put, post),
+    path = "/{org}/{app}/users/{username}/password",
+    tag = "users",
+    params(doc::UserPath),
+    request_body = doc::PasswordChange,
+    responses(
+        (status = 200, description = "Password set; the user's tokens are revoked and devices disconnected.", body = doc::BareResponse),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 503, response = doc::ServiceUnavailable),
+        (status = 507, response = doc::InsufficientStorage),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn set_password(
     State(state): State<AppState>,
     api: Api,
@@ -363,6 +471,20 @@ pub async fn set_password(
 
 /// `POST /{org}/{app}/users/{username}/deactivate` — bans the user: tokens revoked,
 /// devices kicked, logins refused.
+#[utoipa::path(
+    post,
+    path = "/{org}/{app}/users/{username}/deactivate",
+    tag = "users",
+    params(doc::UserPath),
+    responses(
+        (status = 200, description = "The deactivated user.", body = doc::DeactivateResponse),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::ServiceUnavailable),
+        (status = 507, response = doc::InsufficientStorage),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn deactivate_user(
     State(state): State<AppState>,
     api: Api,
@@ -377,6 +499,20 @@ pub async fn deactivate_user(
 }
 
 /// `POST /{org}/{app}/users/{username}/activate`
+#[utoipa::path(
+    post,
+    path = "/{org}/{app}/users/{username}/activate",
+    tag = "users",
+    params(doc::UserPath),
+    responses(
+        (status = 200, description = "Activated.", body = doc::BareResponse),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::ServiceUnavailable),
+        (status = 507, response = doc::InsufficientStorage),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn activate_user(
     State(state): State<AppState>,
     api: Api,
@@ -393,6 +529,19 @@ fn presence(state: &AppState, api: &Api, user: &str) -> &'static str {
 }
 
 /// `GET /{org}/{app}/users/{username}/status`
+#[utoipa::path(
+    get,
+    path = "/{org}/{app}/users/{username}/status",
+    tag = "users",
+    params(doc::UserPath),
+    responses(
+        (status = 200, description = "The user's presence.", body = doc::UserStatusResponse),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::ServiceUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn user_status(
     State(state): State<AppState>,
     api: Api,
@@ -411,6 +560,22 @@ pub async fn user_status(
 
 /// `POST /{org}/{app}/users/batch/status` — `{"usernames": [...]}`, at most 100; unknown
 /// ids are simply offline.
+#[utoipa::path(
+    post,
+    path = "/{org}/{app}/users/batch/status",
+    tag = "users",
+    params(doc::AppPath),
+    request_body = doc::BatchStatusRequest,
+    responses(
+        (status = 200, description = "Each user's presence.", body = doc::BatchStatusResponse),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 503, response = doc::ServiceUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn batch_status(State(state): State<AppState>, api: Api, JsonBody(body): JsonBody) -> ApiResult<Envelope> {
     api.require_admin("/users")?;
     let names = body.get("usernames").and_then(Value::as_array).ok_or_else(ApiError::invalid_body)?;
@@ -428,6 +593,19 @@ pub async fn batch_status(State(state): State<AppState>, api: Api, JsonBody(body
 }
 
 /// `GET /{org}/{app}/users/{username}/offline_msg_count` — messages no device has acked.
+#[utoipa::path(
+    get,
+    path = "/{org}/{app}/users/{username}/offline_msg_count",
+    tag = "users",
+    params(doc::UserPath),
+    responses(
+        (status = 200, description = "Messages waiting unacked.", body = doc::OfflineCountResponse),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::ServiceUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn offline_msg_count(
     State(state): State<AppState>,
     api: Api,
@@ -447,6 +625,20 @@ pub async fn offline_msg_count(
 
 /// `GET /{org}/{app}/users/{username}/offline_msg_status/{msg_id}` — `undelivered` while
 /// the message waits in the user's queue unacked, else `delivered`.
+#[utoipa::path(
+    get,
+    path = "/{org}/{app}/users/{username}/offline_msg_status/{msg_id}",
+    tag = "users",
+    params(doc::UserPath, ("msg_id" = String, Path, description = "A message id (decimal).")),
+    responses(
+        (status = 200, description = "Whether the message still waits.", body = doc::OfflineStatusResponse),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::ServiceUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn offline_msg_status(
     State(state): State<AppState>,
     api: Api,
@@ -467,6 +659,19 @@ pub async fn offline_msg_status(
 }
 
 /// `GET /{org}/{app}/users/{username}/resources` — the devices online now.
+#[utoipa::path(
+    get,
+    path = "/{org}/{app}/users/{username}/resources",
+    tag = "users",
+    params(doc::UserPath),
+    responses(
+        (status = 200, description = "The devices online now.", body = doc::ResourcesResponse),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::ServiceUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn user_resources(
     State(state): State<AppState>,
     api: Api,
@@ -488,6 +693,19 @@ pub async fn user_resources(
 }
 
 /// `GET /{org}/{app}/users/{username}/disconnect` — logs out every device.
+#[utoipa::path(
+    get,
+    path = "/{org}/{app}/users/{username}/disconnect",
+    tag = "users",
+    params(doc::UserPath),
+    responses(
+        (status = 200, description = "Every device logged out.", body = doc::DisconnectResponse),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::ServiceUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn disconnect_all(
     State(state): State<AppState>,
     api: Api,
@@ -504,6 +722,19 @@ pub async fn disconnect_all(
 }
 
 /// `DELETE /{org}/{app}/users/{username}/disconnect/{resource}` — logs out one device.
+#[utoipa::path(
+    delete,
+    path = "/{org}/{app}/users/{username}/disconnect/{resource}",
+    tag = "users",
+    params(doc::UserPath, ("resource" = String, Path, description = "The device's MSYNC resource.")),
+    responses(
+        (status = 200, description = "The device logged out (if it was online).", body = doc::DisconnectResponse),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::ServiceUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn disconnect_one(
     State(state): State<AppState>,
     api: Api,

@@ -43,6 +43,7 @@ pub async fn serve(state: AppState, mut socket: WebSocket) {
         device,
         state: state.clone(),
         transient: BTreeMap::new(),
+        transient_sent: HashSet::new(),
         noticed: HashSet::new(),
         kicked: None,
     };
@@ -177,6 +178,10 @@ struct Session {
     /// Online-only messages not yet acked, per queue, in id order. Lost with the
     /// connection, as `ROUTE_ONLINE` promises.
     transient: BTreeMap<String, BTreeMap<u64, Arc<TransientMessage>>>,
+    /// Ids of online-only messages that went out in a pull result. An ack drops only these:
+    /// ids are assigned before a message is stored, so one can arrive after the client
+    /// acked a higher id (a message sent later but committed earlier), and must still go out.
+    transient_sent: HashSet<u64>,
     /// Queues we sent a NOTICE for and the client has not pulled yet: one NOTICE is enough.
     noticed: HashSet<String>,
     /// The kick notice that went out (its meta id) and when the socket closes regardless.
@@ -324,7 +329,8 @@ impl Session {
         let limit = self.state.config.queue.pull_batch.max(1);
         if let Some(key) = key.filter(|k| *k > 0) {
             if let Some(t) = self.transient.get_mut(&queue) {
-                t.retain(|id, _| *id > key);
+                let sent = &mut self.transient_sent;
+                t.retain(|id, _| *id > key || !sent.remove(id));
             }
             if let Err(e) =
                 self.state.store.ack(self.app.id, &self.user, &self.device.resource, &queue, MsgId(key)).await
@@ -342,6 +348,7 @@ impl Session {
             metas.extend(t.values().map(|m| self.transient_meta(m)));
             metas.sort_by_key(|m| m.id.unwrap_or(0));
             metas.truncate(limit as usize);
+            self.transient_sent.extend(metas.iter().filter_map(|m| m.id).filter(|id| t.contains_key(id)));
         }
         let dl = match metas.last().and_then(|m| m.id) {
             Some(next_key) => pb::CommSyncDl {

@@ -8,6 +8,7 @@ mod faults;
 mod files;
 mod hostile;
 mod idempotency;
+mod openapi;
 mod operations;
 mod rest_limits;
 mod rest_messages;

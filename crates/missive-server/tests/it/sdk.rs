@@ -829,6 +829,123 @@ async fn sdk_receives_what_was_accepted_before_kill_9() {
     sdk.expect("gina: onOfflineMessageSyncFinish", |v| is(v, "offline_finish", "gina")).await;
 }
 
+/// A PNG of deterministic noise: incompressible, so (at 400 × 300) well above the 10 KiB under
+/// which an image is its own thumbnail, and far below the SDK's part-upload threshold
+/// (1.5 × 5 MiB).
+fn noisy_png(w: u32, h: u32) -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let pixels = (0..w * h * 3)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 56) as u8
+        })
+        .collect();
+    let img = image::RgbImage::from_raw(w, h, pixels).expect("buffer size");
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).expect("encode png");
+    out
+}
+
+/// Check 11 (issue 4): the SDK uploads an image itself (`message.create({type: 'img',
+/// file})` + `send()`: `POST /chatfiles` with `restrict-access: true`, multipart `file`),
+/// sends the img message, and the peer's SDK gets `url` and `thumb` that download from the
+/// server: the original byte for byte and a real, smaller thumbnail; the restricted file is
+/// refused without its share-secret. The SDK's `thumbnailWidth`/`thumbnailHeight` (form
+/// fields after the file) size the thumbnail.
+#[tokio::test]
+async fn sdk_uploads_and_sends_an_image() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    s.register(&admin, &["ivy", "jack"]).await;
+    let ivy_token = s.user_token("ivy").await;
+    let jack_token = s.user_token("jack").await;
+    let base = base(&s);
+    let mut sdk = Sdk::start(&base, &s.app_key()).await;
+    sdk.open("ivy", "ivy", &ivy_token, json!({})).await;
+    sdk.open("jack", "jack", &jack_token, json!({})).await;
+
+    let png = noisy_png(400, 300);
+    assert!(png.len() > 300_000 && png.len() < 1_000_000, "{} bytes", png.len());
+    let path = s.data_dir().join("photo.png");
+    std::fs::write(&path, &png).expect("write the test image");
+
+    // The SDK puts `size: {width, height}` from create()'s options (0 × 0 when absent) into
+    // the message; an app passes what it knows.
+    let msg = json!({"width": 400, "height": 300});
+    sdk.cmd(json!({"op": "sendImage", "c": "ivy", "tag": "img", "to": "jack", "path": path, "msg": msg}));
+    let up = sdk.expect("ivy: upload settled", |v| is(v, "upload_ok", "ivy") || is(v, "upload_err", "ivy")).await;
+    assert_eq!(up["ev"], "upload_ok", "{up}");
+    let entity = &up["r"]["entities"][0];
+    let uuid = entity["uuid"].as_str().unwrap_or_else(|| panic!("uuid in {up}")).to_owned();
+    let secret = entity["share-secret"].as_str().unwrap_or_else(|| panic!("share-secret in {up}")).to_owned();
+    let file_url = format!("{base}/{}/{}/chatfiles/{uuid}", s.app.org, s.app.name);
+    let url = format!("{file_url}?em-redirect=true&share-secret={secret}");
+    assert_eq!(up["r"]["url"], url.as_str(), "{up}");
+
+    let ev = sdk.expect("ivy: send img settled", |v| is(v, "send_ok", "ivy") || is(v, "send_err", "ivy")).await;
+    assert_eq!(ev["ev"], "send_ok", "{ev}");
+    let id = ev["serverMsgId"].as_str().expect("serverMsgId").to_owned();
+
+    let m = sdk.message("jack", "onImageMessage", &id).await;
+    assert_eq!((m["type"].clone(), m["from"].clone(), m["to"].clone()), (json!("img"), json!("ivy"), json!("jack")));
+    assert_eq!(m["url"], url.as_str(), "{m}");
+    assert_eq!(m["thumb"], format!("{url}&thumbnail=true"), "{m}");
+    assert_eq!(m["secret"], secret.as_str(), "{m}");
+    assert_eq!(m["file_length"], png.len(), "{m}");
+    assert_eq!((m["width"].clone(), m["height"].clone()), (json!(400), json!(300)), "{m}");
+
+    // The URLs the peer was given download from the server.
+    let http = crate::common::http();
+    let get = |u: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(&u).send().await.unwrap_or_else(|e| panic!("GET {u}: {e}"));
+            let status = r.status();
+            let ctype = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            (status, ctype, r.bytes().await.expect("body").to_vec())
+        }
+    };
+    let (st, ctype, body) = get(m["url"].as_str().expect("url").to_owned()).await;
+    assert_eq!((st, ctype.as_str()), (StatusCode::OK, "image/png"));
+    assert!(body == png, "the original came back changed ({} bytes, sent {})", body.len(), png.len());
+    let (st, ctype, thumb) = get(m["thumb"].as_str().expect("thumb").to_owned()).await;
+    assert_eq!((st, ctype.as_str()), (StatusCode::OK, "image/png"));
+    assert_eq!(image::guess_format(&thumb).expect("an image"), image::ImageFormat::Png);
+    let t = image::load_from_memory(&thumb).expect("a decodable thumbnail");
+    assert_eq!(t.width(), 170, "thumbnail {}x{}", t.width(), t.height());
+    assert!((127..=128).contains(&t.height()), "thumbnail {}x{}", t.width(), t.height());
+    assert!(thumb.len() < png.len() / 4, "thumbnail of {} bytes", thumb.len());
+
+    // Restricted: refused without the share-secret, or with a wrong one.
+    for u in [
+        format!("{file_url}?em-redirect=true"),
+        format!("{file_url}?em-redirect=true&thumbnail=true"),
+        format!("{file_url}?em-redirect=true&share-secret=not-{secret}"),
+    ] {
+        let (st, _, body) = get(u.clone()).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{u}: {}", String::from_utf8_lossy(&body));
+    }
+
+    // `thumbnailWidth` / `thumbnailHeight`: the SDK sends them as form fields after the
+    // file, and the thumbnail fits that box.
+    let msg = json!({"width": 400, "height": 300, "thumbnailWidth": 100, "thumbnailHeight": 100});
+    sdk.cmd(json!({"op": "sendImage", "c": "ivy", "tag": "small", "to": "jack", "path": path, "msg": msg}));
+    let ev =
+        sdk.expect("ivy: send small settled", |v| v["tag"] == "small" && v["ev"].as_str() != Some("upload_ok")).await;
+    assert_eq!(ev["ev"], "send_ok", "{ev}");
+    let m = sdk.message("jack", "onImageMessage", ev["serverMsgId"].as_str().expect("serverMsgId")).await;
+    let (st, _, thumb) = get(m["thumb"].as_str().expect("thumb").to_owned()).await;
+    assert_eq!(st, StatusCode::OK);
+    let t = image::load_from_memory(&thumb).expect("a decodable thumbnail");
+    assert_eq!(t.width(), 100, "thumbnail {}x{}", t.width(), t.height());
+    assert!((74..=75).contains(&t.height()), "thumbnail {}x{}", t.width(), t.height());
+
+    let trouble = sdk.seen(|v| v["ev"] == "error" || v["ev"] == "unhandled_rejection");
+    assert!(trouble.is_empty(), "SDK errors: {trouble:?}");
+}
+
 /// End-to-end latency, REST 200 → SDK callback, over 1,000 messages on loopback (median and
 /// p99 printed; nothing asserted). Run with
 /// `cargo test -p missive-server --test it sdk_latency -- --ignored --nocapture`.
