@@ -73,13 +73,13 @@ fn file_expired(uuid: Uuid) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "file_expired", "FileExpiredException", format!("file {uuid} is expired"))
 }
 
-fn secret_refused(description: &'static str) -> ApiError {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "com.easemob.im.exceptions.EasemobSecurityException",
-        description,
-    )
+/// A restricted file without its share-secret. 403 with `chatfile no permission` because
+/// that is what the Web SDK's `downloadFile` recognises as "no permission" (4.21.1); any
+/// other answer surfaces as a generic download error. Which check failed (missing or wrong
+/// secret) is logged, not told to the client.
+fn secret_refused(why: &'static str) -> ApiError {
+    tracing::debug!(why, "chatfile download refused");
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", "EasemobForbiddenOpException", "chatfile no permission")
 }
 
 impl From<BlobError> for ApiError {
@@ -524,6 +524,7 @@ fn encode_thumbnail(img: &DynamicImage, source: ImageFormat) -> Option<(Vec<u8>,
         (status = 200, description = "The bytes; `Content-Type` is the file's.", body = [u8], content_type = "application/octet-stream"),
         (status = 206, description = "The requested range.", body = [u8], content_type = "application/octet-stream"),
         (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
         (status = 404, response = doc::NotFound),
         (status = 416, response = doc::RangeNotSatisfiable),
         (status = 503, response = doc::ServiceUnavailable),

@@ -190,7 +190,7 @@ async fn files_survive_a_restart() {
     assert_eq!(bytes_of(res).await, png);
     let thumb = bytes_of(download(&s, &id, "?thumbnail=true", &[("share-secret", &secret)]).await).await;
     assert_eq!(dimensions(&thumb), (170, 128));
-    assert_eq!(download(&s, &id, "", &[("share-secret", "nope")]).await.status(), 401);
+    assert_eq!(download(&s, &id, "", &[("share-secret", "nope")]).await.status(), 403);
 }
 
 #[tokio::test]
@@ -285,14 +285,14 @@ async fn restricted_files_need_their_share_secret() {
     let (id, secret) = upload(&s, &admin, bytes.clone(), "secret.bin", &[("restrict-access", "true")]).await;
 
     let (st, b) = json_of(download(&s, &id, "", &[]).await).await;
-    assert_error(st, &b, 401, "unauthorized", "share-secret is required for this file");
+    assert_error(st, &b, 403, "forbidden", "chatfile no permission");
     // A token does not replace the secret.
     let (st, b) = json_of(download(&s, &id, "", &[("authorization", &format!("Bearer {admin}"))]).await).await;
-    assert_error(st, &b, 401, "unauthorized", "share-secret is required for this file");
+    assert_error(st, &b, 403, "forbidden", "chatfile no permission");
     let (st, b) = json_of(download(&s, &id, "", &[("share-secret", "wrong")]).await).await;
-    assert_error(st, &b, 401, "unauthorized", "share-secret is not valid for this file");
+    assert_error(st, &b, 403, "forbidden", "chatfile no permission");
     let (st, b) = json_of(download(&s, &id, "?share-secret=wrong", &[]).await).await;
-    assert_error(st, &b, 401, "unauthorized", "share-secret is not valid for this file");
+    assert_error(st, &b, 403, "forbidden", "chatfile no permission");
 
     // Header form, and the Web SDK's query form.
     let res = download(&s, &id, "", &[("share-secret", &secret)]).await;
@@ -304,7 +304,7 @@ async fn restricted_files_need_their_share_secret() {
 
     // "Only presence is checked": restrict-access: false still restricts, as documented.
     let (id2, _) = upload(&s, &admin, vec![1], "x", &[("restrict-access", "false")]).await;
-    assert_eq!(download(&s, &id2, "", &[]).await.status(), 401);
+    assert_eq!(download(&s, &id2, "", &[]).await.status(), 403);
 
     // A present but invalid token is refused even though none is needed.
     let (st, b) =
@@ -740,7 +740,7 @@ async fn s3_backend_against_a_real_s3_server() {
     let res = download(&s, &big_id, "", &[("share-secret", &big_secret), ("range", "bytes=5242870-5242889")]).await;
     assert_eq!(res.status(), 206);
     assert_eq!(bytes_of(res).await, big[5_242_870..5_242_890].to_vec());
-    assert_eq!(download(&s, &small_id, "", &[]).await.status(), 401);
+    assert_eq!(download(&s, &small_id, "", &[]).await.status(), 403);
 
     // Thumbnails are stored beside the original.
     let png = noisy_image(500, 250, ImageFormat::Png);

@@ -925,7 +925,7 @@ async fn sdk_uploads_and_sends_an_image() {
         format!("{file_url}?em-redirect=true&share-secret=not-{secret}"),
     ] {
         let (st, _, body) = get(u.clone()).await;
-        assert_eq!(st, StatusCode::UNAUTHORIZED, "{u}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(st, StatusCode::FORBIDDEN, "{u}: {}", String::from_utf8_lossy(&body));
     }
 
     // `thumbnailWidth` / `thumbnailHeight`: the SDK sends them as form fields after the

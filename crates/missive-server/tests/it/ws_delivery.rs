@@ -474,3 +474,47 @@ async fn offline_cap_evicts_oldest_and_retention_sweeps_and_unread_counts_per_qu
     // Past retention the sweeper removes them.
     eventually("retention to sweep the queue", || async { offline_count(&s, &admin, "bob").await == 0 }).await;
 }
+
+#[tokio::test]
+async fn concurrent_sends_in_one_conversation_all_reach_an_acking_device() {
+    // Concurrent sends in one conversation commit in some order while the device acks by
+    // key: no message may fall behind the device's ack position and be skipped.
+    let s = TestServer::start_with(|c| {
+        c.limits.send_calls_per_second = 0;
+        c.limits.send_messages_per_minute = 0;
+    })
+    .await;
+    let admin = s.admin_token().await;
+    s.register(&admin, &["alice", "bob"]).await;
+    let mut bob = connect(&s, "bob", &s.user_token("bob").await, "b1").await.unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (http, url, admin) = (s.http.clone(), s.url("/messages/users"), admin.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..40 {
+                let r = http
+                    .post(&url)
+                    .bearer_auth(&admin)
+                    .json(&json!({"from": "alice", "to": ["bob"], "type": "txt", "body": {"msg": format!("{t}-{i}")}}))
+                    .send()
+                    .await
+                    .unwrap();
+                let v: Value = r.json().await.unwrap();
+                ids.push(id_of(&v["data"], "bob"));
+            }
+            ids
+        }));
+    }
+    let mut sent = std::collections::BTreeSet::new();
+    for t in tasks {
+        sent.extend(t.await.unwrap());
+    }
+    let mut got = std::collections::BTreeSet::new();
+    while got.len() < sent.len() {
+        let m = next_message(&mut bob).await;
+        got.insert(m.id);
+    }
+    assert_eq!(got, sent);
+    eventually("every message acked", || async { offline_count(&s, &admin, "bob").await == 0 }).await;
+}
