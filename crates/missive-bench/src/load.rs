@@ -83,7 +83,7 @@ impl LoadResult {
             "per_server_cpu_s": self.server_cpu_s.filter(|c| *c > 0.0).map(|c| round3(self.accepted as f64 / c)),
             "generator_cpu_s": round3(self.generator_cpu_s),
             "latency": self.latency.summary(),
-            "lateness": if self.lateness.len() > 0 { self.lateness.summary() } else { Value::Null },
+            "lateness": if self.lateness.is_empty() { Value::Null } else { self.lateness.summary() },
         })
     }
 }
@@ -96,18 +96,25 @@ struct Worker {
     lateness: Recorder,
 }
 
-/// Posts to `path` per `spec` until the duration or count runs out. `server_pid` is read
-/// for CPU at the window's edges.
+/// Where the senders post, and as whom.
+#[derive(Clone)]
+pub struct Post {
+    pub addr: SocketAddr,
+    pub path: String,
+    pub auth: HeaderValue,
+}
+
+/// Posts per `spec` until the duration or count runs out. `server_pid` is read for CPU at
+/// the window's edges.
 pub async fn drive(
-    addr: SocketAddr,
-    path: String,
-    auth: HeaderValue,
+    post: Post,
     spec: LoadSpec,
     clock: Clock,
     make: MakeBody,
     server_pid: Option<u32>,
     what: &str,
 ) -> anyhow::Result<LoadResult> {
+    let Post { addr, path, auth } = post;
     let begin_us = clock.us();
     let warm_us = begin_us + spec.warmup.as_micros() as u64;
     let end_us = warm_us + spec.duration.as_micros() as u64;

@@ -65,13 +65,17 @@ impl Recorder {
         self.hist.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.hist.is_empty()
+    }
+
     /// `{count, p50_ms, p90_ms, p99_ms, p999_ms, max_ms, mean_ms}`.
     pub fn summary(&self) -> Value {
         let h = &self.hist;
         if h.is_empty() {
             return json!({"count": 0});
         }
-        let ms = |us: u64| (us as f64 / 1000.0 * 1000.0).round() / 1000.0;
+        let ms = |us: u64| us as f64 / 1000.0;
         json!({
             "count": h.len(),
             "p50_ms": ms(h.value_at_quantile(0.50)),
@@ -79,7 +83,7 @@ impl Recorder {
             "p99_ms": ms(h.value_at_quantile(0.99)),
             "p999_ms": ms(h.value_at_quantile(0.999)),
             "max_ms": ms(h.max()),
-            "mean_ms": (h.mean() / 1000.0 * 1000.0).round() / 1000.0,
+            "mean_ms": h.mean().round() / 1000.0,
         })
     }
 
@@ -159,7 +163,8 @@ pub fn write_outputs(dir: &Path, name: &str, recorders: &[(&str, &Recorder)], su
     Ok(())
 }
 
-/// A small SVG: latency (log scale, ms) against time (s), p50 and p99 lines per recorder.
+/// A small SVG (a few kB, so it can be committed): latency (log scale, ms) against time
+/// (s), a p50 and a p99 line per recorder.
 fn plot(path: &Path, title: &str, series: &[(&str, Vec<(f64, [f64; 3])>)]) -> anyhow::Result<()> {
     use plotters::prelude::*;
     let t_max = series.iter().flat_map(|(_, s)| s.iter().map(|p| p.0)).fold(0.0f64, f64::max).max(0.01);
@@ -168,7 +173,7 @@ fn plot(path: &Path, title: &str, series: &[(&str, Vec<(f64, [f64; 3])>)]) -> an
     let root = SVGBackend::new(path, (720, 360)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{title}: latency over time (p50 solid, p99 dashed)"), ("sans-serif", 16))
+        .caption(format!("{title}: latency over time (p50 thick, p99 thin)"), ("sans-serif", 16))
         .margin(10)
         .x_label_area_size(32)
         .y_label_area_size(56)
@@ -178,7 +183,7 @@ fn plot(path: &Path, title: &str, series: &[(&str, Vec<(f64, [f64; 3])>)]) -> an
         .configure_mesh()
         .x_desc("seconds since start")
         .y_desc("latency (ms)")
-        .light_line_style(WHITE)
+        .max_light_lines(0)
         .draw()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
@@ -190,10 +195,10 @@ fn plot(path: &Path, title: &str, series: &[(&str, Vec<(f64, [f64; 3])>)]) -> an
             .label(format!("{label} p50"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
         chart
-            .draw_series(DashedLineSeries::new(s.iter().map(|p| (p.0, p.1[1])), 4, 3, color.stroke_width(1)))
+            .draw_series(LineSeries::new(s.iter().map(|p| (p.0, p.1[1])), color.mix(0.6).stroke_width(1)))
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .label(format!("{label} p99"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(1)));
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.mix(0.6).stroke_width(1)));
     }
     chart
         .configure_series_labels()

@@ -51,7 +51,11 @@ pub struct SqliteStoreOptions {
 
 impl Default for SqliteStoreOptions {
     fn default() -> Self {
-        SqliteStoreOptions { busy_timeout: Duration::from_secs(5), read_connections: 4, max_batch: 1024 }
+        // Two readers: each is an OS thread that a query has to wake, and on a small machine
+        // more of them mostly add wake-ups (docs/benchmarks.md: 4 → 2 readers took `send`
+        // from about 3,000 to 4,000 messages per server CPU-second; 1 reader does more per
+        // CPU-second still but queues reads, doubling end-to-end latency under load).
+        SqliteStoreOptions { busy_timeout: Duration::from_secs(5), read_connections: 2, max_batch: 1024 }
     }
 }
 

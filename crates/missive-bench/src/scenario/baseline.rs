@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::load::{LoadResult, LoadSpec, MakeBody, drive};
+use crate::load::{LoadResult, LoadSpec, MakeBody, Post, drive};
 use crate::report::{Clock, Recorder};
 use crate::target::free_port;
 
@@ -85,13 +85,16 @@ impl BaselineServer {
 pub async fn measure(spec: LoadSpec, path: String, auth: HeaderValue, make: MakeBody) -> anyhow::Result<LoadResult> {
     let server = BaselineServer::start().await?;
     let clock = Clock::start();
-    let result = drive(server.addr, path, auth, spec, clock, make, server.pid, "baseline").await?;
+    let result = drive(Post { addr: server.addr, path, auth }, spec, clock, make, server.pid, "baseline").await?;
     drop(server);
     Ok(result)
 }
 
+/// The user name for message `seq`.
+pub type NameOf = Arc<dyn Fn(u64) -> String + Send + Sync>;
+
 /// The request every baseline and `send` run posts: one txt message to one user.
-pub fn send_body(from: Arc<dyn Fn(u64) -> String + Send + Sync>, to: Arc<dyn Fn(u64) -> String + Send + Sync>, sync_device: bool) -> MakeBody {
+pub fn send_body(from: NameOf, to: NameOf, sync_device: bool) -> MakeBody {
     Arc::new(move |seq, start_us| {
         let (f, t) = (from(seq), to(seq));
         let sync = if sync_device { r#","sync_device":true"# } else { "" };

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use super::Common;
 use super::baseline::send_body;
 use crate::http::Conn;
-use crate::load::{LoadSpec, drive};
+use crate::load::{LoadSpec, Post, drive};
 use crate::procfs;
 use crate::report::{Clock, Recorder};
 use crate::setup::{Kind, LoginPlan, Receivers, login_all, run_prefix, users_with_tokens};
@@ -105,8 +105,9 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<(Value, Vec<(String, R
         let to_names = Arc::new(names.clone());
         let make = send_body(Arc::new(|_| "soak".to_owned()), Arc::new(move |seq| to_names[(seq % n) as usize].clone()), false);
         let spec = LoadSpec { concurrency: 64, duration: hold, warmup: Duration::ZERO, max: None, rate: Some(args.send_rate) };
-        let (addr, path, admin, pid) = (target.addr, target.path("/messages/users"), admin.clone(), target.pid);
-        tokio::spawn(async move { drive(addr, path, admin, spec, clock, make, pid, "soak sends").await })
+        let post = Post { addr: target.addr, path: target.path("/messages/users"), auth: admin.clone() };
+        let pid = target.pid;
+        tokio::spawn(async move { drive(post, spec, clock, make, pid, "soak sends").await })
     });
     let mut samples = Vec::new();
     let mut churn: Vec<Option<MsyncClient>> = (0..args.churn_per_s).map(|_| None).collect();

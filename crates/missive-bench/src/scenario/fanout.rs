@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::Common;
 use super::baseline::same_run;
-use crate::load::{LoadSpec, MakeBody, drive};
+use crate::load::{LoadSpec, MakeBody, Post, drive};
 use crate::report::{Clock, Recorder, ratio};
 use crate::setup::{Kind, LoginPlan, Receivers, login_all, reconcile, run_prefix, text, users_with_tokens};
 use crate::target::{Target, round3};
@@ -71,7 +71,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<(Value, Vec<(String, Record
     };
     let cpu0 = target.cpu_secs();
     let t0 = clock.us();
-    let load = drive(target.addr, path, admin, spec, clock, make, target.pid, "fanout").await?;
+    let load = drive(Post { addr: target.addr, path, auth: admin }, spec, clock, make, target.pid, "fanout").await?;
     let expected = load.accepted_seqs.len() as u64 * args.recipients as u64;
     let all = receivers.wait_for(expected, Duration::from_secs_f64(args.drain_timeout), "deliveries").await;
     let cpu = target.cpu_secs().zip(cpu0).map(|(b, a)| b - a);
@@ -121,7 +121,10 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<(Value, Vec<(String, Record
         "delivery": latency.summary(),
     });
     if let Some(b) = &baseline {
+        // A delivery against a bare HTTP request: how many requests' worth of the stack's
+        // capacity one recipient-message costs.
         summary["ratio_to_baseline"] = json!({
+            "deliveries_per_server_cpu_s": ratio(per_cpu.unwrap_or(0.0), b["per_server_cpu_s"].as_f64()),
             "calls_per_server_cpu_s": ratio(calls_per_cpu.unwrap_or(0.0), b["per_server_cpu_s"].as_f64()),
         });
     }

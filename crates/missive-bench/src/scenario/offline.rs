@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Common;
 use crate::http::Conn;
-use crate::load::{LoadSpec, MakeBody, drive};
+use crate::load::{LoadSpec, MakeBody, Post, drive};
 use crate::report::{Clock, Recorder};
 use crate::setup::{Kind, Receivers, parallel, receive, reconcile, run_prefix, text, users_with_tokens};
 use crate::target::{Target, round3};
@@ -78,7 +78,8 @@ pub async fn run(args: OfflineArgs) -> anyhow::Result<(Value, Vec<(String, Recor
         rate: None,
     };
     let path = target.path("/messages/users");
-    let queued = drive(target.addr, path.clone(), admin.clone(), spec, clock, make, target.pid, "queue").await?;
+    let post = Post { addr: target.addr, path: path.clone(), auth: admin.clone() };
+    let queued = drive(post, spec, clock, make, target.pid, "queue").await?;
     anyhow::ensure!(
         queued.accepted_seqs.len() as u64 == args.messages,
         "only {} of {} messages were accepted: {:?}",

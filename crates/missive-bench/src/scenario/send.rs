@@ -15,9 +15,9 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::baseline::{merge, same_run, send_body};
+use super::baseline::{NameOf, merge, same_run, send_body};
 use super::Common;
-use crate::load::{LoadSpec, drive};
+use crate::load::{LoadSpec, Post, drive};
 use crate::report::{Clock, Recorder, ratio};
 use crate::setup::{Kind, LoginPlan, Receivers, login_all, reconcile, run_prefix, users_with_tokens};
 use crate::target::{Target, round3};
@@ -67,8 +67,8 @@ pub async fn run(args: SendArgs) -> anyhow::Result<(Value, Vec<(String, Recorder
     let r = args.recipients as u64;
     let to_names = Arc::new(names.clone());
     let from_names = to_names.clone();
-    let to = Arc::new(move |seq: u64| to_names[(seq % r) as usize].clone());
-    let from: Arc<dyn Fn(u64) -> String + Send + Sync> = if args.sync_device {
+    let to: NameOf = Arc::new(move |seq: u64| to_names[(seq % r) as usize].clone());
+    let from: NameOf = if args.sync_device {
         Arc::new(move |seq: u64| from_names[((seq + 1) % r) as usize].clone())
     } else {
         Arc::new(|_| "loadgen".to_owned())
@@ -84,7 +84,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<(Value, Vec<(String, Recorder
         max: args.messages,
         rate: args.rate,
     };
-    let load = drive(target.addr, path, admin, spec, clock, make, target.pid, "send").await?;
+    let load = drive(Post { addr: target.addr, path, auth: admin }, spec, clock, make, target.pid, "send").await?;
     let copies = if args.sync_device { 2 } else { 1 };
     let expected = load.accepted_seqs.len() as u64 * copies;
     let all = receivers.wait_for(expected, Duration::from_secs_f64(args.drain_timeout), "deliveries").await;
