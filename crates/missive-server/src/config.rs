@@ -28,6 +28,22 @@ pub struct Config {
     pub security: SecurityConfig,
     pub messages: MessagesConfig,
     pub files: FilesConfig,
+    pub storage: StorageConfig,
+}
+
+/// The embedded store.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageConfig {
+    /// How long a write waits for a database locked by another process (a backup, the
+    /// `app create` command) or a slow disk before the request fails with 503.
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { busy_timeout_ms: 5000 }
+    }
 }
 
 impl Default for Config {
@@ -43,6 +59,7 @@ impl Default for Config {
             security: SecurityConfig::default(),
             messages: MessagesConfig::default(),
             files: FilesConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -285,7 +302,7 @@ impl Config {
         }
         // Only our own sections: other MISSIVE_* variables (test settings, say) are not config.
         const SECTIONS: &[&str] =
-            &["listen", "data", "node_id", "limits", "queue", "tokens", "sessions", "security", "messages", "files"];
+            &["listen", "data", "node_id", "limits", "queue", "tokens", "sessions", "security", "messages", "files", "storage"];
         fig = fig.merge(Env::prefixed("MISSIVE_").split("__").filter(|k| {
             let k = k.as_str().to_ascii_lowercase();
             SECTIONS.iter().any(|s| k == *s || k.starts_with(&format!("{s}__")) || k.starts_with(&format!("{s}.")))

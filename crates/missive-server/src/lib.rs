@@ -100,7 +100,11 @@ pub fn install_crypto_provider() {
 pub async fn open_store(config: &Config) -> Result<SqliteStore, ServerError> {
     std::fs::create_dir_all(&config.data)
         .map_err(|source| ServerError::DataDir { path: config.data.display().to_string(), source })?;
-    Ok(SqliteStore::open(&config.database_path(), SqliteStoreOptions::default()).await?)
+    let options = SqliteStoreOptions {
+        busy_timeout: std::time::Duration::from_millis(config.storage.busy_timeout_ms.max(1)),
+        ..SqliteStoreOptions::default()
+    };
+    Ok(SqliteStore::open(&config.database_path(), options).await?)
 }
 
 /// The whole HTTP surface: REST, `/websocket`, CORS and error stamping.

@@ -190,3 +190,46 @@ async fn descriptor_exhaustion_refuses_new_connections_and_serves_existing_ones(
         assert!(tokio::time::Instant::now() < deadline, "server did not recover");
     }
 }
+
+#[tokio::test]
+async fn a_locked_database_answers_503_within_the_configured_timeout() {
+    use sqlx::Connection;
+    let s = crate::common::TestServer::start_with(|c| c.storage.busy_timeout_ms = 300).await;
+    let admin = s.admin_token().await;
+    s.register(&admin, &["a", "b"]).await;
+    let body = json!({"from": "a", "to": ["b"], "type": "txt", "body": {"msg": "x"}});
+
+    // Another process holds the write lock (as a long backup or a stuck tool would).
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(s.config.database_path());
+    let mut other = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+    sqlx::raw_sql("BEGIN EXCLUSIVE").execute(&mut other).await.unwrap();
+    let started = std::time::Instant::now();
+    let r = s
+        .http
+        .post(s.url("/messages/users"))
+        .bearer_auth(&admin)
+        .json(&body)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await;
+    let r = r.expect("answered instead of hanging");
+    let elapsed = started.elapsed();
+    let st = r.status().as_u16();
+    let b: Value = r.json().await.unwrap();
+    crate::common::assert_error(
+        reqwest::StatusCode::from_u16(st).unwrap(),
+        &b,
+        503,
+        "service_unavailable",
+        "storage busy, retry later",
+    );
+    println!("locked database: 503 after {elapsed:?} (busy_timeout 300 ms)");
+    // Reads still work while the writer is locked out (WAL).
+    let (st, _) = s.get("/users/b/offline_msg_count", Some(&admin)).await;
+    assert_eq!(st, 200);
+
+    // The lock goes away: writes succeed again.
+    sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+    let (st, b) = s.post("/messages/users", Some(&admin), body).await;
+    assert_eq!(st, 200, "{b}");
+}
