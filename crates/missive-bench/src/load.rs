@@ -130,26 +130,26 @@ pub async fn drive(
             None
         }
         Some(rate) => {
-        let (max, done) = (spec.max, done.clone());
-        Some(std::thread::spawn(move || {
-            let interval = 1e6 / rate.max(1e-3);
-            for seq in 0.. {
-                let sched = begin_us + (seq as f64 * interval) as u64;
-                if sched >= end_us || max.is_some_and(|m| seq >= m) || done.load(Ordering::Relaxed) {
-                    break;
-                }
-                loop {
-                    let now = clock.us();
-                    if now >= sched {
+            let (max, done) = (spec.max, done.clone());
+            Some(std::thread::spawn(move || {
+                let interval = 1e6 / rate.max(1e-3);
+                for seq in 0.. {
+                    let sched = begin_us + (seq as f64 * interval) as u64;
+                    if sched >= end_us || max.is_some_and(|m| seq >= m) || done.load(Ordering::Relaxed) {
                         break;
                     }
-                    std::thread::sleep(Duration::from_micros(sched - now));
+                    loop {
+                        let now = clock.us();
+                        if now >= sched {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_micros(sched - now));
+                    }
+                    if tx.send(seq).is_err() {
+                        break;
+                    }
                 }
-                if tx.send(seq).is_err() {
-                    break;
-                }
-            }
-        }))
+            }))
         }
     };
 

@@ -100,13 +100,7 @@ impl Recorder {
             total += v.count_since_last_iteration();
             let q = v.quantile_iterated_to();
             let inv = if q < 1.0 { format!("{:14.2}", 1.0 / (1.0 - q)) } else { String::new() };
-            let _ = writeln!(
-                out,
-                "{:12.3} {:14.12} {:10} {inv}",
-                v.value_iterated_to() as f64 / 1000.0,
-                q,
-                total,
-            );
+            let _ = writeln!(out, "{:12.3} {:14.12} {:10} {inv}", v.value_iterated_to() as f64 / 1000.0, q, total,);
         }
         let _ = writeln!(
             out,
@@ -120,8 +114,8 @@ impl Recorder {
         out
     }
 
-    /// Per-interval p50, p99 and max over the run, for plotting: (seconds, [p50, p99, max] ms).
-    fn over_time(&self) -> Vec<(f64, [f64; 3])> {
+    /// Per-interval p50, p99 and max over the run, for plotting.
+    fn over_time(&self) -> Vec<Point> {
         if self.samples.is_empty() {
             return Vec::new();
         }
@@ -148,6 +142,9 @@ impl Recorder {
     }
 }
 
+/// One plotted interval: (seconds since start, [p50, p99, max] in ms).
+type Point = (f64, [f64; 3]);
+
 /// Writes `NAME-LABEL.hgrm` for each recorder and `NAME-latency.svg` plotting them all.
 pub fn write_outputs(dir: &Path, name: &str, recorders: &[(&str, &Recorder)], summary: &Value) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -155,7 +152,7 @@ pub fn write_outputs(dir: &Path, name: &str, recorders: &[(&str, &Recorder)], su
         std::fs::write(dir.join(format!("{name}-{label}.hgrm")), r.hgrm())?;
     }
     std::fs::write(dir.join(format!("{name}-summary.json")), format!("{summary}\n"))?;
-    let series: Vec<(&str, Vec<(f64, [f64; 3])>)> =
+    let series: Vec<(&str, Vec<Point>)> =
         recorders.iter().map(|(l, r)| (*l, r.over_time())).filter(|(_, s)| !s.is_empty()).collect();
     if !series.is_empty() {
         plot(&dir.join(format!("{name}-latency.svg")), name, &series)?;
@@ -165,7 +162,7 @@ pub fn write_outputs(dir: &Path, name: &str, recorders: &[(&str, &Recorder)], su
 
 /// A small SVG (a few kB, so it can be committed): latency (log scale, ms) against time
 /// (s), a p50 and a p99 line per recorder.
-fn plot(path: &Path, title: &str, series: &[(&str, Vec<(f64, [f64; 3])>)]) -> anyhow::Result<()> {
+fn plot(path: &Path, title: &str, series: &[(&str, Vec<Point>)]) -> anyhow::Result<()> {
     use plotters::prelude::*;
     let t_max = series.iter().flat_map(|(_, s)| s.iter().map(|p| p.0)).fold(0.0f64, f64::max).max(0.01);
     let y_max = series.iter().flat_map(|(_, s)| s.iter().map(|p| p.1[1])).fold(0.0f64, f64::max).max(0.01) * 1.5;

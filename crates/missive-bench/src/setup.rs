@@ -241,7 +241,8 @@ impl Receivers {
     pub fn spawn(clients: Vec<MsyncClient>, clock: Clock) -> Receivers {
         let count = Arc::new(AtomicU64::new(0));
         let stop = CancellationToken::new();
-        let handles = clients.into_iter().map(|c| tokio::spawn(receive(c, clock, count.clone(), stop.clone()))).collect();
+        let handles =
+            clients.into_iter().map(|c| tokio::spawn(receive(c, clock, count.clone(), stop.clone()))).collect();
         Receivers { handles, count, stop }
     }
 
@@ -354,7 +355,8 @@ pub fn text(seq: u64, start_us: u64) -> String {
 /// Duplicates, gaps and unexpected messages among `kind` receipts, given the sequence
 /// numbers that were accepted.
 pub fn reconcile(seen: &[Received], kind: Kind, accepted: &[u64], copies_per_seq: u64) -> Value {
-    let mut got: Vec<u64> = seen.iter().flat_map(|r| r.receipts.iter()).filter(|x| x.kind == kind).map(|x| x.seq).collect();
+    let mut got: Vec<u64> =
+        seen.iter().flat_map(|r| r.receipts.iter()).filter(|x| x.kind == kind).map(|x| x.seq).collect();
     got.sort_unstable();
     let total = got.len() as u64;
     let mut acc = accepted.to_vec();

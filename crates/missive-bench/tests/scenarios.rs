@@ -33,7 +33,17 @@ fn send_closed_loop_with_outputs_and_baseline() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
     let v = bench(&[
-        "send", "--recipients", "3", "--concurrency", "4", "--messages", "60", "--baseline-secs", "0.3", "--out", out,
+        "send",
+        "--recipients",
+        "3",
+        "--concurrency",
+        "4",
+        "--messages",
+        "60",
+        "--baseline-secs",
+        "0.3",
+        "--out",
+        out,
     ]);
     assert_eq!(v["scenario"], "send");
     assert_eq!(v["rest"]["accepted_total"], 60, "{v}");
@@ -51,7 +61,8 @@ fn send_closed_loop_with_outputs_and_baseline() {
 
 #[test]
 fn send_open_loop_with_sync_device_copies() {
-    let v = bench(&["send", "--recipients", "3", "--rate", "100", "--duration", "0.5", "--warmup", "0", "--sync-device"]);
+    let v =
+        bench(&["send", "--recipients", "3", "--rate", "100", "--duration", "0.5", "--warmup", "0", "--sync-device"]);
     assert_eq!(v["mode"], "open");
     let accepted = v["rest"]["accepted_total"].as_u64().unwrap();
     assert!(accepted > 0, "{v}");
@@ -75,8 +86,17 @@ fn fanout_counts_every_recipient() {
 #[test]
 fn connections_with_churn_and_sends() {
     let v = bench(&[
-        "connections", "--connections", "20", "--hold", "1.5", "--churn-per-s", "2", "--send-rate", "20",
-        "--sample-every", "0.5",
+        "connections",
+        "--connections",
+        "20",
+        "--hold",
+        "1.5",
+        "--churn-per-s",
+        "2",
+        "--send-rate",
+        "20",
+        "--sample-every",
+        "0.5",
     ]);
     assert_eq!(v["connections"], 20, "{v}");
     assert!(v["sessions_on_server"].as_u64().unwrap() >= 20, "{v}");

@@ -41,8 +41,7 @@ impl Fixture {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let shm = std::path::Path::new("/dev/shm");
         let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
-        let mut config = Config::default();
-        config.data = dir.path().to_path_buf();
+        let mut config = Config { data: dir.path().to_path_buf(), ..Config::default() };
         config.limits.send_calls_per_second = send_calls_per_second;
         config.limits.send_messages_per_minute = 0;
         // Every iteration queues a message for the same offline user: keep the cap out of it.

@@ -73,8 +73,10 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<(Value, Vec<(String, R
         "{} sessions need more than this process's {limit} file descriptors",
         args.connections
     );
-    anyhow::ensure!(args.spread <= 1 || args.common.target.listen_any || args.common.target.url.is_some(),
-        "--spread needs --listen-any (a server listening on 0.0.0.0)");
+    anyhow::ensure!(
+        args.spread <= 1 || args.common.target.listen_any || args.common.target.url.is_some(),
+        "--spread needs --listen-any (a server listening on 0.0.0.0)"
+    );
     let target = Target::open(&args.common.target, &[]).await?;
     let admin = target.admin_auth().await?;
     let prefix = run_prefix();
@@ -103,8 +105,13 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<(Value, Vec<(String, R
     let sender = (args.send_rate > 0.0).then(|| {
         let n = names.len() as u64;
         let to_names = Arc::new(names.clone());
-        let make = send_body(Arc::new(|_| "soak".to_owned()), Arc::new(move |seq| to_names[(seq % n) as usize].clone()), false);
-        let spec = LoadSpec { concurrency: 64, duration: hold, warmup: Duration::ZERO, max: None, rate: Some(args.send_rate) };
+        let make = send_body(
+            Arc::new(|_| "soak".to_owned()),
+            Arc::new(move |seq| to_names[(seq % n) as usize].clone()),
+            false,
+        );
+        let spec =
+            LoadSpec { concurrency: 64, duration: hold, warmup: Duration::ZERO, max: None, rate: Some(args.send_rate) };
         let post = Post { addr: target.addr, path: target.path("/messages/users"), auth: admin.clone() };
         let pid = target.pid;
         tokio::spawn(async move { drive(post, spec, clock, make, pid, "soak sends").await })
@@ -161,7 +168,9 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<(Value, Vec<(String, R
     drop(clients);
 
     let n = args.connections as f64;
-    let per = |a: Option<u64>, b: Option<u64>, unit: u64| a.zip(b).map(|(a, b)| round3(b.saturating_sub(a) as f64 * unit as f64 / n));
+    let per = |a: Option<u64>, b: Option<u64>, unit: u64| {
+        a.zip(b).map(|(a, b)| round3(b.saturating_sub(a) as f64 * unit as f64 / n))
+    };
     let mut e2e = Recorder::new();
     for x in seen.iter().flat_map(|s| s.receipts.iter()).filter(|x| x.kind == Kind::Peer) {
         e2e.record(x.start_us, x.at_us.saturating_sub(x.start_us));

@@ -96,7 +96,8 @@ pub async fn run(args: OfflineArgs) -> anyhow::Result<(Value, Vec<(String, Recor
     let t0 = clock.us();
     let drained = Arc::new(AtomicBool::new(false));
     let probe = (args.probe_ms > 0).then(|| {
-        let (addr, path, admin, to, drained) = (target.addr, path.clone(), admin.clone(), names[0].clone(), drained.clone());
+        let (addr, path, admin, to, drained) =
+            (target.addr, path.clone(), admin.clone(), names[0].clone(), drained.clone());
         let every = Duration::from_millis(args.probe_ms);
         tokio::spawn(async move {
             let mut conn = Conn::new(addr);
@@ -104,7 +105,8 @@ pub async fn run(args: OfflineArgs) -> anyhow::Result<(Value, Vec<(String, Recor
             let mut seq = 0u64;
             while !drained.load(Ordering::Relaxed) {
                 let start = clock.us();
-                let body = format!(r#"{{"from":"probe","to":["{to}"],"type":"txt","body":{{"msg":"p{seq}:{start}"}}}}"#);
+                let body =
+                    format!(r#"{{"from":"probe","to":["{to}"],"type":"txt","body":{{"msg":"p{seq}:{start}"}}}}"#);
                 if let Ok((s, _)) = conn.send(Method::POST, &path, Some(&admin), Bytes::from(body)).await
                     && s.is_success()
                 {

@@ -60,11 +60,13 @@ pub async fn run(args: SdkArgs) -> anyhow::Result<(Value, Vec<(String, Recorder)
     let (mut clients, _) = login_all(&target, &all, &tokens, &LoginPlan::default(), clock).await?;
     let peer_clients = clients.split_off(args.pairs);
     let receivers = Receivers::spawn(peer_clients.into_iter().map(|c| c.client).collect(), clock);
-    let sender_clients: Vec<Arc<missive_msync::MsyncClient>> = clients.into_iter().map(|c| Arc::new(c.client)).collect();
+    let sender_clients: Vec<Arc<missive_msync::MsyncClient>> =
+        clients.into_iter().map(|c| Arc::new(c.client)).collect();
 
     // The bare-HTTP baseline gets a REST send of the same message, for the ratio.
     let make = send_body(Arc::new(|_| "loadgen".to_owned()), Arc::new(|_| "peer".to_owned()), false);
-    let baseline = same_run(args.common.baseline_secs, args.pairs * args.in_flight, &target.path("/messages/users"), make).await?;
+    let baseline =
+        same_run(args.common.baseline_secs, args.pairs * args.in_flight, &target.path("/messages/users"), make).await?;
 
     let warmup = if args.messages.is_some() { Duration::ZERO } else { Duration::from_secs_f64(args.warmup) };
     let begin = clock.us();
@@ -83,7 +85,8 @@ pub async fn run(args: SdkArgs) -> anyhow::Result<(Value, Vec<(String, Recorder)
     for (i, client) in sender_clients.iter().enumerate() {
         for _ in 0..args.in_flight.max(1) {
             let (client, next, pb) = (client.clone(), next.clone(), pb.clone());
-            let (from, to, max, by_count) = (senders[i].clone(), peers[i].clone(), args.messages, args.messages.is_some());
+            let (from, to, max, by_count) =
+                (senders[i].clone(), peers[i].clone(), args.messages, args.messages.is_some());
             tasks.push(tokio::spawn(async move {
                 let mut acked = Vec::new();
                 let mut measured = 0u64;
@@ -141,19 +144,20 @@ pub async fn run(args: SdkArgs) -> anyhow::Result<(Value, Vec<(String, Recorder)
     let end = clock.us();
     pb.finish_and_clear();
     let cpu_end = (target.cpu_secs(), procfs::own_cpu_secs());
-    let (cpu0, window_start) =
-        if end > warm_us { (Some(cpu_at_warm.await?), warm_us) } else { (None, begin) };
+    let (cpu0, window_start) = if end > warm_us { (Some(cpu_at_warm.await?), warm_us) } else { (None, begin) };
     let server_cpu = cpu0.and_then(|c| c.0).zip(cpu_end.0).map(|(a, b)| b - a);
     let generator_cpu = cpu0.map(|c| cpu_end.1 - c.1);
     let measured = if cpu0.is_some() { measured } else { acked.len() as u64 };
     let window = (end - window_start) as f64 / 1e6;
 
-    let all_in = receivers.wait_for(acked.len() as u64, Duration::from_secs_f64(args.drain_timeout), "deliveries").await;
+    let all_in =
+        receivers.wait_for(acked.len() as u64, Duration::from_secs_f64(args.drain_timeout), "deliveries").await;
     let (clients, seen) = receivers.finish().await?;
     drop(clients);
     drop(sender_clients);
     let mut e2e = Recorder::new();
-    for x in seen.iter().flat_map(|s| s.receipts.iter()).filter(|x| x.kind == Kind::Peer && x.start_us >= window_start) {
+    for x in seen.iter().flat_map(|s| s.receipts.iter()).filter(|x| x.kind == Kind::Peer && x.start_us >= window_start)
+    {
         e2e.record(x.start_us, x.at_us.saturating_sub(x.start_us));
     }
     let per_cpu = server_cpu.filter(|c| *c > 0.0).map(|c| measured as f64 / c);

@@ -15,8 +15,8 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::baseline::{NameOf, merge, same_run, send_body};
 use super::Common;
+use super::baseline::{NameOf, merge, same_run, send_body};
 use crate::load::{LoadSpec, Post, drive};
 use crate::report::{Clock, Recorder, ratio};
 use crate::setup::{Kind, LoginPlan, Receivers, login_all, reconcile, run_prefix, users_with_tokens};
