@@ -81,13 +81,26 @@ impl AppState {
             return Ok(Err(UnknownRecipient(r.clone())));
         }
         let created = now_ms() as i64;
+        // Ids of copies that will be stored are registered until their commit returns (see
+        // `UncommittedIds`); the others are just allocated.
+        let will_store = |r: &String| known.contains(r) && !out.route_online;
+        let (mut stored_ids, _uncommitted) = self.uncommitted.allocate(
+            &self.ids,
+            out.app.id,
+            recipients.iter().filter(|r| will_store(r)).map(|r| (r.clone(), out.from.clone())),
+        );
+        stored_ids.reverse();
         let mut ids = Vec::with_capacity(recipients.len());
         let mut stored = Vec::new();
         let mut transient = Vec::new();
         let mut body = out.body;
         body.from = Some(pb::Jid { name: Some(out.from.clone()), ..Default::default() });
         for recipient in recipients {
-            let id = self.ids.next_id();
+            let id = if will_store(&recipient) {
+                stored_ids.pop().expect("one registered id per stored copy")
+            } else {
+                self.ids.next_id()
+            };
             body.to = Some(pb::Jid { name: Some(recipient.clone()), ..Default::default() });
             let payload = body.encode_to_vec();
             let wanted = known.contains(&recipient);

@@ -332,8 +332,17 @@ impl Session {
                 let sent = &mut self.transient_sent;
                 t.retain(|id, _| *id > key || !sent.remove(id));
             }
-            if let Err(e) =
-                self.state.store.ack(self.app.id, &self.user, &self.device.resource, &queue, MsgId(key)).await
+            if let Err(e) = self
+                .state
+                .store
+                .ack(
+                    self.app.id,
+                    &self.user,
+                    &self.device.resource,
+                    &queue,
+                    MsgId(self.state.uncommitted.safe_ack(self.app.id, &self.user, &queue, key)),
+                )
+                .await
             {
                 // The messages stay unacked and will be delivered again: at-least-once.
                 tracing::warn!(%e, "ack failed");
