@@ -301,8 +301,10 @@ impl Config {
             fig = fig.merge(Toml::file_exact(file));
         }
         // Only our own sections: other MISSIVE_* variables (test settings, say) are not config.
-        const SECTIONS: &[&str] =
-            &["listen", "data", "node_id", "limits", "queue", "tokens", "sessions", "security", "messages", "files", "storage"];
+        const SECTIONS: &[&str] = &[
+            "listen", "data", "node_id", "limits", "queue", "tokens", "sessions", "security", "messages", "files",
+            "storage",
+        ];
         fig = fig.merge(Env::prefixed("MISSIVE_").split("__").filter(|k| {
             let k = k.as_str().to_ascii_lowercase();
             SECTIONS.iter().any(|s| k == *s || k.starts_with(&format!("{s}__")) || k.starts_with(&format!("{s}.")))
