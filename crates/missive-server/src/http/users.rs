@@ -524,6 +524,15 @@ pub async fn activate_user(
     Ok(bare(&api, "activate user"))
 }
 
+/// The shape Easemob gives every per-user `GET` that answers with `data`: no entities,
+/// `count: 0`, and the full request path in `uri`.
+fn user_data(api: &Api, user: &User, suffix: &str, data: impl Into<Value>) -> Envelope {
+    api.envelope("get", "/users", &format!("/users/{}/{suffix}", user.username))
+        .set("entities", Vec::<Value>::new())
+        .set("data", data)
+        .set("count", 0)
+}
+
 fn presence(state: &AppState, api: &Api, user: &str) -> &'static str {
     if state.hub.is_online(api.app.id, user) { "online" } else { "offline" }
 }
@@ -551,11 +560,7 @@ pub async fn user_status(
     let user = path_user(&state, &api, &name).await?;
     let mut data = Map::new();
     data.insert(user.username.clone(), presence(&state, &api, &user.username).into());
-    Ok(api
-        .envelope("get", "/users", &format!("/users/{}/status", user.username))
-        .set("entities", Vec::<Value>::new())
-        .set("data", data)
-        .set("count", 0))
+    Ok(user_data(&api, &user, "status", data))
 }
 
 /// `POST /{org}/{app}/users/batch/status` — `{"usernames": [...]}`, at most 100; unknown
@@ -616,11 +621,7 @@ pub async fn offline_msg_count(
     let n = state.store.offline_count(api.app.id, &user.username).await?;
     let mut data = Map::new();
     data.insert(user.username.clone(), n.into());
-    Ok(api
-        .envelope("get", "/users", &format!("/users/{}/offline_msg_count", user.username))
-        .set("entities", Vec::<Value>::new())
-        .set("data", data)
-        .set("count", 0))
+    Ok(user_data(&api, &user, "offline_msg_count", data))
 }
 
 /// `GET /{org}/{app}/users/{username}/offline_msg_status/{msg_id}` — `undelivered` while
@@ -651,11 +652,7 @@ pub async fn offline_msg_status(
         state.store.message(api.app.id, MsgId(id)).await?.is_some_and(|m| m.owner == user.username && !m.delivered);
     let mut data = Map::new();
     data.insert(msg_id.clone(), if pending { "undelivered" } else { "delivered" }.into());
-    Ok(api
-        .envelope("get", "/users", &format!("/users/{}/offline_msg_status/{msg_id}", user.username))
-        .set("entities", Vec::<Value>::new())
-        .set("data", data)
-        .set("count", 0))
+    Ok(user_data(&api, &user, &format!("offline_msg_status/{msg_id}"), data))
 }
 
 /// `GET /{org}/{app}/users/{username}/resources` — the devices online now.
@@ -685,11 +682,7 @@ pub async fn user_resources(
         .into_iter()
         .map(|d| json!({"res": d.resource, "device_uuid": d.device_uuid, "device_name": d.device_name}))
         .collect();
-    Ok(api
-        .envelope("get", "/users", &format!("/users/{}/resources", user.username))
-        .set("entities", Vec::<Value>::new())
-        .set("data", data)
-        .set("count", 0))
+    Ok(user_data(&api, &user, "resources", data))
 }
 
 /// `GET /{org}/{app}/users/{username}/disconnect` — logs out every device.
@@ -714,11 +707,7 @@ pub async fn disconnect_all(
     api.require_admin("/users")?;
     let user = path_user(&state, &api, &name).await?;
     state.hub.kick(api.app.id, &user.username, None, KickReason::ByAdmin);
-    Ok(api
-        .envelope("get", "/users", &format!("/users/{}/disconnect", user.username))
-        .set("entities", Vec::<Value>::new())
-        .set("data", json!({"result": true}))
-        .set("count", 0))
+    Ok(user_data(&api, &user, "disconnect", json!({"result": true})))
 }
 
 /// `DELETE /{org}/{app}/users/{username}/disconnect/{resource}` — logs out one device.
