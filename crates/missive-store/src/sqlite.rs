@@ -684,10 +684,21 @@ macro_rules! sql {
     ($($part:expr),+ $(,)?) => { concat!($($part),+) };
 }
 
-const SELECT_USER: &str = sql!(
-    "SELECT seq, uuid, app_id, username, password_hash, nickname, activated, created, modified, attributes ",
-    "FROM users WHERE app_id = ? AND username = ?"
-);
+/// The columns `user_from_row` reads, as a literal `sql!` can join.
+macro_rules! user_columns {
+    () => {
+        "seq, uuid, app_id, username, password_hash, nickname, activated, created, modified, attributes"
+    };
+}
+
+/// The columns `message_from_row` reads, as a literal `sql!` can join.
+macro_rules! message_columns {
+    () => {
+        "id, app_id, owner, queue, sender, created, payload, delivered"
+    };
+}
+
+const SELECT_USER: &str = sql!("SELECT ", user_columns!(), " ", "FROM users WHERE app_id = ? AND username = ?");
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -877,7 +888,9 @@ impl Store for SqliteStore {
 
     async fn list_users(&self, app: Uuid, after: i64, limit: u32) -> StoreResult<Vec<User>> {
         let rows = sqlx::query(sql!(
-            "SELECT seq, uuid, app_id, username, password_hash, nickname, activated, created, modified, attributes ",
+            "SELECT ",
+            user_columns!(),
+            " ",
             "FROM users WHERE app_id = ? AND seq > ? ORDER BY seq LIMIT ?"
         ))
         .bind(app.to_string())
@@ -894,15 +907,13 @@ impl Store for SqliteStore {
         let result = async {
             let mut tx = conn.begin().await.map_err(map_err)?;
             let app_s = app.to_string();
-            let row = sqlx::query(sql!(
-                "DELETE FROM users WHERE app_id = ? AND username = ? RETURNING ",
-                "seq, uuid, app_id, username, password_hash, nickname, activated, created, modified, attributes"
-            ))
-            .bind(&app_s)
-            .bind(username)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            let row =
+                sqlx::query(sql!("DELETE FROM users WHERE app_id = ? AND username = ? RETURNING ", user_columns!()))
+                    .bind(&app_s)
+                    .bind(username)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
             let Some(row) = row else { return Ok(None) };
             let user = user_from_row(&row)?;
             for sql in [
@@ -929,7 +940,7 @@ impl Store for SqliteStore {
     async fn set_password(&self, app: Uuid, username: &str, password_hash: &str) -> StoreResult<Option<User>> {
         let row = sqlx::query(sql!(
             "UPDATE users SET password_hash = ?, modified = ? WHERE app_id = ? AND username = ? RETURNING ",
-            "seq, uuid, app_id, username, password_hash, nickname, activated, created, modified, attributes"
+            user_columns!()
         ))
         .bind(password_hash)
         .bind(now_ms() as i64)
@@ -944,7 +955,7 @@ impl Store for SqliteStore {
     async fn set_activated(&self, app: Uuid, username: &str, activated: bool) -> StoreResult<Option<User>> {
         let row = sqlx::query(sql!(
             "UPDATE users SET activated = ?, modified = ? WHERE app_id = ? AND username = ? RETURNING ",
-            "seq, uuid, app_id, username, password_hash, nickname, activated, created, modified, attributes"
+            user_columns!()
         ))
         .bind(activated)
         .bind(now_ms() as i64)
@@ -1009,28 +1020,22 @@ impl Store for SqliteStore {
     }
 
     async fn message(&self, app: Uuid, id: MsgId) -> StoreResult<Option<QueuedMessage>> {
-        let row = sqlx::query(sql!(
-            "SELECT id, app_id, owner, queue, sender, created, payload, delivered ",
-            "FROM messages WHERE id = ? AND app_id = ?"
-        ))
-        .bind(id.0 as i64)
-        .bind(app.to_string())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(map_err)?;
+        let row = sqlx::query(sql!("SELECT ", message_columns!(), " ", "FROM messages WHERE id = ? AND app_id = ?"))
+            .bind(id.0 as i64)
+            .bind(app.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_err)?;
         row.as_ref().map(message_from_row).transpose()
     }
 
     async fn recall(&self, app: Uuid, id: MsgId) -> StoreResult<RecallOutcome> {
-        let row = sqlx::query(sql!(
-            "DELETE FROM messages WHERE id = ? AND app_id = ? RETURNING ",
-            "id, app_id, owner, queue, sender, created, payload, delivered"
-        ))
-        .bind(id.0 as i64)
-        .bind(app.to_string())
-        .fetch_optional(&self.write)
-        .await
-        .map_err(map_err)?;
+        let row = sqlx::query(sql!("DELETE FROM messages WHERE id = ? AND app_id = ? RETURNING ", message_columns!()))
+            .bind(id.0 as i64)
+            .bind(app.to_string())
+            .fetch_optional(&self.write)
+            .await
+            .map_err(map_err)?;
         Ok(match row.as_ref().map(message_from_row).transpose()? {
             None => RecallOutcome::NotFound,
             Some(m) if m.delivered => RecallOutcome::RemovedDelivered(m),
@@ -1094,7 +1099,9 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<QueuedMessage>> {
         let app_s = app.to_string();
         let rows = sqlx::query(sql!(
-            "SELECT id, app_id, owner, queue, sender, created, payload, delivered FROM messages ",
+            "SELECT ",
+            message_columns!(),
+            " FROM messages ",
             "WHERE app_id = ?1 AND owner = ?2 AND queue = ?3 AND id > COALESCE(",
             "(SELECT acked FROM cursors WHERE app_id = ?1 AND owner = ?2 AND resource = ?4 AND queue = ?3), 0) ",
             "ORDER BY id LIMIT ?5"
