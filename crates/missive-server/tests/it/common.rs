@@ -428,3 +428,17 @@ pub fn assert_msg_id(id: &Value, after: u64) -> u64 {
     assert!(ms >= after && ms <= missive_core::id::now_ms(), "id {s} was made at {ms}, not during the request");
     n
 }
+
+/// Polls `f` until it is true, for at most 15 s: a wait on the server's own state (an ack
+/// being written, a sweep running), never a sleep standing in for readiness.
+pub async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -19,7 +19,7 @@ use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
-use crate::common::{ProcessServer, TestServer, assert_error, test_config};
+use crate::common::{ProcessServer, TestServer, assert_error, eventually, test_config};
 
 const MB10: usize = 10 * 1024 * 1024;
 const WAIT: Duration = Duration::from_secs(15);
@@ -113,19 +113,6 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-/// Polls `f` until true, bounded by `WAIT`: waits on the server's state, not on time.
-async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 // --- upload and download ------------------------------------------------------------------

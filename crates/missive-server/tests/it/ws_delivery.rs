@@ -11,7 +11,7 @@ use missive_msync::{ClientError, ClientEvent, ClientOptions, Login, MsyncClient,
 use serde_json::{Value, json};
 use tokio::time::timeout;
 
-use crate::common::TestServer;
+use crate::common::{TestServer, eventually};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -56,20 +56,6 @@ fn id_of(data: &Value, user: &str) -> u64 {
 async fn offline_count(s: &TestServer, admin: &str, user: &str) -> u64 {
     let (_, b) = s.get(&format!("/users/{user}/offline_msg_count"), Some(admin)).await;
     b["data"][user].as_u64().expect("count")
-}
-
-/// Polls a condition that the server reaches asynchronously (an ack being written), with a
-/// bound; the loop waits on the server's own state, not on time.
-async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test]
