@@ -5,6 +5,10 @@
 //! the backend does. Every method that returns `Ok` after a write has made it durable: the
 //! HTTP layer answers 200 only after that.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
@@ -62,8 +66,26 @@ pub struct QueueCount {
     pub pending: u32,
 }
 
+/// Resolves once an acknowledgement submitted with `Store::submit_ack` is durable.
+pub type AckReceipt = Pin<Box<dyn Future<Output = StoreResult<()>> + Send + Sync>>;
+
+/// Told about queue changes as they become visible, so online devices can be served from
+/// memory instead of a read per message (the server's hub implements it).
+///
+/// Called from the store's write path after the commit and before the writers are answered:
+/// keep it short and never block.
+pub trait CommitListener: Send + Sync {
+    /// These messages were just committed.
+    fn committed(&self, messages: &[QueuedMessage]);
+    /// This message was removed from its queue before every device had it (recall).
+    fn removed(&self, message: &QueuedMessage);
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Installs the listener told about every later commit, replacing any earlier one.
+    fn set_commit_listener(&self, listener: Arc<dyn CommitListener>);
+
     // --- apps -----------------------------------------------------------------------------
     async fn create_app(&self, app: &App) -> StoreResult<()>;
     async fn app_by_name(&self, org: &str, name: &str) -> StoreResult<Option<App>>;
@@ -118,15 +140,35 @@ pub trait Store: Send + Sync + 'static {
     async fn register_device(&self, app: Uuid, owner: &str, device: &DeviceInfo) -> StoreResult<bool>;
     /// Per-queue counts of messages this device has not acked.
     async fn pending_counts(&self, app: Uuid, owner: &str, resource: &str) -> StoreResult<Vec<QueueCount>>;
-    /// Marks everything up to `key` in `queue` as acked by this device (and delivered).
-    async fn ack(&self, app: Uuid, owner: &str, resource: &str, queue: &str, key: MsgId) -> StoreResult<()>;
-    /// The next `limit` messages of `queue` after this device's ack position, in id order.
+    /// Marks everything up to `key` in `queue` as acked by this device (and delivered);
+    /// returns once that is durable.
+    async fn ack(&self, app: Uuid, owner: &str, resource: &str, queue: &str, key: MsgId) -> StoreResult<()> {
+        self.submit_ack(app, owner, resource, queue, key).await?.await
+    }
+    /// Like `ack`, but returns as soon as the write is queued, with a receipt that resolves
+    /// when it is durable. A device's next pull need not wait for its ack's fsync: an ack
+    /// lost in a crash only means those messages are delivered again.
+    async fn submit_ack(
+        &self,
+        app: Uuid,
+        owner: &str,
+        resource: &str,
+        queue: &str,
+        key: MsgId,
+    ) -> StoreResult<AckReceipt>;
+    /// The next `limit` messages of `queue` with ids above both this device's durable ack
+    /// position and `after` (what the caller knows the device already has), in id order.
+    ///
+    /// When it returns, the commit listener has been called for every commit this read
+    /// could see, so a caller that also takes the listener's announcements can match the
+    /// two exactly.
     async fn pending(
         &self,
         app: Uuid,
         owner: &str,
         resource: &str,
         queue: &str,
+        after: MsgId,
         limit: u32,
     ) -> StoreResult<Vec<QueuedMessage>>;
 

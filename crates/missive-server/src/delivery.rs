@@ -1,8 +1,8 @@
 //! The one path every message takes, whoever sent it.
 //!
 //! validate (caller) → assign a time-ordered id per recipient → persist one row per
-//! recipient (group-committed, fsync'd) → notify the recipients' online devices → they pull
-//! and ack over MSYNC. REST sends, SDK uploads, receipts and recall notices all come through
+//! recipient (group-committed, fsync'd) → the store announces the commit to the hub, which
+//! hands each message to its recipient's online devices → they pull and ack over MSYNC. REST sends, SDK uploads, receipts and recall notices all come through
 //! `Delivery::send`, so ordering, durability and multi-device rules hold for all of them.
 //!
 //! Online-only traffic (`ROUTE_ONLINE`, `sync_device` copies) skips the store and goes to
@@ -18,7 +18,7 @@ use missive_msync::pb;
 use prost::Message;
 
 use crate::error::{ApiError, ApiResult};
-use crate::hub::TransientMessage;
+use crate::hub::LiveMessage;
 use crate::state::AppState;
 
 /// A validated message on its way to one or more recipients.
@@ -105,7 +105,7 @@ impl AppState {
             let payload = body.encode_to_vec();
             let wanted = known.contains(&recipient);
             if out.sync_device {
-                transient.push(Arc::new(TransientMessage {
+                transient.push(Arc::new(LiveMessage {
                     id,
                     queue: recipient.clone(),
                     sender: out.from.clone(),
@@ -116,7 +116,7 @@ impl AppState {
             }
             if wanted && out.route_online {
                 if self.hub.is_online(out.app.id, &recipient) {
-                    let msg = Arc::new(TransientMessage {
+                    let msg = Arc::new(LiveMessage {
                         id,
                         queue: out.from.clone(),
                         sender: out.from.clone(),
@@ -140,7 +140,8 @@ impl AppState {
             }
             ids.push((recipient, id));
         }
-        let notify: Vec<String> = stored.iter().map(|m| m.owner.clone()).collect();
+        // The store tells the hub about these messages once they are committed; the guard
+        // keeping their ids registered as uncommitted lives until this function returns.
         match key {
             None => self.store.enqueue(stored, self.queue_policy()).await?,
             Some(key) => {
@@ -154,10 +155,6 @@ impl AppState {
                 };
                 self.store.enqueue_recorded(stored, self.queue_policy(), record).await?
             }
-        }
-        let queue: Arc<str> = Arc::from(out.from.as_str());
-        for owner in &notify {
-            self.hub.notify(out.app.id, owner, &queue);
         }
         for copy in &transient {
             self.hub.push_transient(out.app.id, &out.from, copy, out.origin_resource.as_deref());

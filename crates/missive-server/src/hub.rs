@@ -2,7 +2,9 @@
 //!
 //! Keyed by (app, user), each entry lists that user's live MSYNC sessions (one per device
 //! resource). Senders never write to a socket: they put a small event on the session's
-//! bounded channel with `try_send`. A session whose channel is full is not keeping up, so it
+//! bounded channel with `try_send`. Stored messages reach the hub from the store itself (the
+//! hub is the store's `CommitListener`), right after their commit, carrying the message, so
+//! an online device is served from memory without a read per message. A session whose channel is full is not keeping up, so it
 //! is cancelled (its socket closed) instead of buffering without bound; its messages are
 //! still in its queues and arrive when it reconnects. This keeps one slow client from
 //! slowing anyone else, and memory bounded by `send_buffer_frames` per session.
@@ -13,15 +15,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use dashmap::DashMap;
 use missive_core::id::MsgId;
-use missive_core::model::DeviceInfo;
+use missive_core::model::{DeviceInfo, QueuedMessage};
+use missive_core::store::CommitListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// A message delivered to online devices only and never stored: `ROUTE_ONLINE` sends and
-/// `sync_device` copies.
+/// A message on its way to online devices: a stored one just committed, or one that is
+/// never stored (`ROUTE_ONLINE` sends and `sync_device` copies).
 #[derive(Debug)]
-pub struct TransientMessage {
+pub struct LiveMessage {
     pub id: MsgId,
     /// The queue (conversation peer) it appears in for the receiving device.
     pub queue: String,
@@ -30,6 +33,19 @@ pub struct TransientMessage {
     pub created: i64,
     /// The encoded `MessageBody`.
     pub payload: Bytes,
+}
+
+impl From<QueuedMessage> for LiveMessage {
+    fn from(m: QueuedMessage) -> LiveMessage {
+        LiveMessage {
+            id: m.id,
+            queue: m.queue,
+            sender: m.sender,
+            owner: m.owner,
+            created: m.created,
+            payload: Bytes::from(m.payload),
+        }
+    }
 }
 
 /// Why a session is being told to leave; maps to the SDK's StatisticsBody operations.
@@ -47,9 +63,15 @@ pub enum KickReason {
 /// What a session's event loop receives.
 #[derive(Debug)]
 pub enum SessionEvent {
-    /// New stored messages in this queue: send NOTICE.
-    Notice(Arc<str>),
-    Transient(Arc<TransientMessage>),
+    /// A stored message was committed (send NOTICE; the session may serve it from memory).
+    Stored(Arc<LiveMessage>),
+    /// An online-only message: it exists nowhere else.
+    Transient(Arc<LiveMessage>),
+    /// A stored message was removed from its queue (recall) and must not go out any more.
+    Withdrawn {
+        queue: String,
+        id: MsgId,
+    },
     Kick(KickReason),
 }
 
@@ -150,20 +172,9 @@ impl Hub {
         self.sessions.iter().map(|e| e.value().len()).sum()
     }
 
-    /// Tells every device of `user` that `queue` has new stored messages.
-    pub fn notify(&self, app: Uuid, user: &str, queue: &Arc<str>) {
-        self.each_session(app, user, None, |_| SessionEvent::Notice(queue.clone()));
-    }
-
     /// Hands an online-only message to every device of `user`, except `skip_resource`.
     /// Returns how many devices got it.
-    pub fn push_transient(
-        &self,
-        app: Uuid,
-        user: &str,
-        msg: &Arc<TransientMessage>,
-        skip_resource: Option<&str>,
-    ) -> usize {
+    pub fn push_transient(&self, app: Uuid, user: &str, msg: &Arc<LiveMessage>, skip_resource: Option<&str>) -> usize {
         self.each_session(app, user, skip_resource, |_| SessionEvent::Transient(msg.clone()))
     }
 
@@ -206,6 +217,29 @@ impl Hub {
     }
 }
 
+impl CommitListener for Hub {
+    fn committed(&self, messages: &[QueuedMessage]) {
+        for m in messages {
+            if !self.is_online(m.app_id, &m.owner) {
+                continue;
+            }
+            let live = Arc::new(LiveMessage {
+                id: m.id,
+                queue: m.queue.clone(),
+                sender: m.sender.clone(),
+                owner: m.owner.clone(),
+                created: m.created,
+                payload: Bytes::copy_from_slice(&m.payload),
+            });
+            self.each_session(m.app_id, &m.owner, None, |_| SessionEvent::Stored(live.clone()));
+        }
+    }
+
+    fn removed(&self, m: &QueuedMessage) {
+        self.each_session(m.app_id, &m.owner, None, |_| SessionEvent::Withdrawn { queue: m.queue.clone(), id: m.id });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,12 +267,19 @@ mod tests {
         let hub = Hub::new(4, 8);
         let app = Uuid::new_v4();
         let reg = hub.register(app, "u", dev("a")).unwrap();
-        let q: Arc<str> = Arc::from("peer");
+        let msg = Arc::new(LiveMessage {
+            id: MsgId(1),
+            queue: "peer".into(),
+            sender: "peer".into(),
+            owner: "u".into(),
+            created: 0,
+            payload: Bytes::new(),
+        });
         for _ in 0..4 {
-            hub.notify(app, "u", &q);
+            hub.push_transient(app, "u", &msg, None);
         }
         assert!(!reg.cancel.is_cancelled());
-        hub.notify(app, "u", &q);
+        hub.push_transient(app, "u", &msg, None);
         assert!(reg.cancel.is_cancelled());
         hub.unregister(app, "u", reg.id);
         assert!(!hub.is_online(app, "u"));

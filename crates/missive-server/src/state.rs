@@ -33,7 +33,8 @@ pub struct Shared {
     pub ids: IdGenerator,
     /// Ids handed out for stored messages whose commit has not finished, per queue.
     pub uncommitted: UncommittedIds,
-    pub hub: Hub,
+    /// Also the store's commit listener.
+    pub hub: Arc<Hub>,
     pub apps: AppCache,
     /// Send calls per second per app.
     pub send_calls: Quota,
@@ -72,7 +73,8 @@ impl AppState {
             config.security.argon2_memory_kib,
             config.security.argon2_iterations,
         ));
-        let hub = Hub::new(config.sessions.send_buffer_frames, config.sessions.max_devices_per_user);
+        let hub = Arc::new(Hub::new(config.sessions.send_buffer_frames, config.sessions.max_devices_per_user));
+        store.set_commit_listener(hub.clone());
         AppState(Arc::new(Shared {
             ids: IdGenerator::new(config.node_id),
             uncommitted: UncommittedIds::default(),

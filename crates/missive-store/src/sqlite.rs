@@ -15,18 +15,21 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use missive_core::id::{MsgId, now_ms};
 use missive_core::model::{App, DeviceInfo, FileRecord, IdempotencyRecord, NewUser, QueuedMessage, TokenRecord, User};
-use missive_core::store::{QueueCount, QueuePolicy, RecallOutcome, Store, StoreError, StoreResult, UserPatch};
+use missive_core::store::{
+    AckReceipt, CommitListener, QueueCount, QueuePolicy, RecallOutcome, Store, StoreError, StoreResult, UserPatch,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Connection, Row, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 /// Forward-only migrations, applied in order; the database's `user_version` records the last
@@ -65,6 +68,47 @@ pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
     enqueue_tx: mpsc::Sender<Job>,
+    clock: Arc<CommitClock>,
+}
+
+/// Orders group commits against reads, so `pending` can promise that the commit listener
+/// has heard of every commit the read could see: a read that ends waits until every batch
+/// begun before its end has been announced (at most the one batch being written).
+struct CommitClock {
+    /// Batches begun; incremented before a batch's transaction starts.
+    begun: AtomicU64,
+    /// The last batch that has been committed (or failed) and announced to the listener.
+    announced: watch::Sender<u64>,
+    /// A std lock, read once per batch and never held across an await.
+    listener: RwLock<Option<Arc<dyn CommitListener>>>,
+}
+
+impl CommitClock {
+    fn listener(&self) -> Option<Arc<dyn CommitListener>> {
+        self.listener.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl CommitClock {
+    /// Waits until every batch begun so far has been announced.
+    async fn settled(&self) -> StoreResult<()> {
+        let target = self.begun.load(Ordering::SeqCst);
+        if *self.announced.borrow() >= target {
+            return Ok(());
+        }
+        let mut rx = self.announced.subscribe();
+        rx.wait_for(|n| *n >= target).await.map(|_| ()).map_err(writer_stopped)
+    }
+}
+
+/// Marks every batch announced when the group-commit task ends, however it ends, so no
+/// reader waits forever on a writer that is gone.
+struct AnnounceAllOnExit(Arc<CommitClock>);
+
+impl Drop for AnnounceAllOnExit {
+    fn drop(&mut self) {
+        self.0.announced.send_replace(u64::MAX);
+    }
 }
 
 struct EnqueueJob {
@@ -163,8 +207,13 @@ impl SqliteStore {
             .await
             .map_err(map_err)?;
         let (enqueue_tx, rx) = mpsc::channel(4096);
-        tokio::spawn(group_commit(write.clone(), rx, options.max_batch.max(1)));
-        Ok(SqliteStore { read, write, enqueue_tx })
+        let clock = Arc::new(CommitClock {
+            begun: AtomicU64::new(0),
+            announced: watch::Sender::new(0),
+            listener: RwLock::new(None),
+        });
+        tokio::spawn(group_commit(write.clone(), rx, options.max_batch.max(1), clock.clone()));
+        Ok(SqliteStore { read, write, enqueue_tx, clock })
     }
 
     /// Hands a job to the group-commit task and waits for the commit that covers it.
@@ -246,9 +295,17 @@ async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
 }
 
 /// The group-commit loop: take what has queued up, write it in one transaction, answer all.
-async fn group_commit(pool: SqlitePool, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+async fn group_commit(pool: SqlitePool, mut rx: mpsc::Receiver<Job>, max_batch: usize, clock: Arc<CommitClock>) {
+    let _exit = AnnounceAllOnExit(clock.clone());
     let mut batch: Vec<Job> = Vec::new();
     let mut backlog = Backlog::default();
+    let announce = |job: &Job, listener: &Option<Arc<dyn CommitListener>>| {
+        if let (Job::Enqueue(e), Some(listener)) = (job, listener)
+            && !e.messages.is_empty()
+        {
+            listener.committed(&e.messages);
+        }
+    };
     while let Some(first) = rx.recv().await {
         let mut count = first.weight();
         batch.push(first);
@@ -261,27 +318,32 @@ async fn group_commit(pool: SqlitePool, mut rx: mpsc::Receiver<Job>, max_batch: 
                 Err(_) => break,
             }
         }
-        let result = write_batch(&pool, &batch, &mut backlog).await;
-        match result {
+        let seq = clock.begun.fetch_add(1, Ordering::SeqCst) + 1;
+        // Listeners hear of a commit before its writers are answered (so before the sender
+        // can tell anyone), and before `announced` moves (so before a read that saw it ends).
+        let mut answers: Vec<(Job, StoreResult<bool>)> = Vec::with_capacity(batch.len());
+        let listener = clock.listener();
+        match write_batch(&pool, &batch, &mut backlog).await {
             Ok(firsts) => {
-                for (job, first) in batch.drain(..).zip(firsts) {
-                    job.answer(Ok(first));
-                }
+                batch.iter().for_each(|job| announce(job, &listener));
+                answers.extend(batch.drain(..).zip(firsts.into_iter().map(Ok)));
             }
             Err(err) if batch.len() > 1 => {
                 // One bad job must not fail its neighbours: retry each alone.
                 tracing::warn!(%err, jobs = batch.len(), "group commit failed; retrying jobs one by one");
                 for job in batch.drain(..) {
-                    let one = std::slice::from_ref(&job);
-                    let r = write_batch(&pool, one, &mut backlog).await.map(|f| f[0]);
-                    job.answer(r);
+                    let r = write_batch(&pool, std::slice::from_ref(&job), &mut backlog).await.map(|f| f[0]);
+                    if r.is_ok() {
+                        announce(&job, &listener);
+                    }
+                    answers.push((job, r));
                 }
             }
-            Err(err) => {
-                for job in batch.drain(..) {
-                    job.answer(Err(clone_err(&err)));
-                }
-            }
+            Err(err) => answers.extend(batch.drain(..).map(|job| (job, Err(clone_err(&err))))),
+        }
+        clock.announced.send_replace(seq);
+        for (job, result) in answers {
+            job.answer(result);
         }
     }
 }
@@ -702,6 +764,10 @@ const SELECT_USER: &str = sql!("SELECT ", user_columns!(), " ", "FROM users WHER
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn set_commit_listener(&self, listener: Arc<dyn CommitListener>) {
+        *self.clock.listener.write().unwrap_or_else(|e| e.into_inner()) = Some(listener);
+    }
+
     async fn create_app(&self, app: &App) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO apps (id, org, name, client_id, client_secret, open_registration, created) \
@@ -1036,7 +1102,11 @@ impl Store for SqliteStore {
             .fetch_optional(&self.write)
             .await
             .map_err(map_err)?;
-        Ok(match row.as_ref().map(message_from_row).transpose()? {
+        let removed = row.as_ref().map(message_from_row).transpose()?;
+        if let (Some(m), Some(listener)) = (&removed, self.clock.listener()) {
+            listener.removed(m);
+        }
+        Ok(match removed {
             None => RecallOutcome::NotFound,
             Some(m) if m.delivered => RecallOutcome::RemovedDelivered(m),
             Some(m) => RecallOutcome::RemovedUndelivered(m),
@@ -1074,7 +1144,14 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn ack(&self, app: Uuid, owner: &str, resource: &str, queue: &str, key: MsgId) -> StoreResult<()> {
+    async fn submit_ack(
+        &self,
+        app: Uuid,
+        owner: &str,
+        resource: &str,
+        queue: &str,
+        key: MsgId,
+    ) -> StoreResult<AckReceipt> {
         // Through the group commit, like messages: every pull acks, so acks are as frequent
         // as deliveries, and one fsync each would cap delivery at the disk's fsync rate.
         let ack = AckWrite {
@@ -1086,7 +1163,7 @@ impl Store for SqliteStore {
         };
         let (done, rx) = oneshot::channel();
         self.enqueue_tx.send(Job::Ack { ack, done }).await.map_err(writer_stopped)?;
-        rx.await.map_err(writer_stopped)?
+        Ok(Box::pin(async move { rx.await.map_err(writer_stopped)? }))
     }
 
     async fn pending(
@@ -1095,6 +1172,7 @@ impl Store for SqliteStore {
         owner: &str,
         resource: &str,
         queue: &str,
+        after: MsgId,
         limit: u32,
     ) -> StoreResult<Vec<QueuedMessage>> {
         let app_s = app.to_string();
@@ -1102,8 +1180,8 @@ impl Store for SqliteStore {
             "SELECT ",
             message_columns!(),
             " FROM messages ",
-            "WHERE app_id = ?1 AND owner = ?2 AND queue = ?3 AND id > COALESCE(",
-            "(SELECT acked FROM cursors WHERE app_id = ?1 AND owner = ?2 AND resource = ?4 AND queue = ?3), 0) ",
+            "WHERE app_id = ?1 AND owner = ?2 AND queue = ?3 AND id > MAX(?6, COALESCE(",
+            "(SELECT acked FROM cursors WHERE app_id = ?1 AND owner = ?2 AND resource = ?4 AND queue = ?3), 0)) ",
             "ORDER BY id LIMIT ?5"
         ))
         .bind(&app_s)
@@ -1111,10 +1189,13 @@ impl Store for SqliteStore {
         .bind(queue)
         .bind(resource)
         .bind(i64::from(limit))
+        .bind(after.0 as i64)
         .fetch_all(&self.read)
         .await
         .map_err(map_err)?;
-        rows.iter().map(message_from_row).collect()
+        let messages = rows.iter().map(message_from_row).collect();
+        self.clock.settled().await?;
+        messages
     }
 
     async fn sweep(&self, floor: MsgId) -> StoreResult<u64> {

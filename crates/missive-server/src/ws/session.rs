@@ -1,22 +1,30 @@
 //! One MSYNC connection: login, then the pull/ack loop, uploads and hub events.
+//!
+//! Each queue (conversation) the device touches has a `QueueView`: what the device should
+//! get and has not acked, held in memory. Stored messages arrive as hub events right after
+//! their commit, so once a read of the store has found nothing more (the view is *live*), a
+//! pull is answered from memory. Acks are handed to the store's group commit without waiting
+//! for their fsync: an ack lost in a crash only means a redelivery.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
 use missive_core::id::{MsgId, now_ms};
-use missive_core::model::{App, DeviceInfo, QueuedMessage, User};
+use missive_core::model::{App, DeviceInfo, User};
+use missive_core::store::AckReceipt;
 use missive_msync::pb;
 use missive_msync::pb::m_sync::Command;
 use missive_msync::pb::status::ErrorCode;
 use prost::Message as _;
+use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
 use crate::auth::{Principal, TokenError};
 use crate::delivery::Outgoing;
-use crate::hub::{KickReason, SessionEvent, SessionRegistration, TransientMessage};
+use crate::hub::{KickReason, LiveMessage, SessionEvent, SessionRegistration};
 use crate::state::AppState;
 
 /// The SDK gives up on a login that gets no PROVISION answer within 10 s; we wait as long
@@ -28,6 +36,9 @@ const KICK_GRACE: Duration = Duration::from_secs(2);
 /// The queue name under which kick notices are delivered; no user id can contain `#`.
 const SYSTEM_QUEUE: &str = "#missive";
 const DOMAIN: &str = "easemob.com";
+/// Ack receipts kept before the oldest is awaited: bounds memory, and paces a client that
+/// acks faster than the disk commits.
+const MAX_ACKS_IN_FLIGHT: usize = 32;
 
 pub async fn serve(state: AppState, mut socket: WebSocket) {
     let Some(login) = login(&state, &mut socket).await else {
@@ -42,8 +53,9 @@ pub async fn serve(state: AppState, mut socket: WebSocket) {
         user: user.username.clone(),
         device,
         state: state.clone(),
-        transient: BTreeMap::new(),
-        transient_sent: HashSet::new(),
+        queues: HashMap::new(),
+        held: 0,
+        acks: VecDeque::new(),
         noticed: HashSet::new(),
         kicked: None,
     };
@@ -175,21 +187,89 @@ struct Session {
     user: String,
     device: DeviceInfo,
     state: AppState,
-    /// Online-only messages not yet acked, per queue, in id order. Lost with the
-    /// connection, as `ROUTE_ONLINE` promises.
-    transient: BTreeMap<String, BTreeMap<u64, Arc<TransientMessage>>>,
-    /// Ids of online-only messages that went out in a pull result. An ack drops only these:
-    /// ids are assigned before a message is stored, so one can arrive after the client
-    /// acked a higher id (a message sent later but committed earlier), and must still go out.
-    transient_sent: HashSet<u64>,
+    queues: HashMap<String, QueueView>,
+    /// Messages held in all views; bounded by `sessions.max_online_pending`.
+    held: usize,
+    /// Acks handed to the store whose commit has not been seen yet.
+    acks: VecDeque<AckReceipt>,
     /// Queues we sent a NOTICE for and the client has not pulled yet: one NOTICE is enough.
     noticed: HashSet<String>,
     /// The kick notice that went out (its meta id) and when the socket closes regardless.
     kicked: Option<(u64, Instant)>,
 }
 
+/// This device's view of one queue (conversation).
+#[derive(Default)]
+struct QueueView {
+    /// What the device should get and has not acked, by id: stored messages (announced after
+    /// their commit, or read from the store) and online-only ones, which exist nowhere else.
+    pending: BTreeMap<u64, Held>,
+    /// Nothing stored for this device in this queue lies beyond `pending` and what was sent,
+    /// so pulls are answered from memory. Set by a read that came back short; cleared when
+    /// memory is spilled.
+    live: bool,
+    /// Every stored message of this queue with an id up to this one was sent to the device or
+    /// is in `pending`: reads start after it (the durable cursor may lag, acks being async).
+    read_pos: u64,
+    /// The highest position handed to the store as this device's ack.
+    acked: u64,
+}
+
+struct Held {
+    msg: Arc<LiveMessage>,
+    stored: bool,
+    sent: bool,
+}
+
 /// A write to the client failed: the connection is gone.
 struct Gone;
+
+type Events = mpsc::Receiver<SessionEvent>;
+
+impl QueueView {
+    /// Drops stored messages not yet sent beyond `read_pos` (reads return them again) and
+    /// leaves live mode. Returns how many were dropped.
+    fn spill(&mut self) -> usize {
+        let before = self.pending.len();
+        let read_pos = self.read_pos;
+        self.pending.retain(|id, h| !(h.stored && !h.sent && *id > read_pos));
+        self.live = false;
+        before - self.pending.len()
+    }
+}
+
+fn jid(app_key: &str, name: &str) -> pb::Jid {
+    pb::Jid {
+        app_key: Some(app_key.to_owned()),
+        name: Some(name.to_owned()),
+        domain: Some(DOMAIN.into()),
+        client_resource: None,
+    }
+}
+
+fn meta(
+    app_key: &str,
+    id: u64,
+    sender: &str,
+    owner: &str,
+    created: i64,
+    ns: pb::meta::NameSpace,
+    payload: Bytes,
+) -> pb::Meta {
+    pb::Meta {
+        id: Some(id),
+        from: Some(jid(app_key, sender)),
+        to: Some(jid(app_key, owner)),
+        timestamp: Some(created.max(0) as u64),
+        ns: Some(ns as i32),
+        payload: Some(payload),
+        ..Default::default()
+    }
+}
+
+fn live_meta(app_key: &str, m: &LiveMessage) -> pb::Meta {
+    meta(app_key, m.id.0, &m.sender, &m.owner, m.created, pb::meta::NameSpace::Chat, m.payload.clone())
+}
 
 /// What a client frame means for the session.
 enum Flow {
@@ -200,16 +280,12 @@ enum Flow {
 
 impl Session {
     fn jid(&self, name: &str) -> pb::Jid {
-        pb::Jid {
-            app_key: Some(self.app_key.clone()),
-            name: Some(name.to_owned()),
-            domain: Some(DOMAIN.into()),
-            client_resource: None,
-        }
+        jid(&self.app_key, name)
     }
 
     async fn run(&mut self, socket: &mut WebSocket, reg: SessionRegistration) -> &'static str {
         let SessionRegistration { mut events, cancel, .. } = reg;
+        let events = &mut events;
         let idle = Duration::from_secs(self.state.config.sessions.idle_timeout_secs.max(1));
         let shutdown = self.state.shutdown.clone();
         let mut deadline = Instant::now() + idle;
@@ -224,7 +300,7 @@ impl Session {
                     };
                     deadline = Instant::now() + idle;
                     match msg {
-                        Message::Binary(b) => match self.on_frame(socket, &b).await {
+                        Message::Binary(b) => match self.on_frame(socket, events, &b).await {
                             Ok(Flow::Continue) => {}
                             Ok(Flow::End(reason)) => return reason,
                             Err(Gone) => return "write error",
@@ -236,7 +312,7 @@ impl Session {
                 }
                 event = events.recv() => {
                     let Some(event) = event else { return "hub dropped session" };
-                    if self.on_event(socket, event).await.is_err() {
+                    if self.on_event(socket, event, None, None).await.is_err() {
                         return "write error";
                     }
                 }
@@ -251,7 +327,7 @@ impl Session {
     }
 
     /// Handles one client frame.
-    async fn on_frame(&mut self, socket: &mut WebSocket, bytes: &[u8]) -> Result<Flow, Gone> {
+    async fn on_frame(&mut self, socket: &mut WebSocket, events: &mut Events, bytes: &[u8]) -> Result<Flow, Gone> {
         let Ok(env) = pb::MSync::decode(bytes) else {
             // Not MSYNC at all: this connection is broken or hostile; close it alone.
             tracing::debug!(user = %self.user, "undecodable frame; closing");
@@ -269,7 +345,7 @@ impl Session {
                     if queue == SYSTEM_QUEUE {
                         return self.on_system_pull(socket, ul.key).await;
                     }
-                    self.on_pull(socket, queue, ul.key).await.map(|_| Flow::Continue)
+                    self.on_pull(socket, events, queue, ul.key).await.map(|_| Flow::Continue)
                 } else {
                     Ok(Flow::Continue)
                 }
@@ -296,12 +372,16 @@ impl Session {
         }
     }
 
-    async fn send(&self, socket: &mut WebSocket, msg: Message) -> Result<(), Gone> {
+    async fn send(&mut self, socket: &mut WebSocket, msg: Message) -> Result<(), Gone> {
         socket.send(msg).await.map_err(|_| Gone)
     }
 
     /// `UNREAD`: per-queue counts of what this device has not acked (also the heartbeat).
     async fn on_unread(&mut self, socket: &mut WebSocket) -> Result<(), Gone> {
+        // The counts come from the durable cursors: let this device's acks land first.
+        while let Some(receipt) = self.acks.pop_front() {
+            let _ = receipt.await;
+        }
         let mut counts: BTreeMap<String, u32> = BTreeMap::new();
         match self.state.store.pending_counts(self.app.id, &self.user, &self.device.resource).await {
             Ok(list) => {
@@ -311,9 +391,10 @@ impl Session {
             }
             Err(e) => tracing::warn!(%e, "unread counts failed"),
         }
-        for (q, msgs) in &self.transient {
-            if !msgs.is_empty() {
-                *counts.entry(q.clone()).or_default() += msgs.len() as u32;
+        for (q, view) in &self.queues {
+            let online_only = view.pending.values().filter(|h| !h.stored).count() as u32;
+            if online_only > 0 {
+                *counts.entry(q.clone()).or_default() += online_only;
             }
         }
         let unread = counts.into_iter().map(|(q, n)| pb::MetaQueue { queue: Some(self.jid(&q)), n: Some(n) }).collect();
@@ -324,40 +405,29 @@ impl Session {
     /// A pull (`CommSyncUL{queue, key}`): ack everything up to `key`, then return the next
     /// batch with `is_last:false`, or an empty `is_last:true` — never metas together with
     /// `is_last:true`, which sends the SDK into a pull loop (PROTOCOL.md §3.4 rule 3).
-    async fn on_pull(&mut self, socket: &mut WebSocket, queue: String, key: Option<u64>) -> Result<(), Gone> {
+    async fn on_pull(
+        &mut self,
+        socket: &mut WebSocket,
+        events: &mut Events,
+        queue: String,
+        key: Option<u64>,
+    ) -> Result<(), Gone> {
         self.noticed.remove(&queue);
-        let limit = self.state.config.queue.pull_batch.max(1);
+        let limit = self.state.config.queue.pull_batch.max(1) as usize;
         if let Some(key) = key.filter(|k| *k > 0) {
-            if let Some(t) = self.transient.get_mut(&queue) {
-                let sent = &mut self.transient_sent;
-                t.retain(|id, _| *id > key || !sent.remove(id));
-            }
-            if let Err(e) = self
-                .state
-                .store
-                .ack(
-                    self.app.id,
-                    &self.user,
-                    &self.device.resource,
-                    &queue,
-                    MsgId(self.state.uncommitted.safe_ack(self.app.id, &self.user, &queue, key)),
-                )
-                .await
-            {
-                // The messages stay unacked and will be delivered again: at-least-once.
-                tracing::warn!(%e, "ack failed");
-            }
+            self.ack(socket, events, &queue, key).await?;
         }
+        if !self.queues.get(&queue).is_some_and(|v| v.live) {
+            self.read_store(socket, events, &queue, limit).await?;
+        }
+        let view = self.queues.entry(queue.clone()).or_default();
         let mut metas: Vec<pb::Meta> = Vec::new();
-        match self.state.store.pending(self.app.id, &self.user, &self.device.resource, &queue, limit).await {
-            Ok(rows) => metas.extend(rows.iter().map(|m| self.stored_meta(m))),
-            Err(e) => tracing::warn!(%e, "pull failed"),
-        }
-        if let Some(t) = self.transient.get(&queue) {
-            metas.extend(t.values().map(|m| self.transient_meta(m)));
-            metas.sort_by_key(|m| m.id.unwrap_or(0));
-            metas.truncate(limit as usize);
-            self.transient_sent.extend(metas.iter().filter_map(|m| m.id).filter(|id| t.contains_key(id)));
+        for (id, held) in view.pending.iter_mut().take(limit) {
+            held.sent = true;
+            if held.stored {
+                view.read_pos = view.read_pos.max(*id);
+            }
+            metas.push(live_meta(&self.app_key, &held.msg));
         }
         let dl = match metas.last().and_then(|m| m.id) {
             Some(next_key) => pb::CommSyncDl {
@@ -369,20 +439,136 @@ impl Session {
                 timestamp: Some(now_ms()),
                 ..Default::default()
             },
-            None => {
-                if self.transient.get(&queue).is_some_and(|t| t.is_empty()) {
-                    self.transient.remove(&queue);
-                }
-                pb::CommSyncDl {
-                    status: Some(status(ErrorCode::Ok, None)),
-                    queue: Some(self.jid(&queue)),
-                    is_last: Some(true),
-                    timestamp: Some(now_ms()),
-                    ..Default::default()
-                }
-            }
+            None => pb::CommSyncDl {
+                status: Some(status(ErrorCode::Ok, None)),
+                queue: Some(self.jid(&queue)),
+                is_last: Some(true),
+                timestamp: Some(now_ms()),
+                ..Default::default()
+            },
         };
         self.send(socket, frame(Command::Sync, &dl)).await
+    }
+
+    /// The device has everything of `queue` up to `key`: drop what it acked from memory and
+    /// move its durable cursor — never past a message it has not been sent. Ids are assigned
+    /// before a message is stored, so a lower id can commit after a higher one was sent; such
+    /// a message is either still being committed (`UncommittedIds`) or, once committed, its
+    /// announcement is already queued for this session (the store announces before the
+    /// sender's registration ends), which is why the queue is drained in between.
+    async fn ack(&mut self, socket: &mut WebSocket, events: &mut Events, queue: &str, key: u64) -> Result<(), Gone> {
+        let safe = self.state.uncommitted.safe_ack(self.app.id, &self.user, queue, key);
+        self.drain(socket, events, queue, None).await?;
+        let view = self.queues.entry(queue.to_owned()).or_default();
+        let before = view.pending.len();
+        view.pending.retain(|id, held| !(held.sent && *id <= key));
+        self.held -= before - view.pending.len();
+        let first_unsent = view.pending.iter().find(|(_, h)| h.stored && !h.sent).map(|(id, _)| id - 1);
+        let cursor = safe.min(first_unsent.unwrap_or(u64::MAX));
+        if cursor <= view.acked {
+            return Ok(());
+        }
+        view.acked = cursor;
+        let receipt =
+            self.state.store.submit_ack(self.app.id, &self.user, &self.device.resource, queue, MsgId(cursor)).await;
+        match receipt {
+            Ok(r) => self.acks.push_back(r),
+            // The messages stay unacked and will be delivered again: at-least-once.
+            Err(e) => tracing::warn!(%e, "ack failed"),
+        }
+        while self.acks.len() > MAX_ACKS_IN_FLIGHT {
+            if let Some(oldest) = self.acks.pop_front()
+                && let Err(e) = oldest.await
+            {
+                tracing::warn!(%e, "ack failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the next stored messages of `queue` into its view. Every commit the read could
+    /// see has been announced by the time it returns, so the announcements queued now are
+    /// matched against the rows: the ones the read returned are dropped, the others kept. A
+    /// short read means nothing more is stored: the view goes live.
+    async fn read_store(
+        &mut self,
+        socket: &mut WebSocket,
+        events: &mut Events,
+        queue: &str,
+        limit: usize,
+    ) -> Result<(), Gone> {
+        let after = self.queues.get(queue).map_or(0, |v| v.read_pos);
+        let rows = match self
+            .state
+            .store
+            .pending(self.app.id, &self.user, &self.device.resource, queue, MsgId(after), limit as u32)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(%e, "pull failed");
+                return Ok(());
+            }
+        };
+        let read: HashSet<u64> = rows.iter().map(|m| m.id.0).collect();
+        self.drain(socket, events, queue, Some(&read)).await?;
+        let full = rows.len() >= limit;
+        let view = self.queues.entry(queue.to_owned()).or_default();
+        for m in rows {
+            view.read_pos = view.read_pos.max(m.id.0);
+            if let std::collections::btree_map::Entry::Vacant(slot) = view.pending.entry(m.id.0) {
+                slot.insert(Held { msg: Arc::new(LiveMessage::from(m)), stored: true, sent: false });
+                self.held += 1;
+            }
+        }
+        view.live = !full;
+        if full {
+            self.held -= view.spill();
+        }
+        self.within_bounds()
+    }
+
+    /// Handles every event already queued for this session. `quiet` is the queue being
+    /// pulled (no NOTICE for it: the pull answers it); `read` the ids a store read just
+    /// returned (see `read_store`).
+    async fn drain(
+        &mut self,
+        socket: &mut WebSocket,
+        events: &mut Events,
+        quiet: &str,
+        read: Option<&HashSet<u64>>,
+    ) -> Result<(), Gone> {
+        while let Ok(event) = events.try_recv() {
+            self.on_event(socket, event, Some(quiet), read).await?;
+        }
+        Ok(())
+    }
+
+    /// Holds `msg` in its queue's view unless it is there already.
+    fn hold(&mut self, msg: Arc<LiveMessage>, stored: bool) {
+        let view = self.queues.entry(msg.queue.clone()).or_default();
+        if let std::collections::btree_map::Entry::Vacant(slot) = view.pending.entry(msg.id.0) {
+            slot.insert(Held { msg, stored, sent: false });
+            self.held += 1;
+        }
+    }
+
+    /// Keeps held messages under `sessions.max_online_pending`: stored ones not yet sent are
+    /// dropped first (they are read again later); a client that holds that many sent but
+    /// unacked, or online-only, messages is not pulling and is disconnected.
+    fn within_bounds(&mut self) -> Result<(), Gone> {
+        let max = self.state.config.sessions.max_online_pending;
+        if self.held <= max {
+            return Ok(());
+        }
+        for view in self.queues.values_mut() {
+            self.held -= view.spill();
+        }
+        if self.held > max {
+            tracing::info!(user = %self.user, resource = %self.device.resource, "client not pulling; disconnecting");
+            return Err(Gone);
+        }
+        Ok(())
     }
 
     fn meta(
@@ -394,51 +580,61 @@ impl Session {
         ns: pb::meta::NameSpace,
         payload: Bytes,
     ) -> pb::Meta {
-        pb::Meta {
-            id: Some(id),
-            from: Some(self.jid(sender)),
-            to: Some(self.jid(owner)),
-            timestamp: Some(created.max(0) as u64),
-            ns: Some(ns as i32),
-            payload: Some(payload),
-            ..Default::default()
-        }
+        meta(&self.app_key, id, sender, owner, created, ns, payload)
     }
 
-    fn stored_meta(&self, m: &QueuedMessage) -> pb::Meta {
-        self.meta(m.id.0, &m.sender, &m.owner, m.created, pb::meta::NameSpace::Chat, Bytes::copy_from_slice(&m.payload))
-    }
-
-    fn transient_meta(&self, m: &TransientMessage) -> pb::Meta {
-        self.meta(m.id.0, &m.sender, &m.owner, m.created, pb::meta::NameSpace::Chat, m.payload.clone())
-    }
-
-    async fn on_event(&mut self, socket: &mut WebSocket, event: SessionEvent) -> Result<(), Gone> {
+    /// Handles a hub event. `quiet` and `read` as for `drain`.
+    async fn on_event(
+        &mut self,
+        socket: &mut WebSocket,
+        event: SessionEvent,
+        quiet: Option<&str>,
+        read: Option<&HashSet<u64>>,
+    ) -> Result<(), Gone> {
         if self.kicked.is_some() {
             // Leaving: nothing more is delivered here; it stays queued for the other devices
             // and the next login.
             return Ok(());
         }
         match event {
-            SessionEvent::Notice(queue) => self.notice(socket, &queue).await,
-            SessionEvent::Transient(msg) => {
-                // Online-only messages live in memory until pulled; a client that stops
-                // pulling must not make that grow without bound.
-                let held: usize = self.transient.values().map(BTreeMap::len).sum();
-                if held >= self.state.config.sessions.max_online_pending {
-                    tracing::info!(user = %self.user, resource = %self.device.resource, "client not pulling; disconnecting");
-                    return Err(Gone);
-                }
+            SessionEvent::Stored(msg) => {
                 let queue = msg.queue.clone();
-                self.transient.entry(queue.clone()).or_default().insert(msg.id.0, msg);
-                self.notice(socket, &queue).await
+                let view = self.queues.entry(queue.clone()).or_default();
+                let id = msg.id.0;
+                // Outside a read's matching, a message is held if the view is live, or if its
+                // id is below where reads continue (it committed late); otherwise the next
+                // read returns it.
+                let keep = match read {
+                    Some(ids) => !ids.contains(&id),
+                    None => view.live || id <= view.read_pos,
+                };
+                if keep {
+                    self.hold(msg, true);
+                    self.within_bounds()?;
+                }
+                self.notice(socket, &queue, quiet).await
+            }
+            SessionEvent::Transient(msg) => {
+                let queue = msg.queue.clone();
+                self.hold(msg, false);
+                self.within_bounds()?;
+                self.notice(socket, &queue, quiet).await
+            }
+            SessionEvent::Withdrawn { queue, id } => {
+                if let Some(view) = self.queues.get_mut(&queue)
+                    && view.pending.get(&id.0).is_some_and(|h| !h.sent)
+                {
+                    view.pending.remove(&id.0);
+                    self.held -= 1;
+                }
+                Ok(())
             }
             SessionEvent::Kick(reason) => self.kick(socket, reason).await,
         }
     }
 
-    async fn notice(&mut self, socket: &mut WebSocket, queue: &str) -> Result<(), Gone> {
-        if !self.noticed.insert(queue.to_owned()) {
+    async fn notice(&mut self, socket: &mut WebSocket, queue: &str, quiet: Option<&str>) -> Result<(), Gone> {
+        if quiet == Some(queue) || !self.noticed.insert(queue.to_owned()) {
             return Ok(());
         }
         let n = pb::CommNotice { queue: Some(self.jid(queue)) };

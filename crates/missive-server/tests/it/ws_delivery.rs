@@ -504,3 +504,100 @@ async fn concurrent_sends_in_one_conversation_all_reach_an_acking_device() {
     assert_eq!(got, sent);
     eventually("every message acked", || async { offline_count(&s, &admin, "bob").await == 0 }).await;
 }
+
+type RawSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One pull over a raw socket: sends `CommSyncUL{queue, key}` and returns the ids of the
+/// answer's metas and its `is_last`, skipping NOTICEs that arrive meanwhile.
+async fn raw_pull(ws: &mut RawSocket, s: &TestServer, queue: &str, key: Option<u64>) -> (Vec<u64>, bool) {
+    use futures_util::{SinkExt, StreamExt};
+    use pb::m_sync::Command;
+    use prost::Message as _;
+    let jid = pb::Jid {
+        app_key: Some(s.app_key()),
+        name: Some(queue.into()),
+        domain: Some("easemob.com".into()),
+        ..Default::default()
+    };
+    let ul = pb::CommSyncUl { queue: Some(jid), key, ..Default::default() };
+    let env = pb::MSync {
+        command: Some(Command::Sync as i32),
+        payload: Some(ul.encode_to_vec().into()),
+        ..Default::default()
+    };
+    ws.send(tokio_tungstenite::tungstenite::Message::Binary(env.encode_to_vec().into())).await.expect("send pull");
+    loop {
+        let frame = timeout(WAIT, ws.next()).await.expect("pull answer in time").expect("frame").expect("ok frame");
+        let env = pb::MSync::decode(frame.into_data()).expect("msync");
+        if env.command != Some(Command::Sync as i32) {
+            continue;
+        }
+        let dl = pb::CommSyncDl::decode(env.payload.unwrap_or_default()).expect("sync dl");
+        if dl.queue.as_ref().and_then(|q| q.name.as_deref()) != Some(queue) {
+            continue;
+        }
+        return (dl.metas.iter().filter_map(|m| m.id).collect(), dl.is_last.unwrap_or(false));
+    }
+}
+
+/// Pulls `queue` the way the SDK does (each pull acks the previous answer) until it is empty.
+async fn raw_drain(ws: &mut RawSocket, s: &TestServer, queue: &str) -> Vec<u64> {
+    let mut got = Vec::new();
+    let mut key = None;
+    loop {
+        let (ids, last) = raw_pull(ws, s, queue, key).await;
+        if last {
+            assert!(ids.is_empty(), "metas never come with is_last:true");
+            return got;
+        }
+        key = ids.last().copied();
+        got.extend(ids);
+    }
+}
+
+#[tokio::test]
+async fn a_device_that_falls_behind_memory_is_served_from_the_store_in_order_exactly_once() {
+    // An online device is served from memory once the store has nothing more for it; when
+    // more arrives than a session may hold (here 8) while it is not pulling, the session
+    // drops what it has not sent and reads it back from the store.
+    let s = TestServer::start_with(|c| {
+        c.sessions.max_online_pending = 8;
+        c.queue.pull_batch = 5;
+        c.limits.send_calls_per_second = 0;
+        c.limits.send_messages_per_minute = 0;
+    })
+    .await;
+    let admin = s.admin_token().await;
+    s.register(&admin, &["alice", "bob"]).await;
+    let mut ws = raw_login(&s, "bob", &s.user_token("bob").await).await;
+    assert_eq!(raw_drain(&mut ws, &s, "alice").await, Vec::<u64>::new());
+
+    // A few while it is caught up: answered from memory.
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        sent.push(id_of(&s.send_text(&admin, "alice", &["bob"], &format!("a{i}")).await, "bob"));
+    }
+    assert_eq!(raw_drain(&mut ws, &s, "alice").await, sent);
+
+    // Forty while it does not pull: more than the session holds.
+    let mut more = Vec::new();
+    for i in 0..40 {
+        more.push(id_of(&s.send_text(&admin, "alice", &["bob"], &format!("b{i}")).await, "bob"));
+    }
+    assert_eq!(raw_drain(&mut ws, &s, "alice").await, more, "all forty, in order, once");
+
+    // Caught up again: the next message arrives, and a recalled one never goes out.
+    let kept = id_of(&s.send_text(&admin, "alice", &["bob"], "kept").await, "bob");
+    let recalled = id_of(&s.send_text(&admin, "alice", &["bob"], "recalled").await, "bob");
+    let (st, b) = s
+        .post(
+            "/messages/msg_recall",
+            Some(&admin),
+            json!({"msg_id": recalled.to_string(), "to": "bob", "from": "alice", "chat_type": "chat"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(raw_drain(&mut ws, &s, "alice").await, vec![kept]);
+    // Acks are committed in the background (the next pull does not wait for their fsync).
+    eventually("every ack to reach the store", || async { offline_count(&s, &admin, "bob").await == 0 }).await;
+}
