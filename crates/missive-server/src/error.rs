@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use missive_api::RequestError;
 use missive_core::id::now_ms;
 use missive_core::store::StoreError;
 
@@ -28,7 +29,6 @@ pub struct ApiError {
 }
 
 const SECURITY_EXCEPTION: &str = "com.easemob.im.exceptions.EasemobSecurityException";
-const ILLEGAL_ARGUMENT: &str = "java.lang.IllegalArgumentException";
 
 impl ApiError {
     pub fn new(
@@ -53,22 +53,17 @@ impl ApiError {
 
     /// 400 `illegal_argument`, the Usergrid validation error.
     pub fn illegal_argument(description: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "illegal_argument", ILLEGAL_ARGUMENT, description)
+        RequestError::IllegalArgument(description.into()).into()
     }
 
     /// 400 `invalid_request_body`: malformed JSON or a field of the wrong type.
     pub fn invalid_body() -> ApiError {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_body",
-            "InvalidRequestBodyException",
-            "Request body is invalid. Please check body is correct.",
-        )
+        RequestError::InvalidBody.into()
     }
 
     /// 400 `message_send_error`, the send API's validation error.
     pub fn send_error(description: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "message_send_error", "MessageSendException", description)
+        RequestError::Send(description.into()).into()
     }
 
     /// 413 for a request body over the configured limit.
@@ -229,6 +224,20 @@ impl IntoResponse for ApiError {
         let mut res = (self.status, axum::Json(self.body(Duration::ZERO))).into_response();
         res.extensions_mut().insert(self);
         res
+    }
+}
+
+/// The request model's refusals (`missive-api`) carry their whole Easemob body; the 400
+/// validation constructors above go through here too, so each string exists once.
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> ApiError {
+        ApiError {
+            status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            error: e.error().into(),
+            exception: e.exception().into(),
+            description: e.description(),
+            error_code: e.error_code(),
+        }
     }
 }
 

@@ -7,10 +7,11 @@
 //! - Images get a thumbnail at upload, decoded off the async threads, under a permit, with
 //!   decoded size capped. Small images, undecodable ones and non-images serve their
 //!   original as the thumbnail, as Easemob does.
-//! - Download streams the blob with `Range` support. Restricted files need the
-//!   `share-secret` (header, or query as the Web SDK sends it); a missing or wrong secret is
-//!   **401** `unauthorized` — Easemob does not document the status, and 401 is what it
-//!   answers for every other missing or bad credential, so SDKs already handle it.
+//! - Download streams the blob with `Range` support. It needs no token, but a present
+//!   invalid one is refused (401), as everywhere else. Restricted files need the
+//!   `share-secret` (header, or query as the Web SDK sends it), whatever the token; a
+//!   missing or wrong secret is **403** `chatfile no permission` (see `secret_refused`).
+//!   `tests/it/auth_matrix.rs` pins every token × secret combination.
 //! - [`enrich_media`] fills `file_length`, `size` and the secret into media messages whose
 //!   URL is a file of this app; [`sweep_forever`] deletes expired files in the background.
 

@@ -3,18 +3,19 @@
 //!
 //! A request is validated in the order Easemob checks it (size, envelope fields, recipient
 //! count, per-type body, content size, quotas), turned into one MSYNC `MessageBody`, and
-//! handed to `AppState::send`, the path every message takes.
+//! handed to `AppState::send`, the path every message takes. The rules that need no I/O
+//! (envelope, body, content size) live in `missive-api`, where they are unit-tested and
+//! fuzzed; this module adds the idempotency key, the quotas and the send itself.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use missive_api::{SendForm, SendRequest, chat_body, opt_bool};
 use missive_core::id::{MsgId, now_ms};
 use missive_core::model::App;
 use missive_core::store::RecallOutcome;
-use missive_msync::ext::json_to_key_values;
 use missive_msync::pb;
-use missive_msync::pb::message_body::content::Type as ContentType;
 use serde_json::{Map, Value, json};
 
 use super::ctx::{Api, Envelope, JsonBody, SendBody};
@@ -23,241 +24,6 @@ use crate::delivery::Outgoing;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-/// Characters allowed in `customEvent` (`[a-zA-Z0-9-_/\.]{1,32}`).
-fn custom_event_ok(s: &str) -> bool {
-    (1..=32).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'/' | b'.'))
-}
-
-const MAX_CUSTOM_EXTS: usize = 16;
-
-/// The parts of a send request shared by the current and the legacy API.
-struct SendRequest {
-    from: String,
-    to: Vec<String>,
-    msg_type: String,
-    body: Map<String, Value>,
-    ext: Map<String, Value>,
-    route_online: bool,
-    sync_device: bool,
-    /// What the content limit measures: the compact JSON of `body` (legacy: `msg`) as sent,
-    /// plus that of `ext` when present, in bytes.
-    content_bytes: usize,
-}
-
-/// Bytes of `v`'s compact JSON serialization (whitespace of the request does not count).
-fn compact_len(v: &Value) -> usize {
-    serde_json::to_vec(v).map_or(0, |b| b.len())
-}
-
-fn opt_bool(v: Option<&Value>) -> ApiResult<bool> {
-    match v {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(ApiError::invalid_body()),
-    }
-}
-
-fn string_list(v: &Value) -> ApiResult<Vec<String>> {
-    v.as_array()
-        .ok_or_else(ApiError::invalid_body)?
-        .iter()
-        .map(|x| x.as_str().map(str::to_owned).ok_or_else(ApiError::invalid_body))
-        .collect()
-}
-
-/// Validates the common envelope: `from`, `to`, `type`, `body`, `ext`, `routetype`,
-/// `sync_device`, `roam_ignore_users`.
-fn parse_envelope(
-    obj: &Map<String, Value>,
-    to_key: &str,
-    body: Option<&Value>,
-    state: &AppState,
-) -> ApiResult<SendRequest> {
-    let from = match obj.get("from") {
-        None | Some(Value::Null) => "admin".to_owned(),
-        Some(Value::String(s)) if s.is_empty() => return Err(ApiError::send_error("param from can't be empty")),
-        Some(Value::String(s)) => s.to_ascii_lowercase(),
-        Some(_) => return Err(ApiError::invalid_body()),
-    };
-    let to = match obj.get(to_key) {
-        None | Some(Value::Null) => return Err(ApiError::send_error("param to can't be empty")),
-        Some(v) => string_list(v)?,
-    };
-    if to.is_empty() {
-        return Err(ApiError::send_error("param to can't be empty"));
-    }
-    let content_bytes = body.map_or(0, compact_len) + obj.get("ext").map_or(0, compact_len);
-    let max = state.config.limits.max_recipients;
-    if to.len() > max {
-        return Err(ApiError::send_error(format!("params to's size can't exceed limit {max}")));
-    }
-    if to.iter().any(|t| t.is_empty()) {
-        return Err(ApiError::send_error("param to can't be empty"));
-    }
-    let (msg_type, body) = match body {
-        Some(Value::Object(b)) => {
-            let t = match obj.get("type").or_else(|| b.get("type")) {
-                Some(Value::String(t)) => t.clone(),
-                None | Some(Value::Null) => String::new(),
-                Some(_) => return Err(ApiError::invalid_body()),
-            };
-            let mut b = b.clone();
-            b.remove("type");
-            (t, b)
-        }
-        None | Some(Value::Null) => {
-            (obj.get("type").and_then(Value::as_str).unwrap_or_default().to_owned(), Map::new())
-        }
-        Some(_) => return Err(ApiError::invalid_body()),
-    };
-    if msg_type.is_empty() {
-        return Err(ApiError::send_error("param type can't be empty"));
-    }
-    if body.is_empty() && msg_type != "custom" {
-        return Err(ApiError::send_error("param body can't be empty"));
-    }
-    let ext = match obj.get("ext") {
-        None => Map::new(),
-        Some(Value::Object(e)) => e.clone(),
-        Some(_) => return Err(ApiError::send_error("param ext must be JSONObject")),
-    };
-    let route_online = match obj.get("routetype") {
-        None | Some(Value::Null) => false,
-        Some(Value::String(s)) if s == "ROUTE_ONLINE" => true,
-        Some(Value::String(s)) if s.is_empty() || s == "ROUTE_ALL" => false,
-        Some(_) => return Err(ApiError::invalid_body()),
-    };
-    let sync_device = opt_bool(obj.get("sync_device"))?;
-    if let Some(v) = obj.get("roam_ignore_users").filter(|v| !v.is_null()) {
-        string_list(v)?;
-    }
-    Ok(SendRequest {
-        from,
-        to: to.into_iter().map(|t| t.to_ascii_lowercase()).collect(),
-        msg_type,
-        body,
-        ext,
-        route_online,
-        sync_device,
-        content_bytes,
-    })
-}
-
-fn str_field(body: &Map<String, Value>, key: &str) -> ApiResult<Option<String>> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::invalid_body()),
-    }
-}
-
-fn required_str(body: &Map<String, Value>, key: &str) -> ApiResult<String> {
-    str_field(body, key)?
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::send_error(format!("param body.{key} can't be empty")))
-}
-
-/// Numbers that Easemob's examples send either as JSON numbers or as strings.
-fn number_field(body: &Map<String, Value>, key: &str) -> ApiResult<Option<f64>> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| ApiError::invalid_body()),
-        Some(_) => Err(ApiError::invalid_body()),
-    }
-}
-
-fn int_field(body: &Map<String, Value>, key: &str) -> ApiResult<Option<i32>> {
-    Ok(number_field(body, key)?.map(|n| n.clamp(i32::MIN as f64, i32::MAX as f64) as i32))
-}
-
-/// Converts a REST `body` of the given `type` into the MSYNC content the SDKs decode
-/// (PROTOCOL.md §5: `url`→`remote_path`, `filename`→`display_name`, `length`→`duration`, …).
-fn content_for(msg_type: &str, body: &Map<String, Value>) -> ApiResult<pb::message_body::Content> {
-    let mut c = pb::message_body::Content::default();
-    let file_fields = |c: &mut pb::message_body::Content| -> ApiResult<()> {
-        c.remote_path = Some(required_str(body, "url")?);
-        c.display_name = str_field(body, "filename")?;
-        c.secret_key = str_field(body, "secret")?;
-        c.file_length = int_field(body, "file_length")?;
-        Ok(())
-    };
-    match msg_type {
-        "txt" => {
-            c.set_type(ContentType::Text);
-            c.text =
-                Some(str_field(body, "msg")?.ok_or_else(|| ApiError::send_error("param body.msg can't be empty"))?);
-        }
-        "img" => {
-            c.set_type(ContentType::Image);
-            file_fields(&mut c)?;
-            if let Some(size) = body.get("size").filter(|v| !v.is_null()) {
-                let size = size.as_object().ok_or_else(ApiError::invalid_body)?;
-                c.size = Some(pb::message_body::content::Size {
-                    width: number_field(size, "width")?,
-                    height: number_field(size, "height")?,
-                });
-            }
-        }
-        "audio" => {
-            c.set_type(ContentType::Voice);
-            file_fields(&mut c)?;
-            c.duration = int_field(body, "length")?.or(int_field(body, "Length")?);
-        }
-        "video" => {
-            c.set_type(ContentType::Video);
-            file_fields(&mut c)?;
-            c.duration = int_field(body, "length")?;
-            c.thumbnail_remote_path = str_field(body, "thumb")?;
-            c.thumbnail_secret_key = str_field(body, "thumb_secret")?;
-        }
-        "file" => {
-            c.set_type(ContentType::File);
-            file_fields(&mut c)?;
-        }
-        "loc" => {
-            c.set_type(ContentType::Location);
-            c.latitude =
-                Some(number_field(body, "lat")?.ok_or_else(|| ApiError::send_error("param body.lat can't be empty"))?);
-            c.longitude =
-                Some(number_field(body, "lng")?.ok_or_else(|| ApiError::send_error("param body.lng can't be empty"))?);
-            c.address = Some(str_field(body, "addr")?.unwrap_or_default());
-            c.building_name = str_field(body, "buildingName")?;
-        }
-        "cmd" => {
-            c.set_type(ContentType::Command);
-            c.action = Some(required_str(body, "action")?);
-        }
-        "custom" => {
-            c.set_type(ContentType::Custom);
-            if let Some(ev) = str_field(body, "customEvent")? {
-                if !custom_event_ok(&ev) {
-                    return Err(ApiError::send_error("param customEvent must match [a-zA-Z0-9-_/\\.]{1,32}"));
-                }
-                c.custom_event = Some(ev);
-            }
-            match body.get("customExts") {
-                None | Some(Value::Null) => {}
-                Some(Value::Object(exts)) => {
-                    if exts.len() > MAX_CUSTOM_EXTS {
-                        return Err(ApiError::send_error("param customExts can't have more than 16 entries"));
-                    }
-                    if exts.values().any(|v| !v.is_string()) {
-                        return Err(ApiError::send_error("param customExts must be Map<String,String>"));
-                    }
-                    c.custom_exts = json_to_key_values(exts);
-                }
-                Some(_) => return Err(ApiError::send_error("param customExts must be Map<String,String>")),
-            }
-        }
-        _ => return Err(ApiError::send_error(format!("param type {msg_type} is not supported"))),
-    }
-    Ok(c)
-}
-
-/// Validates a parsed request, applies quotas and sends it; returns per-recipient ids.
 /// Reads the optional `Idempotency-Key` header (a Missive extension).
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
@@ -298,16 +64,16 @@ async fn send_once(
     result
 }
 
+/// Validates the body, checks the content size, applies quotas and sends; returns the
+/// per-recipient ids.
 async fn send_request(
     state: &AppState,
     app: &Arc<App>,
     req: SendRequest,
     key: Option<&str>,
 ) -> ApiResult<Vec<(String, MsgId)>> {
-    let content = content_for(&req.msg_type, &req.body)?;
-    if req.content_bytes > state.config.limits.message_content_bytes {
-        return Err(ApiError::send_error("message is too large").with_code(14007));
-    }
+    let content = req.content()?;
+    req.check_size(state.config.limits.message_content_bytes)?;
     if !state.send_calls.try_take(app.id, 1) {
         return Err(ApiError::reach_limit());
     }
@@ -321,8 +87,7 @@ async fn send_request(
     }
     // Last, as it may read the store: refused requests cost no I/O.
     let content = super::chatfiles::enrich_media(state, app, content).await;
-    let mut body = pb::MessageBody { contents: vec![content], ext: json_to_key_values(&req.ext), ..Default::default() };
-    body.set_type(pb::message_body::Type::Chat);
+    let body = chat_body(content, &req.ext);
     let out = Outgoing {
         app: app.clone(),
         from: req.from,
@@ -365,8 +130,7 @@ pub async fn send_user_messages(
 ) -> ApiResult<Envelope> {
     api.require_admin("/messages/users")?;
     let key = idempotency_key(&headers)?;
-    let obj = body.as_object().ok_or_else(ApiError::invalid_body)?;
-    let req = parse_envelope(obj, "to", obj.get("body"), &state)?;
+    let req = SendRequest::parse(&body, SendForm::Users, state.config.limits.max_recipients)?;
     let ids = send_once(&state, &api.app, req, key).await?;
     let data: Map<String, Value> = ids.into_iter().map(|(u, id)| (u, id.to_string().into())).collect();
     Ok(api.envelope("post", "/messages/users", "/messages/users").set("data", data))
@@ -402,14 +166,7 @@ pub async fn send_legacy(
 ) -> ApiResult<Envelope> {
     api.require_admin("/messages")?;
     let key = idempotency_key(&headers)?;
-    let obj = body.as_object().ok_or_else(ApiError::invalid_body)?;
-    match obj.get("target_type").and_then(Value::as_str) {
-        Some("users") => {}
-        _ => {
-            return Err(ApiError::illegal_argument("target_type can only be 'users' or 'chatgroups' or 'chatrooms'"));
-        }
-    }
-    let req = parse_envelope(obj, "target", obj.get("msg"), &state)?;
+    let req = SendRequest::parse(&body, SendForm::Legacy, state.config.limits.max_recipients)?;
     let ids = send_once(&state, &api.app, req, key).await?;
     let with_ids = api.query_value("useMsgId").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let data: Map<String, Value> =
