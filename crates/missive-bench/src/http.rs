@@ -45,6 +45,12 @@ impl Conn {
         Ok(self.sender.as_mut().expect("just opened"))
     }
 
+    /// Opens the socket now, so the first request's latency does not include the handshake
+    /// (and a pool of thousands is not opened all at once under load).
+    pub async fn connect(&mut self) -> anyhow::Result<()> {
+        self.open().await.map(|_| ())
+    }
+
     /// Sends one request and reads the whole response. A transport error drops the socket;
     /// the next call reconnects.
     pub async fn send(

@@ -1,7 +1,7 @@
 //! `missive-bench`: the load generator and benchmark driver for Missive.
 //!
 //! Each subcommand is one scenario of issue 5 (`send`, `fanout`, `connections`, `offline`,
-//! `sdk`, `baseline`); it drives a running Missive by URL and app credentials or, by
+//! `sdk`, `baseline`) or issue 6 (`overload`); it drives a running Missive by URL and app credentials or, by
 //! default, starts one with a temporary data directory, shows a progress bar on stderr
 //! while it runs, and prints a one-line JSON summary on stdout when done. `--out DIR`
 //! also writes the latency histograms and a latency-over-time plot. See docs/benchmarks.md.
@@ -11,7 +11,9 @@
 //! - [`load`]: HTTP senders, closed and open loop. [`http`]: the bare keep-alive client.
 //! - [`setup`]: users, tokens, MSYNC logins and the receivers that timestamp deliveries.
 //! - [`report`]: latency recorders, the JSON summary, `.hgrm` files and SVG plots.
-//! - [`procfs`]: `/proc` readings. [`scenario`]: one module per subcommand.
+//! - [`probe`]: the `/health` probe that watches a server under load from its own thread.
+//! - [`procfs`]: `/proc` readings and the periodic sampler. [`scenario`]: one module per
+//!   subcommand.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,13 +22,14 @@ use clap::{Parser, Subcommand};
 
 mod http;
 mod load;
+mod probe;
 mod procfs;
 mod report;
 mod scenario;
 mod setup;
 mod target;
 
-use scenario::{baseline, connections, fanout, offline, sdk, send};
+use scenario::{baseline, connections, fanout, offline, overload, sdk, send};
 
 #[derive(Parser)]
 #[command(name = "missive-bench", about = "Load generator and benchmarks for Missive", version)]
@@ -39,6 +42,8 @@ struct Cli {
 enum Command {
     /// REST sends (one recipient each) to users online over MSYNC: throughput and latency.
     Send(send::SendArgs),
+    /// Sends offered at twice the sustainable rate: shedding, health, memory, deliveries.
+    Overload(overload::OverloadArgs),
     /// Calls with up to 600 online recipients: deliveries per CPU-second, call completion.
     Fanout(fanout::FanoutArgs),
     /// Idle authenticated MSYNC sessions: memory per session, login rate; soak options.
@@ -76,6 +81,7 @@ fn main() -> anyhow::Result<()> {
             Command::ServeBaseline { listen } => return baseline::serve(listen).await,
             Command::ServeMissive { listen, data } => return serve_missive(listen, data).await,
             Command::Send(a) => ("send", a.common.out.clone(), send::run(a).await),
+            Command::Overload(a) => ("overload", a.common.out.clone(), overload::run(a).await),
             Command::Fanout(a) => ("fanout", a.common.out.clone(), fanout::run(a).await),
             Command::Connections(a) => ("connections", a.common.out.clone(), connections::run(a).await),
             Command::Offline(a) => ("offline", a.common.out.clone(), offline::run(a).await),

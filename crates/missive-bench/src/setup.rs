@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -337,6 +338,16 @@ pub async fn receive(
     (client, out)
 }
 
+/// End-to-end latency (send start → received) of the `kind` receipts whose send started
+/// within `started`.
+pub fn e2e_started(seen: &[Received], kind: Kind, started: Range<u64>) -> Recorder {
+    let mut r = Recorder::new();
+    for x in seen.iter().flat_map(|s| s.receipts.iter()).filter(|x| x.kind == kind && started.contains(&x.start_us)) {
+        r.record(x.start_us, x.at_us.saturating_sub(x.start_us));
+    }
+    r
+}
+
 /// `SEQ:START` or `pSEQ:START`.
 fn parse_text(text: &str) -> Option<(bool, u64, u64)> {
     let (probe, text) = match text.strip_prefix('p') {
@@ -355,8 +366,24 @@ pub fn text(seq: u64, start_us: u64) -> String {
 /// Duplicates, gaps and unexpected messages among `kind` receipts, given the sequence
 /// numbers that were accepted.
 pub fn reconcile(seen: &[Received], kind: Kind, accepted: &[u64], copies_per_seq: u64) -> Value {
-    let mut got: Vec<u64> =
-        seen.iter().flat_map(|r| r.receipts.iter()).filter(|x| x.kind == kind).map(|x| x.seq).collect();
+    reconcile_started(seen, kind, accepted, copies_per_seq, 0..u64::MAX)
+}
+
+/// [`reconcile`] for one phase of a run: only receipts whose send started (or was
+/// scheduled) within `started` count, so phases that reuse sequence numbers stay apart.
+pub fn reconcile_started(
+    seen: &[Received],
+    kind: Kind,
+    accepted: &[u64],
+    copies_per_seq: u64,
+    started: Range<u64>,
+) -> Value {
+    let mut got: Vec<u64> = seen
+        .iter()
+        .flat_map(|r| r.receipts.iter())
+        .filter(|x| x.kind == kind && started.contains(&x.start_us))
+        .map(|x| x.seq)
+        .collect();
     got.sort_unstable();
     let total = got.len() as u64;
     let mut acc = accepted.to_vec();
@@ -416,5 +443,10 @@ mod tests {
         let seen = vec![Received { receipts: vec![r(1), r(2), r(2), r(9)], ..Default::default() }];
         let v = reconcile(&seen, Kind::Peer, &[1, 2, 3], 1);
         assert_eq!(v, json!({"received": 4, "missing": 1, "duplicates": 1, "unexpected": 1}));
+        let late = |seq| Receipt { seq, start_us: 100, at_us: 150, kind: Kind::Peer };
+        let seen = vec![Received { receipts: vec![r(1), late(1), late(2)], ..Default::default() }];
+        let v = reconcile_started(&seen, Kind::Peer, &[1, 2], 1, 100..200);
+        assert_eq!(v, json!({"received": 2, "missing": 0, "duplicates": 0, "unexpected": 0}));
+        assert_eq!(e2e_started(&seen, Kind::Peer, 100..200).summary()["p50_ms"], 0.05);
     }
 }

@@ -74,6 +74,78 @@ fn send_open_loop_with_sync_device_copies() {
 }
 
 #[test]
+fn overload_sheds_with_easemob_bodies_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    // Measured sustainable rate, then twice it through 48 connections against a server
+    // admitting 2 sends at once: whatever it sheds, every answer must be well-formed and
+    // every accepted message must arrive.
+    let v = bench(&[
+        "overload",
+        "--recipients",
+        "3",
+        "--measure-secs",
+        "0.5",
+        "--measure-concurrency",
+        "2",
+        "--duration",
+        "1.5",
+        "--connections",
+        "48",
+        "--max-inflight",
+        "2",
+        "--probe-ms",
+        "50",
+        "--out",
+        out,
+    ]);
+    assert_eq!(v["scenario"], "overload");
+    assert!(v["sustainable"]["per_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["sustainable"]["deliveries"]["missing"], 0, "{v}");
+    let offered = v["offered"].as_u64().unwrap();
+    assert!(offered > 0, "{v}");
+    let r = &v["responses"];
+    let answered: u64 = ["200", "429", "503", "other", "io"].iter().map(|k| r[*k].as_u64().unwrap()).sum();
+    assert_eq!(answered, offered, "{v}");
+    assert_eq!(r["io"], 0, "{v}");
+    assert_eq!(v["malformed_error_bodies"], 0, "{v}");
+    assert_eq!(v["all_delivered"], true, "{v}");
+    // Delivery is at least once: duplicates are reported, not failed on.
+    clean(&v["deliveries"]);
+    assert!(v["health"]["latency"]["count"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["health"]["failures"], 0, "{v}");
+    assert!(v["memory"]["rss_kib"]["peak"].as_u64().unwrap() > 0, "{v}");
+    for f in ["overload-admitted.hgrm", "overload-health.hgrm", "overload-latency.svg", "overload-memory.svg"] {
+        assert!(dir.path().join(f).is_file(), "{f} missing");
+    }
+
+    // A server that admits nothing and an app quota of 1 call/s: every answer is a refusal
+    // (429 from the quota, 503 from admission control), each with an Easemob body.
+    let v = bench(&[
+        "overload",
+        "--recipients",
+        "2",
+        "--sustainable",
+        "40",
+        "--duration",
+        "0.5",
+        "--connections",
+        "8",
+        "--max-inflight",
+        "0",
+        "--server-env",
+        "MISSIVE_LIMITS__SEND_CALLS_PER_SECOND=1",
+    ]);
+    let r = &v["responses"];
+    assert_eq!(r["200"], 0, "{v}");
+    assert!(r["429"].as_u64().unwrap() > 0, "{v}");
+    assert!(r["503"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(r["429"].as_u64().unwrap() + r["503"].as_u64().unwrap(), v["offered"].as_u64().unwrap(), "{v}");
+    assert_eq!(v["malformed_error_bodies"], 0, "{v}");
+    assert_eq!(v["deliveries"]["received"], 0, "{v}");
+}
+
+#[test]
 fn fanout_counts_every_recipient() {
     let v = bench(&["fanout", "--recipients", "10", "--calls", "5", "--concurrency", "2"]);
     assert_eq!(v["accepted_calls"], 5, "{v}");

@@ -10,7 +10,7 @@
 //! With `--hold`, `--churn-per-s` and `--send-rate` it is also the soak test: sessions stay
 //! up while X others connect and disconnect every second and REST sends arrive at a fixed
 //! rate; RSS, open fds and threads are sampled throughout, and the drift between the first
-//! and the last sample is reported.
+//! and the last sample is reported (each sample is `[s, RSS KiB, fds, threads, peak RSS KiB]`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,13 +57,6 @@ pub struct ConnectionsArgs {
     /// Seconds between memory samples during the hold.
     #[arg(long, default_value_t = 1.0)]
     pub sample_every: f64,
-}
-
-struct Sample {
-    t_s: f64,
-    rss_kib: Option<u64>,
-    fds: Option<u64>,
-    threads: Option<u64>,
 }
 
 pub async fn run(args: ConnectionsArgs) -> anyhow::Result<(Value, Vec<(String, Recorder)>)> {
@@ -116,23 +109,13 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<(Value, Vec<(String, R
         let pid = target.pid;
         tokio::spawn(async move { drive(post, spec, clock, make, pid, "soak sends").await })
     });
-    let mut samples = Vec::new();
+    let sampler =
+        target.pid.map(|pid| procfs::Sampler::start(pid, Duration::from_secs_f64(args.sample_every.max(0.1))));
     let mut churn: Vec<Option<MsyncClient>> = (0..args.churn_per_s).map(|_| None).collect();
     let mut churned = 0u64;
     let mut churn_errors = 0u64;
-    let mut next_sample = 0.0;
     let mut round = 0usize;
     while clock.us() - hold_start < hold.as_micros() as u64 {
-        let t_s = (clock.us() - hold_start) as f64 / 1e6;
-        if t_s >= next_sample {
-            samples.push(Sample {
-                t_s,
-                rss_kib: target.rss_kib(),
-                fds: target.pid.and_then(procfs::open_fds),
-                threads: target.pid.and_then(procfs::threads),
-            });
-            next_sample += args.sample_every.max(0.1);
-        }
         for (k, slot) in churn.iter_mut().enumerate() {
             drop(slot.take());
             let i = (round * args.churn_per_s + k) % names.len();
@@ -155,6 +138,7 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<(Value, Vec<(String, R
         tokio::time::sleep(Duration::from_secs(1).min(hold)).await;
     }
     drop(churn);
+    let samples = sampler.map(procfs::Sampler::finish).unwrap_or_default();
     let load = match sender {
         Some(s) => Some(s.await??),
         None => None,
@@ -175,14 +159,6 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<(Value, Vec<(String, R
     for x in seen.iter().flat_map(|s| s.receipts.iter()).filter(|x| x.kind == Kind::Peer) {
         e2e.record(x.start_us, x.at_us.saturating_sub(x.start_us));
     }
-    let first = samples.first();
-    let last = samples.last();
-    let drift = |f: fn(&Sample) -> Option<u64>| -> Value {
-        match (first.and_then(f), last.and_then(f)) {
-            (Some(a), Some(b)) if a > 0 => json!(round3((b as f64 - a as f64) / a as f64)),
-            _ => Value::Null,
-        }
-    };
     let summary = json!({
         "scenario": "connections",
         "connections": args.connections,
@@ -210,11 +186,14 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<(Value, Vec<(String, R
             "rss_kib_end": end.0,
             "fds_end": end.1,
             "threads_end": end.2,
-            "rss_drift": drift(|s| s.rss_kib),
-            "fd_drift": drift(|s| s.fds),
-            "samples": samples.iter().map(|s| json!([round3(s.t_s), s.rss_kib, s.fds, s.threads])).collect::<Vec<_>>(),
+            "rss_drift": procfs::drift(&samples, |s| s.rss_kib),
+            "fd_drift": procfs::drift(&samples, |s| s.fds),
+            "samples": samples.iter().map(procfs::ProcSample::json).collect::<Vec<_>>(),
         },
     });
+    if let Some(dir) = &args.common.out {
+        crate::report::write_memory_plot(dir, "connections", &samples)?;
+    }
     target.stop().await;
     let mut recorders = vec![("login".to_owned(), login_latency)];
     if load.is_some() {

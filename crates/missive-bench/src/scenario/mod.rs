@@ -5,6 +5,7 @@ pub mod baseline;
 pub mod connections;
 pub mod fanout;
 pub mod offline;
+pub mod overload;
 pub mod sdk;
 pub mod send;
 

@@ -15,11 +15,15 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::{Value, json};
 
+use hyper::header::HeaderValue;
+
 use super::Common;
 use super::baseline::{NameOf, merge, same_run, send_body};
-use crate::load::{LoadSpec, Post, drive};
+use crate::load::{LoadSpec, MakeBody, Post, drive};
 use crate::report::{Clock, Recorder, ratio};
-use crate::setup::{Kind, LoginPlan, Receivers, login_all, reconcile, run_prefix, users_with_tokens};
+use crate::setup::{
+    Kind, LoginPlan, Received, Receivers, e2e_started, login_all, reconcile, run_prefix, users_with_tokens,
+};
 use crate::target::{Target, round3};
 
 #[derive(Args, Clone, Debug)]
@@ -52,30 +56,69 @@ pub struct SendArgs {
     pub drain_timeout: f64,
 }
 
+/// R recipients logged in over MSYNC, each watched by a receiver that timestamps what it
+/// gets: what `send` and `overload` set up before they post.
+pub struct Online {
+    pub admin: HeaderValue,
+    pub names: Arc<Vec<String>>,
+    pub clock: Clock,
+    pub receivers: Receivers,
+}
+
+impl Online {
+    /// Registers `recipients` users on `target` and logs them all in.
+    pub async fn start(target: &Target, recipients: usize) -> anyhow::Result<Online> {
+        anyhow::ensure!(recipients >= 1, "--recipients must be at least 1");
+        let admin = target.admin_auth().await?;
+        let prefix = run_prefix();
+        let names: Vec<String> = (0..recipients).map(|i| format!("{prefix}_r{i}")).collect();
+        let tokens = users_with_tokens(target, &admin, &names).await?;
+        let clock = Clock::start();
+        let (clients, _) = login_all(target, &names, &tokens, &LoginPlan::default(), clock).await?;
+        let receivers = Receivers::spawn(clients.into_iter().map(|c| c.client).collect(), clock);
+        Ok(Online { admin, names: Arc::new(names), clock, receivers })
+    }
+
+    /// The send call, as the app (admin token).
+    pub fn post(&self, target: &Target) -> Post {
+        Post { addr: target.addr, path: target.path("/messages/users"), auth: self.admin.clone() }
+    }
+
+    /// Message `seq` goes to recipient `seq mod R`, from `loadgen` or, with `sync_device`,
+    /// from the next recipient (whose own device then gets a copy).
+    pub fn body(&self, sync_device: bool) -> MakeBody {
+        let r = self.names.len() as u64;
+        let (to_names, from_names) = (self.names.clone(), self.names.clone());
+        let to: NameOf = Arc::new(move |seq: u64| to_names[(seq % r) as usize].clone());
+        let from: NameOf = if sync_device {
+            Arc::new(move |seq: u64| from_names[((seq + 1) % r) as usize].clone())
+        } else {
+            Arc::new(|_| "loadgen".to_owned())
+        };
+        send_body(from, to, sync_device)
+    }
+
+    /// Waits up to `timeout` until `expected` messages arrived in all; whether they did.
+    pub async fn wait_for(&self, expected: u64, timeout: Duration) -> bool {
+        self.receivers.wait_for(expected, timeout, "deliveries").await
+    }
+
+    /// Stops the receivers and closes the sessions: what each receiver saw.
+    pub async fn finish(self) -> anyhow::Result<Vec<Received>> {
+        let (clients, seen) = self.receivers.finish().await?;
+        drop(clients);
+        Ok(seen)
+    }
+}
+
 pub async fn run(args: SendArgs) -> anyhow::Result<(Value, Vec<(String, Recorder)>)> {
-    anyhow::ensure!(args.recipients >= 1, "--recipients must be at least 1");
     anyhow::ensure!(!args.sync_device || args.recipients >= 2, "--sync-device needs at least 2 recipients");
     let target = Target::open(&args.common.target, &[]).await?;
-    let admin = target.admin_auth().await?;
-    let prefix = run_prefix();
-    let names: Vec<String> = (0..args.recipients).map(|i| format!("{prefix}_r{i}")).collect();
-    let tokens = users_with_tokens(&target, &admin, &names).await?;
-    let clock = Clock::start();
-    let (clients, _) = login_all(&target, &names, &tokens, &LoginPlan::default(), clock).await?;
-    let receivers = Receivers::spawn(clients.into_iter().map(|c| c.client).collect(), clock);
-
-    let r = args.recipients as u64;
-    let to_names = Arc::new(names.clone());
-    let from_names = to_names.clone();
-    let to: NameOf = Arc::new(move |seq: u64| to_names[(seq % r) as usize].clone());
-    let from: NameOf = if args.sync_device {
-        Arc::new(move |seq: u64| from_names[((seq + 1) % r) as usize].clone())
-    } else {
-        Arc::new(|_| "loadgen".to_owned())
-    };
-    let make = send_body(from, to, args.sync_device);
-    let path = target.path("/messages/users");
-    let baseline = same_run(args.common.baseline_secs, args.concurrency, &path, make.clone()).await?;
+    let online = Online::start(&target, args.recipients).await?;
+    let clock = online.clock;
+    let make = online.body(args.sync_device);
+    let post = online.post(&target);
+    let baseline = same_run(args.common.baseline_secs, args.concurrency, &post.path, make.clone()).await?;
 
     let spec = LoadSpec {
         concurrency: args.concurrency,
@@ -84,30 +127,18 @@ pub async fn run(args: SendArgs) -> anyhow::Result<(Value, Vec<(String, Recorder
         max: args.messages,
         rate: args.rate,
     };
-    let load = drive(Post { addr: target.addr, path, auth: admin }, spec, clock, make, target.pid, "send").await?;
+    let load = drive(post, spec, clock, make, target.pid, "send").await?;
     let copies = if args.sync_device { 2 } else { 1 };
     let expected = load.accepted_seqs.len() as u64 * copies;
-    let all = receivers.wait_for(expected, Duration::from_secs_f64(args.drain_timeout), "deliveries").await;
+    let all = online.wait_for(expected, Duration::from_secs_f64(args.drain_timeout)).await;
     let rss_kib = target.rss_kib();
-    let (clients, seen) = receivers.finish().await?;
-    drop(clients);
+    let seen = online.finish().await?;
 
     let (w0, w1) = load.window_us;
-    let mut e2e = Recorder::new();
-    let mut copy = Recorder::new();
-    let mut delivered_in_window = 0u64;
-    for x in seen.iter().flat_map(|s| s.receipts.iter()) {
-        if x.at_us >= w0 && x.at_us <= w1 {
-            delivered_in_window += 1;
-        }
-        if x.start_us >= w0 && x.start_us <= w1 {
-            match x.kind {
-                Kind::Peer => e2e.record(x.start_us, x.at_us.saturating_sub(x.start_us)),
-                Kind::Copy => copy.record(x.start_us, x.at_us.saturating_sub(x.start_us)),
-                Kind::Probe => {}
-            }
-        }
-    }
+    let e2e = e2e_started(&seen, Kind::Peer, w0..w1 + 1);
+    let copy = e2e_started(&seen, Kind::Copy, w0..w1 + 1);
+    let delivered_in_window =
+        seen.iter().flat_map(|s| s.receipts.iter()).filter(|x| (w0..=w1).contains(&x.at_us)).count() as u64;
     let window = load.window_s().max(1e-9);
     let mut summary = json!({
         "scenario": "send",
