@@ -10,11 +10,6 @@ use missive_server::{Config, app_credentials_json, create_app, lock_data_dir, op
 
 mod terminal;
 
-/// The process allocator (a Rust requirement that it be a static). See the workspace
-/// Cargo.toml for why not glibc's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "missive", version, about = "A self-hosted, Easemob-compatible instant-messaging server")]
 struct Cli {
