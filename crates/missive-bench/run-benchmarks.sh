@@ -46,3 +46,4 @@ run offline-10x10000    "$RUNS" offline --users 10 --messages 10000
 run offline-100x1000    3       offline --users 100 --messages 1000
 run sdk-50              "$RUNS" sdk --pairs 50 --in-flight 4 --duration 10 --baseline-secs 3
 run sdk-200x1           3       sdk --pairs 200 --in-flight 1 --duration 10
+run overload            3       overload --recipients 100 --duration 20

@@ -3,8 +3,9 @@
 //! bodies, answered at once — and stays responsive, instead of queueing without bound.
 //!
 //! The run has two phases on one server, with the same recipients online over MSYNC:
-//! 1. **Sustainable rate**: a short closed-loop `send` (32 connections), whose accepted/s
-//!    is the rate the server sustains; `--sustainable N` skips it.
+//! 1. **Sustainable rate**: a short closed-loop `send` with as many connections as the
+//!    server admits sends at once, whose accepted/s is the most the server takes without
+//!    shedding; `--sustainable N` skips it.
 //! 2. **Overload**: `--factor` × that rate, open loop for `--duration` seconds, from a pool
 //!    of keep-alive connections (`--connections`, default 4096) larger than the server's
 //!    admission limit, so the generator's pool is never the queue: a request released
@@ -32,6 +33,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::Common;
+use super::baseline::same_run;
 use super::send::Online;
 use crate::load::{LoadResult, LoadSpec, connect_pool, drive, drive_on};
 use crate::probe::HealthProbe;
@@ -63,9 +65,11 @@ pub struct OverloadArgs {
     /// 1-s warm-up).
     #[arg(long, default_value_t = 5.0)]
     pub measure_secs: f64,
-    /// Connections of that closed-loop phase (the `send` maximum in docs/benchmarks.md).
-    #[arg(long, default_value_t = 32)]
-    pub measure_concurrency: usize,
+    /// Connections of that closed-loop phase (default: the server's admission limit, or
+    /// 1024 for a running server). Throughput rises with concurrency, because the group
+    /// commit takes more messages per fsync, so few connections would understate the rate.
+    #[arg(long)]
+    pub measure_concurrency: Option<usize>,
     /// `limits.max_inflight_sends` of a started server (default: the server's own default).
     #[arg(long)]
     pub max_inflight: Option<usize>,
@@ -100,17 +104,20 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<(Value, Vec<(String, Reco
         .filter_map(|kv| kv.strip_prefix(INFLIGHT_KEY)?.strip_prefix('=')?.parse().ok())
         .next_back()
         .unwrap_or(max_inflight);
+    let started = args.common.target.url.is_none();
     let target = Target::open(&args.common.target, &env).await?;
     let online = Online::start(&target, args.recipients).await?;
     let clock = online.clock;
     let make = online.body(false);
+    let baseline = same_run(args.common.baseline_secs, 32, &online.post(&target).path, make.clone()).await?;
 
     // 1. The sustainable rate: what a closed loop gets accepted per second.
+    let measure_concurrency = args.measure_concurrency.unwrap_or(if started { max_inflight } else { 1024 }).max(1);
     let measured = match args.sustainable {
         Some(_) => None,
         None => {
             let spec = LoadSpec {
-                concurrency: args.measure_concurrency,
+                concurrency: measure_concurrency,
                 duration: Duration::from_secs_f64(args.measure_secs),
                 warmup: Duration::from_secs(1),
                 max: None,
@@ -162,7 +169,6 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<(Value, Vec<(String, Reco
     let window = load.window_s().max(1e-9);
     let offered_s = args.duration;
     let accepted_per_s = load.accepted_seqs.len() as f64 / window;
-    let started = args.common.target.url.is_none();
     let summary = json!({
         "scenario": "overload",
         "recipients": args.recipients,
@@ -174,6 +180,7 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<(Value, Vec<(String, Reco
         "server_env": args.common.target.server_env,
         "sustainable": {
             "per_s": round3(sustainable),
+            "concurrency": measured.is_some().then_some(measure_concurrency),
             "measured": measured.as_ref().map(LoadResult::summary),
             "deliveries": measured.as_ref().map(|m| reconcile_started(&seen, Kind::Peer, &m.accepted_seqs, 1, 0..w0)),
             "all_delivered_before_overload": settled,
@@ -215,6 +222,7 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<(Value, Vec<(String, Reco
         "deliveries": reconcile_started(&seen, Kind::Peer, &load.accepted_seqs, 1, w0..u64::MAX),
         "closed_sessions": seen.iter().filter(|s| s.closed.is_some()).count(),
         "e2e": e2e.summary(),
+        "baseline": baseline,
     });
     if let Some(dir) = &args.common.out {
         write_memory_plot(dir, "overload", &samples)?;
