@@ -180,7 +180,7 @@ fn writer_stopped<E>(_: E) -> StoreError {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
-    /// Must be called inside a Tokio runtime: it spawns the group-commit task.
+    /// Must be called inside a Tokio runtime; the group commit runs on a thread of its own.
     pub async fn open(path: &Path, options: SqliteStoreOptions) -> StoreResult<SqliteStore> {
         let connect = SqliteConnectOptions::new()
             .filename(path)
@@ -212,7 +212,19 @@ impl SqliteStore {
             announced: watch::Sender::new(0),
             listener: RwLock::new(None),
         });
-        tokio::spawn(group_commit(write.clone(), rx, options.max_batch.max(1), clock.clone()));
+        // The writer gets a thread of its own. As a task on the shared runtime it waited its
+        // turn behind every ready connection task at each of a batch's awaits; under
+        // overload (thousands of connections being refused) a batch took seconds and every
+        // admitted send waited for it. The thread ends when the store is dropped.
+        let writer = group_commit(write.clone(), rx, options.max_batch.max(1), clock.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Backend(format!("group-commit runtime: {e}")))?;
+        std::thread::Builder::new()
+            .name("missive-writer".into())
+            .spawn(move || runtime.block_on(writer))
+            .map_err(|e| StoreError::Backend(format!("group-commit thread: {e}")))?;
         Ok(SqliteStore { read, write, enqueue_tx, clock })
     }
 

@@ -18,7 +18,7 @@ use missive_core::store::RecallOutcome;
 use missive_msync::pb;
 use serde_json::{Map, Value, json};
 
-use super::ctx::{Api, Envelope, JsonBody, SendBody};
+use super::ctx::{Api, Envelope, JsonBody, SendBody, SendCapacity};
 use super::openapi as doc;
 use crate::delivery::Outgoing;
 use crate::error::{ApiError, ApiResult};
@@ -125,6 +125,7 @@ async fn send_request(
 pub async fn send_user_messages(
     State(state): State<AppState>,
     api: Api,
+    _: SendCapacity,
     headers: HeaderMap,
     SendBody(body): SendBody,
 ) -> ApiResult<Envelope> {
@@ -161,6 +162,7 @@ pub async fn send_user_messages(
 pub async fn send_legacy(
     State(state): State<AppState>,
     api: Api,
+    _: SendCapacity,
     headers: HeaderMap,
     SendBody(body): SendBody,
 ) -> ApiResult<Envelope> {
