@@ -429,6 +429,12 @@ impl Session {
             }
             metas.push(live_meta(&self.app_key, &held.msg));
         }
+        if metas.is_empty() && view.pending.is_empty() && view.read_pos == 0 {
+            // Nothing was ever sent from this queue: the view holds no state the store does
+            // not, so it is dropped — a client pulling endless made-up queue names must not
+            // grow the session. Its next message reads the store once more.
+            self.queues.remove(&queue);
+        }
         let dl = match metas.last().and_then(|m| m.id) {
             Some(next_key) => pb::CommSyncDl {
                 status: Some(status(ErrorCode::Ok, None)),
