@@ -577,18 +577,6 @@ impl Session {
         Ok(())
     }
 
-    fn meta(
-        &self,
-        id: u64,
-        sender: &str,
-        owner: &str,
-        created: i64,
-        ns: pb::meta::NameSpace,
-        payload: Bytes,
-    ) -> pb::Meta {
-        meta(&self.app_key, id, sender, owner, created, ns, payload)
-    }
-
     /// Handles a hub event. `quiet` and `read` as for `drain`.
     async fn on_event(
         &mut self,
@@ -607,9 +595,10 @@ impl Session {
                 let queue = msg.queue.clone();
                 let view = self.queues.entry(queue.clone()).or_default();
                 let id = msg.id.0;
-                // Outside a read's matching, a message is held if the view is live, or if its
-                // id is below where reads continue (it committed late); otherwise the next
-                // read returns it.
+                // Outside a read's matching (which concerns only the queue just read), a message
+                // is held if the view is live, or if its id is below where reads continue (it
+                // committed late); otherwise the next read returns it.
+                let read = read.filter(|_| quiet == Some(queue.as_str()));
                 let keep = match read {
                     Some(ids) => !ids.contains(&id),
                     None => view.live || id <= view.read_pos,
@@ -670,7 +659,8 @@ impl Session {
         };
         let body = pb::StatisticsBody { operation: Some(op as i32), ..Default::default() };
         let id = self.state.ids.next_id().0;
-        let meta = self.meta(
+        let meta = meta(
+            &self.app_key,
             id,
             &self.user,
             &self.user,
