@@ -8,6 +8,7 @@
 //!
 //! See docs/protocol.md and PROTOCOL.md §3 for the frames and the SDK's rules this follows.
 
+mod login;
 mod session;
 
 use axum::extract::State;

@@ -13,23 +13,21 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
 use missive_core::id::{MsgId, now_ms};
-use missive_core::model::{App, DeviceInfo, User};
+use missive_core::model::{App, DeviceInfo};
 use missive_core::store::AckReceipt;
 use missive_msync::pb;
 use missive_msync::pb::m_sync::Command;
 use missive_msync::pb::status::ErrorCode;
 use prost::Message as _;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, timeout};
+use tokio::time::Instant;
 
-use crate::auth::{Principal, TokenError};
 use crate::delivery::Outgoing;
 use crate::hub::{KickReason, LiveMessage, SessionEvent, SessionRegistration};
 use crate::state::AppState;
 
-/// The SDK gives up on a login that gets no PROVISION answer within 10 s; we wait as long
-/// for its first frame.
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+use super::login::{Login, frame, login, status};
+
 /// How long a kicked client gets to acknowledge its kick notice before the socket is closed
 /// anyway. The SDK acknowledges at once; this only bounds a client that does not.
 const KICK_GRACE: Duration = Duration::from_secs(2);
@@ -63,121 +61,6 @@ pub async fn serve(state: AppState, mut socket: WebSocket) {
     tracing::debug!(user = %session.user, resource = %session.device.resource, reason, "session ended");
     state.hub.unregister(session.app.id, &session.user, session_id);
     let _ = socket.send(Message::Close(None)).await;
-}
-
-struct Login {
-    app: Arc<App>,
-    user: User,
-    device: DeviceInfo,
-    registration: SessionRegistration,
-}
-
-fn frame(cmd: Command, payload: &impl prost::Message) -> Message {
-    let env = pb::MSync {
-        command: Some(cmd as i32),
-        payload: Some(Bytes::from(payload.encode_to_vec())),
-        ..Default::default()
-    };
-    Message::Binary(Bytes::from(env.encode_to_vec()))
-}
-
-fn status(code: ErrorCode, reason: Option<&str>) -> pb::Status {
-    pb::Status { error_code: Some(code as i32), reason: reason.map(str::to_owned), ..Default::default() }
-}
-
-fn provision_reply(code: ErrorCode, reason: Option<&str>, resource: Option<String>) -> Message {
-    frame(Command::Provision, &pb::Provision { status: Some(status(code, reason)), resource, ..Default::default() })
-}
-
-/// Reads and answers the PROVISION frame. Every refusal is a PROVISION reply with the
-/// status and reason string the SDK maps to the right error (PROTOCOL.md §3.2).
-async fn login(state: &AppState, socket: &mut WebSocket) -> Option<Login> {
-    let first = match timeout(LOGIN_TIMEOUT, socket.recv()).await {
-        Ok(Some(Ok(Message::Binary(b)))) => b,
-        _ => return None,
-    };
-    let env = pb::MSync::decode(first.as_ref()).ok()?;
-    if env.command != Some(Command::Provision as i32) {
-        return None;
-    }
-    let provision = pb::Provision::decode(env.payload.clone().unwrap_or_default()).ok()?;
-    let refuse = |code: ErrorCode, reason: &str| provision_reply(code, Some(reason), None);
-    let guid = env.guid.unwrap_or_default();
-    let app_key = guid.app_key.unwrap_or_default();
-    let Some((org, app_name)) = app_key.split_once('#') else {
-        let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, app key is invalid")).await;
-        return None;
-    };
-    let app = match state.apps.get(org, app_name).await {
-        Ok(Some(app)) => app,
-        _ => {
-            let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, app key is invalid")).await;
-            return None;
-        }
-    };
-    let username = guid.name.unwrap_or_default().to_ascii_lowercase();
-    let token = env.auth.as_deref().and_then(|a| a.strip_prefix("$t$")).unwrap_or("");
-    let principal = state.auth.verify(app.id, token).await;
-    let user = match state.store.user_by_name(app.id, &username).await {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::warn!(%e, "login lookup failed");
-            let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, server is busy")).await;
-            return None;
-        }
-    };
-    let Some(user) = user else {
-        let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, user not found")).await;
-        return None;
-    };
-    // Before the token check: deactivation revokes the user's tokens, and the SDK should
-    // report a banned user as an auth failure (any FAIL reason it has no mapping for becomes
-    // WEBIM_CONNCTION_AUTH_ERROR, 2), not as a bad token (TOKEN_NOT_ASSIGN, 28).
-    if !user.activated {
-        let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, user is deactivated")).await;
-        return None;
-    }
-    match principal {
-        Ok(Principal::User(u)) if u == user.uuid => {}
-        Err(TokenError::Expired) => {
-            let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, token expired")).await;
-            return None;
-        }
-        _ => {
-            let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, token or password does not match login info")).await;
-            return None;
-        }
-    }
-    let resource = provision
-        .resource
-        .clone()
-        .or(guid.client_resource)
-        .filter(|r| !r.is_empty() && r.len() <= 128)
-        .unwrap_or_else(|| format!("missive_{}", now_ms()));
-    let device = DeviceInfo {
-        resource: resource.clone(),
-        device_uuid: provision.device_uuid.clone().unwrap_or_default(),
-        device_name: provision.device_name.clone().unwrap_or_default(),
-    };
-    let registration = match state.hub.register(app.id, &user.username, device.clone()) {
-        Ok(r) => r,
-        Err(_) => {
-            let _ =
-                socket.send(provision_reply(ErrorCode::TooManyDevices, Some("Sorry, too many devices"), None)).await;
-            return None;
-        }
-    };
-    if let Err(e) = state.store.register_device(app.id, &user.username, &device).await {
-        tracing::warn!(%e, "device registration failed");
-        state.hub.unregister(app.id, &user.username, registration.id);
-        let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, server is busy")).await;
-        return None;
-    }
-    if socket.send(provision_reply(ErrorCode::Ok, None, Some(resource))).await.is_err() {
-        state.hub.unregister(app.id, &user.username, registration.id);
-        return None;
-    }
-    Some(Login { app, user, device, registration })
 }
 
 /// A logged-in connection.
