@@ -100,8 +100,6 @@ fn main() -> anyhow::Result<()> {
 
 /// `serve-missive`: what `missive serve` does, from the same library.
 async fn serve_missive(listen: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
-    use std::sync::Arc;
-
     use missive_server::{Config, app_credentials_json, create_app, open_store, run};
     let filter = tracing_subscriber::EnvFilter::try_from_env("MISSIVE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -110,11 +108,10 @@ async fn serve_missive(listen: SocketAddr, data: PathBuf) -> anyhow::Result<()> 
     config.listen = listen;
     config.data = data;
     let store = open_store(&config).await?;
-    let app = create_app(&store, "demo", "demo", false).await?;
+    let app = create_app(&*store, "demo", "demo", false).await?;
     println!("{}", app_credentials_json(&app));
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    let store: Arc<dyn missive_core::store::Store> = Arc::new(store);
-    run(config, store, listener, async {
+    run(config, store.shared(), listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;

@@ -4,12 +4,14 @@
 //! # Layout
 //! - [`id`]: 64-bit time-ordered message ids (Snowflake layout, like Easemob's).
 //! - [`model`]: the records and the validation rules Easemob documents for them.
-//! - [`store`]: the `Store` trait and its error type.
+//! - [`store`]: the `Store` trait (one capability trait per area) and its error type.
 
 pub mod id;
 pub mod model;
 pub mod store;
 
 pub use id::{IdGenerator, MsgId};
-pub use model::{App, DeviceInfo, IdempotencyRecord, NewUser, QueuedMessage, TokenRecord, User};
-pub use store::{QueueCount, QueuePolicy, RecallOutcome, Store, StoreError, StoreResult, UserPatch};
+pub use model::{App, DeviceInfo, IdempotencyRecord, NewMessage, NewUser, QueuedMessage, TokenRecord, User};
+pub use store::{
+    EnqueueRequest, PendingPage, QueueCount, QueuePolicy, RecallOutcome, Store, StoreError, StoreResult, UserPatch,
+};

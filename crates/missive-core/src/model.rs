@@ -4,6 +4,7 @@
 //! to Easemob's JSON. Validation rules that Easemob documents (username charset and length)
 //! live here so every entry point applies the same ones.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -68,10 +69,11 @@ pub struct TokenRecord {
     pub created: i64,
 }
 
-/// One message in one recipient's queue: a row per recipient, so acks, recalls and counts
-/// are per recipient and never touch other recipients' copies.
+/// One recipient's copy of a message, before the store gives it its place in the queue. A
+/// send makes one per recipient, so acks, recalls and counts are per recipient and never
+/// touch other recipients' copies.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueuedMessage {
+pub struct NewMessage {
     pub id: MsgId,
     pub app_id: Uuid,
     /// The recipient.
@@ -83,7 +85,30 @@ pub struct QueuedMessage {
     /// Unix ms when accepted.
     pub created: i64,
     /// The encoded MSYNC `MessageBody`, ready to be put in a `Meta` without re-encoding.
-    pub payload: Vec<u8>,
+    pub payload: Bytes,
+}
+
+impl NewMessage {
+    /// The message as stored at `seq`, not yet delivered.
+    pub fn queued(self, seq: u64) -> QueuedMessage {
+        let NewMessage { id, app_id, owner, queue, sender, created, payload } = self;
+        QueuedMessage { id, app_id, owner, queue, sender, created, payload, seq, delivered: false }
+    }
+}
+
+/// A message in one recipient's queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedMessage {
+    pub id: MsgId,
+    pub app_id: Uuid,
+    pub owner: String,
+    pub queue: String,
+    pub sender: String,
+    pub created: i64,
+    pub payload: Bytes,
+    /// Its place in the queue, assigned at commit (see `store::queues`). 0 only for
+    /// online-only messages, which are never stored.
+    pub seq: u64,
     /// Acked by at least one device of the owner.
     pub delivered: bool,
 }

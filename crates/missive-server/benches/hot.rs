@@ -9,15 +9,14 @@
 //! validation and before any storage. The whole send writes to a database in `/dev/shm`
 //! when there is one, where fsync costs nothing: it measures CPU, not the disk.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use missive_core::model::NewUser;
-use missive_core::store::Store;
 use missive_server::auth::Principal;
-use missive_server::{AppState, Config, create_app, open_store, router};
+use missive_server::{AppState, Config, assemble, create_app, open_store, router};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -48,11 +47,10 @@ impl Fixture {
         config.queue.max_offline_per_user = u32::MAX;
         let (state, app, token) = rt.block_on(async {
             let store = open_store(&config).await.unwrap();
-            let app = create_app(&store, "bench", "bench", false).await.unwrap();
+            let app = create_app(&*store, "bench", "bench", false).await.unwrap();
             let bob = NewUser { username: "bob".into(), password_hash: "-".into(), nickname: None };
             store.create_user(app.id, &bob).await.unwrap();
-            let blobs = missive_server::blobs::open(&config).unwrap();
-            let state = AppState::new(config, Arc::new(store), blobs, CancellationToken::new());
+            let state = assemble(config, store.shared(), CancellationToken::new()).unwrap();
             let token = state.auth.issue(app.id, Principal::App, 0).await.unwrap().access_token;
             (state, app, token)
         });

@@ -31,19 +31,55 @@ pub struct Config {
     pub storage: StorageConfig,
 }
 
-/// The embedded store.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Where durable state lives.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StorageConfig {
+    /// Empty or `sqlite://PATH`: the embedded SQLite store (default `<data>/missive.db`).
+    /// `postgres://user[:password]@host[:port]/db[?sslmode=…]`: PostgreSQL, for several nodes.
+    /// Also `--database-url` / `MISSIVE_DATABASE_URL`.
+    pub url: String,
     /// How long a write waits for a database locked by another process (a backup, the
     /// `app create` command) or a slow disk before the request fails with 503.
     pub busy_timeout_ms: u64,
+    /// PostgreSQL connections per node.
+    pub pool_size: u32,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { busy_timeout_ms: 5000 }
+        StorageConfig { url: String::new(), busy_timeout_ms: 5000, pool_size: 16 }
     }
+}
+
+impl std::fmt::Debug for StorageConfig {
+    /// The URL may carry a password: only its scheme and host part are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageConfig")
+            .field("url", &redact_url(&self.url))
+            .field("busy_timeout_ms", &self.busy_timeout_ms)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+/// `scheme://user:secret@host/…` → `scheme://user:…@host/…`, for logs and `Debug`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_owned() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:…@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Which store `storage.url` selects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageUrl {
+    /// The embedded SQLite database at this path.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
 }
 
 impl Default for Config {
@@ -158,8 +194,10 @@ pub struct SessionConfig {
     pub send_buffer_frames: usize,
     /// Largest frame accepted from a client.
     pub max_frame_bytes: usize,
-    /// Online-only messages (`ROUTE_ONLINE`, `sync_device` copies) a session may hold
-    /// unpulled; a client that stops pulling is disconnected past this.
+    /// Messages a session holds in memory for its device (stored ones not yet sent, sent
+    /// ones not yet acked, online-only ones). Past it, unsent stored messages are dropped and
+    /// read again later; a client holding this many unacked ones is not pulling and is
+    /// disconnected.
     pub max_online_pending: usize,
 }
 
@@ -322,6 +360,24 @@ impl Config {
     /// The SQLite database file inside the data directory.
     pub fn database_path(&self) -> PathBuf {
         self.data.join("missive.db")
+    }
+
+    /// The store `storage.url` names; an unknown scheme is an error that names it.
+    pub fn storage_url(&self) -> Result<StorageUrl, String> {
+        let url = self.storage.url.trim();
+        if url.is_empty() {
+            return Ok(StorageUrl::Sqlite(self.database_path()));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            return Ok(StorageUrl::Sqlite(if path.is_empty() { self.database_path() } else { PathBuf::from(path) }));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StorageUrl::Postgres(url.to_owned()));
+        }
+        Err(format!(
+            "storage.url {:?} is neither sqlite://PATH nor postgres://…",
+            redact_url(url).split("://").next().unwrap_or_default()
+        ))
     }
 
     /// A commented example configuration (`missive config example`).

@@ -2,51 +2,23 @@
 //!
 //! Keyed by (app, user), each entry lists that user's live MSYNC sessions (one per device
 //! resource). Senders never write to a socket: they put a small event on the session's
-//! bounded channel with `try_send`. Stored messages reach the hub from the store itself (the
-//! hub is the store's `CommitListener`), right after their commit, carrying the message, so
-//! an online device is served from memory without a read per message. A session whose channel is full is not keeping up, so it
-//! is cancelled (its socket closed) instead of buffering without bound; its messages are
-//! still in its queues and arrive when it reconnects. This keeps one slow client from
-//! slowing anyone else, and memory bounded by `send_buffer_frames` per session.
+//! bounded channel with `try_send`. Committed messages reach the hub as the store's
+//! `CommitListener` (wired in `crate::run`), carrying the message and its queue sequence, so
+//! an online device is served from memory without a read per message (see
+//! `crate::delivery::view`). A session whose channel is full is not keeping up, so it is
+//! cancelled (its socket closed) instead of buffering without bound; its messages are still
+//! in its queues and arrive when it reconnects. This keeps one slow client from slowing
+//! anyone else, and memory bounded by `send_buffer_frames` per session.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use dashmap::DashMap;
-use missive_core::id::MsgId;
 use missive_core::model::{DeviceInfo, QueuedMessage};
 use missive_core::store::CommitListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-/// A message on its way to online devices: a stored one just committed, or one that is
-/// never stored (`ROUTE_ONLINE` sends and `sync_device` copies).
-#[derive(Debug)]
-pub struct LiveMessage {
-    pub id: MsgId,
-    /// The queue (conversation peer) it appears in for the receiving device.
-    pub queue: String,
-    pub sender: String,
-    pub owner: String,
-    pub created: i64,
-    /// The encoded `MessageBody`.
-    pub payload: Bytes,
-}
-
-impl From<QueuedMessage> for LiveMessage {
-    fn from(m: QueuedMessage) -> LiveMessage {
-        LiveMessage {
-            id: m.id,
-            queue: m.queue,
-            sender: m.sender,
-            owner: m.owner,
-            created: m.created,
-            payload: Bytes::from(m.payload),
-        }
-    }
-}
 
 /// Why a session is being told to leave; maps to the SDK's StatisticsBody operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,14 +35,14 @@ pub enum KickReason {
 /// What a session's event loop receives.
 #[derive(Debug)]
 pub enum SessionEvent {
-    /// A stored message was committed (send NOTICE; the session may serve it from memory).
-    Stored(Arc<LiveMessage>),
-    /// An online-only message: it exists nowhere else.
-    Transient(Arc<LiveMessage>),
+    /// A stored message was committed (with its queue sequence).
+    Stored(Arc<QueuedMessage>),
+    /// An online-only message (sequence 0): it exists nowhere else.
+    Online(Arc<QueuedMessage>),
     /// A stored message was removed from its queue (recall) and must not go out any more.
     Withdrawn {
         queue: String,
-        id: MsgId,
+        seq: u64,
     },
     Kick(KickReason),
 }
@@ -174,8 +146,8 @@ impl Hub {
 
     /// Hands an online-only message to every device of `user`, except `skip_resource`.
     /// Returns how many devices got it.
-    pub fn push_transient(&self, app: Uuid, user: &str, msg: &Arc<LiveMessage>, skip_resource: Option<&str>) -> usize {
-        self.each_session(app, user, skip_resource, |_| SessionEvent::Transient(msg.clone()))
+    pub fn push_online(&self, app: Uuid, user: &str, msg: &Arc<QueuedMessage>, skip_resource: Option<&str>) -> usize {
+        self.each_session(app, user, skip_resource, |_| SessionEvent::Online(msg.clone()))
     }
 
     /// Kicks one device (`resource`) or all devices of a user. Returns how many.
@@ -218,25 +190,14 @@ impl Hub {
 }
 
 impl CommitListener for Hub {
-    fn committed(&self, messages: &[QueuedMessage]) {
+    fn committed(&self, messages: &[Arc<QueuedMessage>]) {
         for m in messages {
-            if !self.is_online(m.app_id, &m.owner) {
-                continue;
-            }
-            let live = Arc::new(LiveMessage {
-                id: m.id,
-                queue: m.queue.clone(),
-                sender: m.sender.clone(),
-                owner: m.owner.clone(),
-                created: m.created,
-                payload: Bytes::copy_from_slice(&m.payload),
-            });
-            self.each_session(m.app_id, &m.owner, None, |_| SessionEvent::Stored(live.clone()));
+            self.each_session(m.app_id, &m.owner, None, |_| SessionEvent::Stored(m.clone()));
         }
     }
 
     fn removed(&self, m: &QueuedMessage) {
-        self.each_session(m.app_id, &m.owner, None, |_| SessionEvent::Withdrawn { queue: m.queue.clone(), id: m.id });
+        self.each_session(m.app_id, &m.owner, None, |_| SessionEvent::Withdrawn { queue: m.queue.clone(), seq: m.seq });
     }
 }
 
@@ -267,19 +228,22 @@ mod tests {
         let hub = Hub::new(4, 8);
         let app = Uuid::new_v4();
         let reg = hub.register(app, "u", dev("a")).unwrap();
-        let msg = Arc::new(LiveMessage {
-            id: MsgId(1),
+        let msg = Arc::new(QueuedMessage {
+            id: missive_core::id::MsgId(1),
+            app_id: app,
             queue: "peer".into(),
             sender: "peer".into(),
             owner: "u".into(),
             created: 0,
-            payload: Bytes::new(),
+            payload: bytes::Bytes::new(),
+            seq: 0,
+            delivered: false,
         });
         for _ in 0..4 {
-            hub.push_transient(app, "u", &msg, None);
+            hub.push_online(app, "u", &msg, None);
         }
         assert!(!reg.cancel.is_cancelled());
-        hub.push_transient(app, "u", &msg, None);
+        hub.push_online(app, "u", &msg, None);
         assert!(reg.cancel.is_cancelled());
         hub.unregister(app, "u", reg.id);
         assert!(!hub.is_online(app, "u"));

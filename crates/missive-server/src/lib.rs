@@ -6,7 +6,8 @@
 //! - [`http`]: the REST API, one module per Easemob area.
 //! - [`ws`]: `/websocket`, the MSYNC sessions of the client SDKs.
 //! - [`hub`]: online devices on this node and the channels that reach them.
-//! - [`delivery`]: the one path every message takes (id → persist → notify).
+//! - [`delivery`]: the one path every message takes (id → commit with a queue sequence →
+//!   announce → sessions deliver by sequence), and the per-session queue views.
 //! - [`blobs`]: where chat file bytes live (a directory, or S3 for several nodes).
 //! - [`auth`]: tokens and passwords. [`ratelimit`]: per-app quotas. [`error`]: `ApiError`.
 //!
@@ -24,7 +25,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use missive_core::id::{MsgId, now_ms};
 use missive_core::model::App;
 use missive_core::store::{Store, StoreError};
-use missive_store::{SqliteStore, SqliteStoreOptions};
+use missive_store::{PgStore, PgStoreOptions, SqliteStore, SqliteStoreOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -40,7 +41,7 @@ pub mod ratelimit;
 pub mod state;
 pub mod ws;
 
-pub use config::Config;
+pub use config::{Config, StorageUrl};
 pub use state::AppState;
 
 /// Why the server could not start or keep serving.
@@ -60,6 +61,8 @@ pub enum ServerError {
     Blobs(#[from] blobs::BlobError),
     #[error("data directory {0} is in use by another `missive serve` (lock held on missive.lock)")]
     Locked(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// An exclusive lock on the data directory, held for as long as `serve` runs, so two servers
@@ -96,21 +99,81 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Opens the embedded store under `config.data`, creating the directory if needed.
-pub async fn open_store(config: &Config) -> Result<SqliteStore, ServerError> {
-    std::fs::create_dir_all(&config.data)
-        .map_err(|source| ServerError::DataDir { path: config.data.display().to_string(), source })?;
-    let options = SqliteStoreOptions {
-        busy_timeout: std::time::Duration::from_millis(config.storage.busy_timeout_ms.max(1)),
-        ..SqliteStoreOptions::default()
-    };
-    Ok(SqliteStore::open(&config.database_path(), options).await?)
+/// An open store of either backend: `Deref`s to `dyn Store` for everything the server does,
+/// and keeps what only one backend can do (SQLite's backup) reachable.
+pub enum StoreHandle {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl std::ops::Deref for StoreHandle {
+    type Target = dyn Store;
+    fn deref(&self) -> &(dyn Store + 'static) {
+        match self {
+            StoreHandle::Sqlite(s) => s,
+            StoreHandle::Postgres(p) => p,
+        }
+    }
+}
+
+impl StoreHandle {
+    /// The store as the server shares it.
+    pub fn shared(self) -> Arc<dyn Store> {
+        match self {
+            StoreHandle::Sqlite(s) => Arc::new(s),
+            StoreHandle::Postgres(p) => Arc::new(p),
+        }
+    }
+
+    /// Waits for queued writes (SQLite) or closes the pool (PostgreSQL).
+    pub async fn close(&self) {
+        match self {
+            StoreHandle::Sqlite(s) => s.close().await,
+            StoreHandle::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// Opens the store `storage.url` selects: the embedded SQLite database (under `--data`
+/// unless the URL names a file) or PostgreSQL (migrations applied at start).
+pub async fn open_store(config: &Config) -> Result<StoreHandle, ServerError> {
+    match config.storage_url().map_err(ServerError::Config)? {
+        StorageUrl::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|source| ServerError::DataDir { path: dir.display().to_string(), source })?;
+            }
+            let options = SqliteStoreOptions {
+                busy_timeout: Duration::from_millis(config.storage.busy_timeout_ms.max(1)),
+                ..SqliteStoreOptions::default()
+            };
+            Ok(StoreHandle::Sqlite(SqliteStore::open(&path, options).await?))
+        }
+        StorageUrl::Postgres(url) => {
+            let options = PgStoreOptions {
+                max_connections: config.storage.pool_size.max(2),
+                acquire_timeout: Duration::from_millis(config.storage.busy_timeout_ms.max(1)),
+                ..PgStoreOptions::default()
+            };
+            Ok(StoreHandle::Postgres(PgStore::open(&url, options).await?))
+        }
+    }
 }
 
 /// The whole HTTP surface: REST, `/websocket`, CORS and error stamping.
 pub fn router(state: AppState) -> Router {
     let routes = http::router().route("/websocket", get(ws::upgrade));
     http::with_error_stamps(routes).layer(http::cors()).with_state(state)
+}
+
+/// Puts the server together around an open store: the file store, the session hub — wired
+/// as the store's commit listener, so every commit is announced to this node's sessions in
+/// commit order (see [`delivery`]) — and the shared state with the send path.
+pub fn assemble(config: Config, store: Arc<dyn Store>, shutdown: CancellationToken) -> Result<AppState, ServerError> {
+    let blobs = blobs::open(&config)?;
+    let hub = Arc::new(hub::Hub::new(config.sessions.send_buffer_frames, config.sessions.max_devices_per_user));
+    store.set_commit_listener(hub.clone());
+    Ok(AppState::new(config, store, hub, blobs, shutdown))
 }
 
 /// Serves on `listener` until `shutdown` resolves, then stops accepting, tells sessions to
@@ -122,8 +185,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let token = CancellationToken::new();
-    let blobs = blobs::open(&config)?;
-    let state = AppState::new(config, store, blobs, token.clone());
+    let state = assemble(config, store, token.clone())?;
     let sweeper = tokio::spawn(sweep_forever(state.clone()));
     let file_sweeper = tokio::spawn(http::chatfiles::sweep_forever(state.clone()));
     let app = router(state.clone());

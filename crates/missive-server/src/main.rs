@@ -1,12 +1,12 @@
 //! The `missive` binary: parses the command line and hands off to the library.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use missive_core::store::Store;
-use missive_server::{Config, app_credentials_json, create_app, lock_data_dir, open_store, run};
+use missive_server::{
+    Config, StorageUrl, StoreHandle, app_credentials_json, create_app, lock_data_dir, open_store, run,
+};
 
 mod terminal;
 
@@ -20,9 +20,14 @@ struct Cli {
 /// Where the data lives; shared by every subcommand that opens the store.
 #[derive(clap::Args, Clone)]
 struct StoreArgs {
-    /// Data directory (SQLite database and files).
+    /// Data directory: the embedded SQLite database, uploaded files (local backend) and the
+    /// lock that keeps two servers off one directory.
     #[arg(long, env = "MISSIVE_DATA")]
     data: Option<PathBuf>,
+    /// The store: empty or sqlite://PATH for the embedded default, postgres://user@host:port/db
+    /// for PostgreSQL (config `storage.url`).
+    #[arg(long, env = "MISSIVE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// TOML configuration file.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -34,9 +39,17 @@ impl StoreArgs {
         if let Some(d) = &self.data {
             config.data = d.clone();
         }
+        if let Some(url) = &self.database_url {
+            config.storage.url = url.clone();
+        }
         Ok(config)
     }
 }
+
+/// `backup`/`restore` are the embedded store's; PostgreSQL has its own tools.
+const PG_BACKUP_HELP: &str = "the PostgreSQL store is backed up with PostgreSQL's own tools: \
+     `pg_dump --format=custom --file=missive.dump DBNAME` while Missive runs, and \
+     `pg_restore --clean --dbname=DBNAME missive.dump` with every node stopped (docs/operations.md)";
 
 #[derive(Subcommand)]
 enum Command {
@@ -123,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
         Command::App { command: AppCommand::Create { org, app, open_registration, store } } => {
             let config = store.load()?;
             let db = open_store(&config).await?;
-            let app = create_app(&db, &org, &app, open_registration || config.security.open_registration).await?;
+            let app = create_app(&*db, &org, &app, open_registration || config.security.open_registration).await?;
             println!("{}", app_credentials_json(&app));
             db.close().await;
             Ok(())
@@ -132,16 +145,20 @@ async fn main() -> anyhow::Result<()> {
             let config = store.load()?;
             anyhow::ensure!(!file.exists(), "{} already exists", file.display());
             let db = open_store(&config).await?;
-            db.backup_to(&file).await.context("writing backup")?;
+            let StoreHandle::Sqlite(sqlite) = &db else { anyhow::bail!("missive backup: {PG_BACKUP_HELP}") };
+            sqlite.backup_to(&file).await.context("writing backup")?;
             db.close().await;
             eprintln!("backup written to {}", file.display());
             Ok(())
         }
         Command::Restore { file, store } => {
             let config = store.load()?;
+            let StorageUrl::Sqlite(path) = config.storage_url().map_err(anyhow::Error::msg)? else {
+                anyhow::bail!("missive restore: {PG_BACKUP_HELP}")
+            };
             let _lock = lock_data_dir(&config)?;
-            missive_store::restore(&file, &config.database_path()).await.context("restoring")?;
-            eprintln!("restored {} into {}", file.display(), config.data.display());
+            missive_store::restore(&file, &path).context("restoring")?;
+            eprintln!("restored {} into {}", file.display(), path.display());
             Ok(())
         }
         Command::Listen { connect } => terminal::listen(connect).await,
@@ -161,16 +178,20 @@ async fn serve(listen: Option<std::net::SocketAddr>, args: StoreArgs) -> anyhow:
     let _lock = lock_data_dir(&config)?;
     let store = open_store(&config).await?;
     if store.app_count().await? == 0 {
-        let app = create_app(&store, "demo", "demo", config.security.open_registration).await?;
+        let app = create_app(&*store, "demo", "demo", config.security.open_registration).await?;
         // Printed once, on the first start, so a newcomer can call the API right away.
         println!("{}", app_credentials_json(&app));
         tracing::info!("created app demo/demo; its credentials are printed above (shown only once)");
     }
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, data = %config.data.display(), "missive listening");
-    let store: Arc<dyn Store> = Arc::new(store);
-    run(config, store, listener, shutdown_signal()).await?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        data = %config.data.display(),
+        store = %missive_server::config::redact_url(if config.storage.url.is_empty() { "sqlite (embedded)" } else { &config.storage.url }),
+        "missive listening"
+    );
+    run(config, store.shared(), listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

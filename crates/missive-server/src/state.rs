@@ -1,7 +1,7 @@
 //! `AppState`: the one context every handler and session shares.
 //!
 //! One struct behind one `Arc` rather than many extractors: handlers take
-//! `State<AppState>` and reach the store, the token authenticator, the id generator, the
+//! `State<AppState>` and reach the store, the token authenticator, the send path, the
 //! session hub and the quotas through it. Nothing here is global; tests run many servers in
 //! one process.
 
@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use missive_core::IdGenerator;
 use missive_core::model::App;
 use missive_core::store::{QueuePolicy, Store};
 use tokio_util::sync::CancellationToken;
@@ -18,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Authenticator;
 use crate::blobs::BlobStore;
 use crate::config::Config;
+use crate::delivery::Delivery;
 use crate::error::{ApiError, ApiResult};
 use crate::hub::Hub;
 use crate::ratelimit::Quota;
@@ -30,10 +30,9 @@ pub struct Shared {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub auth: Arc<Authenticator>,
-    pub ids: IdGenerator,
-    /// Ids handed out for stored messages whose commit has not finished, per queue.
-    pub uncommitted: UncommittedIds,
-    /// Also the store's commit listener.
+    /// The send path every message takes (`crate::delivery`).
+    pub delivery: Delivery,
+    /// Online sessions on this node; also the store's commit listener (wired in `crate::run`).
     pub hub: Arc<Hub>,
     pub apps: AppCache,
     /// Send calls per second per app.
@@ -45,8 +44,6 @@ pub struct Shared {
     /// One lock per idempotency key being processed, so concurrent retries of one request
     /// do not both send.
     pub idempotency_locks: DashMap<(uuid::Uuid, String), Arc<tokio::sync::Mutex<()>>>,
-    /// Sends being processed now (REST and SDK); see `limits.max_inflight_sends`.
-    pub inflight_sends: tokio::sync::Semaphore,
     /// Where chat file bytes live (local directory or S3).
     pub blobs: Arc<dyn BlobStore>,
     /// Thumbnails being generated; each holds an image and its pixels in memory, so the
@@ -65,6 +62,7 @@ impl AppState {
     pub fn new(
         config: Config,
         store: Arc<dyn Store>,
+        hub: Arc<Hub>,
         blobs: Arc<dyn BlobStore>,
         shutdown: CancellationToken,
     ) -> AppState {
@@ -73,16 +71,15 @@ impl AppState {
             config.security.argon2_memory_kib,
             config.security.argon2_iterations,
         ));
-        let hub = Arc::new(Hub::new(config.sessions.send_buffer_frames, config.sessions.max_devices_per_user));
-        store.set_commit_listener(hub.clone());
+        let policy = QueuePolicy { max_offline_per_user: config.queue.max_offline_per_user };
+        let delivery =
+            Delivery::new(store.clone(), hub.clone(), config.node_id, policy, config.limits.max_inflight_sends);
         AppState(Arc::new(Shared {
-            ids: IdGenerator::new(config.node_id),
-            uncommitted: UncommittedIds::default(),
+            delivery,
             send_calls: Quota::new(config.limits.send_calls_per_second, Duration::from_secs(1)),
             send_messages: Quota::new(config.limits.send_messages_per_minute, Duration::from_secs(60)),
             apps: AppCache::new(store.clone()),
             idempotency_locks: DashMap::new(),
-            inflight_sends: tokio::sync::Semaphore::new(config.limits.max_inflight_sends),
             thumbnail_permits: tokio::sync::Semaphore::new(config.files.thumbnail_workers.max(1)),
             blobs,
             auth,
@@ -91,10 +88,6 @@ impl AppState {
             config,
             shutdown,
         }))
-    }
-
-    pub fn queue_policy(&self) -> QueuePolicy {
-        QueuePolicy { max_offline_per_user: self.config.queue.max_offline_per_user }
     }
 }
 
@@ -120,92 +113,5 @@ impl AppCache {
         let app = Arc::new(app);
         self.by_name.insert((org.to_owned(), name.to_owned()), app.clone());
         Ok(Some(app))
-    }
-}
-
-/// Ids are assigned before a message is committed, so concurrent sends in one conversation
-/// can commit out of id order. A device that acks key K moves its cursor past every id ≤ K;
-/// if a lower id commits afterwards, that device would never get it. Ids of stored messages
-/// are therefore registered here (in the same critical section that allocates them) until
-/// their commit returns, and an ack never moves a cursor past an id still registered for
-/// that queue: the device gets those messages again instead (at-least-once; the SDK drops
-/// ids it has already seen).
-#[derive(Default)]
-pub struct UncommittedIds {
-    /// A std `Mutex`: held for a few map operations, never across an await.
-    by_queue:
-        std::sync::Mutex<std::collections::HashMap<(uuid::Uuid, String, String), std::collections::BTreeSet<u64>>>,
-}
-
-/// A registration that ends (the ids are forgotten) when dropped, whether the commit
-/// succeeded or failed.
-pub struct UncommittedGuard<'a> {
-    registry: &'a UncommittedIds,
-    entries: Vec<((uuid::Uuid, String, String), u64)>,
-}
-
-impl UncommittedIds {
-    /// Allocates one id per `(owner, queue)` from `ids`, registering each before the lock is
-    /// released, so no id can be seen committed while a lower one of its queue is unknown.
-    pub fn allocate<'a>(
-        &'a self,
-        ids: &IdGenerator,
-        app: uuid::Uuid,
-        slots: impl Iterator<Item = (String, String)>,
-    ) -> (Vec<missive_core::MsgId>, UncommittedGuard<'a>) {
-        let mut map = self.by_queue.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = Vec::new();
-        let mut entries = Vec::new();
-        for (owner, queue) in slots {
-            let id = ids.next_id();
-            let key = (app, owner, queue);
-            map.entry(key.clone()).or_default().insert(id.0);
-            entries.push((key, id.0));
-            out.push(id);
-        }
-        (out, UncommittedGuard { registry: self, entries })
-    }
-
-    /// The highest key an ack may record for `queue`: `key`, or just below the lowest id of
-    /// that queue still being committed.
-    pub fn safe_ack(&self, app: uuid::Uuid, owner: &str, queue: &str, key: u64) -> u64 {
-        let map = self.by_queue.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(&(app, owner.to_owned(), queue.to_owned())).and_then(|s| s.first()) {
-            Some(&lowest) if lowest <= key => lowest.saturating_sub(1),
-            _ => key,
-        }
-    }
-}
-
-impl Drop for UncommittedGuard<'_> {
-    fn drop(&mut self) {
-        let mut map = self.registry.by_queue.lock().unwrap_or_else(|e| e.into_inner());
-        for (key, id) in self.entries.drain(..) {
-            if let Some(set) = map.get_mut(&key) {
-                set.remove(&id);
-                if set.is_empty() {
-                    map.remove(&key);
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_ack_never_passes_an_uncommitted_id_of_its_queue() {
-        let (reg, ids, app) = (UncommittedIds::default(), IdGenerator::new(1), uuid::Uuid::new_v4());
-        let (first, guard) = reg.allocate(&ids, app, std::iter::once(("bob".into(), "alice".into())));
-        let later = ids.next_id().0 + 10;
-        assert_eq!(reg.safe_ack(app, "bob", "alice", later), first[0].0 - 1);
-        // Other queues and owners are not held back.
-        assert_eq!(reg.safe_ack(app, "bob", "carol", later), later);
-        assert_eq!(reg.safe_ack(app, "dave", "alice", later), later);
-        // Once the commit returned (guard dropped), acks go through.
-        drop(guard);
-        assert_eq!(reg.safe_ack(app, "bob", "alice", later), later);
     }
 }

@@ -1,12 +1,29 @@
-//! Storage backends for Missive.
+//! Storage backends for Missive: every one implements all of `missive_core::store::Store`.
 //!
 //! # Layout
 //! - [`sqlite`]: the embedded default, one file under the data directory, WAL mode, every
-//!   commit fsync'd, concurrent message writes grouped into one transaction (group commit).
+//!   commit fsync'd; rusqlite on a writer thread and a few reader threads.
+//! - [`postgres`]: PostgreSQL, for several nodes sharing one store.
+//! - `group_commit`: the batching writer both backends use for the delivery path.
+//! - `backlog`: the per-recipient cap's bookkeeping, shared by both writers.
 //!
 //! Each backend carries its own dialect's migrations under `migrations/<dialect>/`, embedded
 //! in the binary and applied forward-only at open.
 
+mod backlog;
+mod group_commit;
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::{PgStore, PgStoreOptions};
 pub use sqlite::{SqliteStore, SqliteStoreOptions, restore};
+
+use missive_core::store::StoreError;
+
+/// Renames a uniqueness conflict after the rule it broke ("username", "app", "file").
+pub(crate) fn conflict_as(rule: &'static str) -> impl Fn(StoreError) -> StoreError {
+    move |e| match e {
+        StoreError::Conflict(_) => StoreError::Conflict(rule),
+        other => other,
+    }
+}

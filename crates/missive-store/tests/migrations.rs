@@ -1,11 +1,15 @@
-//! Forward-only migrations: a database written by an older schema opens with this build,
-//! is upgraded in place, and keeps its data.
+//! Forward-only migrations: a database written by an older schema opens with this build, is
+//! upgraded in place, and keeps its data — including the delivery state of devices.
 
 use missive_core::id::MsgId;
-use missive_core::store::Store;
+use missive_core::store::prelude::*;
 use missive_store::{SqliteStore, SqliteStoreOptions};
-use sqlx::{Connection, SqliteConnection};
+use rusqlite::Connection;
 use uuid::Uuid;
+
+fn user_version(path: &std::path::Path) -> i64 {
+    Connection::open(path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()
+}
 
 #[tokio::test]
 async fn a_schema_v1_database_upgrades_and_keeps_its_data() {
@@ -14,41 +18,96 @@ async fn a_schema_v1_database_upgrades_and_keeps_its_data() {
     let app = Uuid::new_v4();
     {
         // What a v1 server left behind: its schema, its version stamp, and rows.
-        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
-        let mut c = SqliteConnection::connect_with(&opts).await.unwrap();
-        sqlx::raw_sql(include_str!("../migrations/sqlite/0001_init.sql")).execute(&mut c).await.unwrap();
-        sqlx::raw_sql("PRAGMA user_version = 1").execute(&mut c).await.unwrap();
-        sqlx::query(
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(include_str!("../migrations/sqlite/0001_init.sql")).unwrap();
+        c.execute_batch("PRAGMA user_version = 1").unwrap();
+        c.execute(
             "INSERT INTO apps (id, org, name, client_id, client_secret, open_registration, created) \
-             VALUES (?, 'o', 'a', 'cid', 'sec', 0, 1)",
+             VALUES (?1, 'o', 'a', 'cid', 'sec', 0, 1)",
+            [app.to_string()],
         )
-        .bind(app.to_string())
-        .execute(&mut c)
-        .await
         .unwrap();
-        sqlx::query(
+        c.execute(
             "INSERT INTO messages (id, app_id, owner, queue, sender, created, payload, delivered) \
-             VALUES (42, ?, 'bob', 'alice', 'alice', 1, x'0a00', 0)",
+             VALUES (42, ?1, 'bob', 'alice', 'alice', 1, x'0a00', 0)",
+            [app.to_string()],
         )
-        .bind(app.to_string())
-        .execute(&mut c)
-        .await
         .unwrap();
-        c.close().await.unwrap();
     }
     let store = SqliteStore::open(&path, SqliteStoreOptions::default()).await.expect("upgrade");
     let found = store.app_by_name("o", "a").await.unwrap().expect("app kept");
     assert_eq!(found.id, app);
     assert_eq!(store.offline_count(app, "bob").await.unwrap(), 1);
-    assert_eq!(store.message(app, MsgId(42)).await.unwrap().expect("message kept").payload, vec![0x0a, 0x00]);
+    let m = store.message(app, MsgId(42)).await.unwrap().expect("message kept");
+    assert_eq!((m.payload.as_ref(), m.seq), (&[0x0a, 0x00][..], 1));
     store.close().await;
+    drop(store);
 
     // The upgraded file reports the newest version and opening it again changes nothing.
-    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
-    let mut c = SqliteConnection::connect_with(&opts).await.unwrap();
-    let v: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut c).await.unwrap();
-    assert!(v >= 2, "schema version {v}");
-    c.close().await.unwrap();
+    assert_eq!(user_version(&path), 4);
     let again = SqliteStore::open(&path, SqliteStoreOptions::default()).await.expect("reopen");
     assert_eq!(again.offline_count(app, "bob").await.unwrap(), 1);
+}
+
+/// `tests/fixtures/v0.1-data` is a data directory's database written by the 0.1 release
+/// (schema 3: cursors are message ids); its README says what it holds.
+#[tokio::test]
+async fn a_data_directory_of_release_0_1_upgrades_to_queue_sequences() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missive.db");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v0.1-data/missive.db"), &path).unwrap();
+    assert_eq!(user_version(&path), 3);
+    let store = SqliteStore::open(&path, SqliteStoreOptions::default()).await.expect("upgrade");
+    let app = store.app_by_name("demo", "demo").await.unwrap().expect("the demo app").id;
+    assert_eq!(store.offline_count(app, "bob").await.unwrap(), 3);
+    assert_eq!(store.offline_count(app, "alice").await.unwrap(), 2);
+
+    // bob's phone acked a2b-1..5 and c2b-1..3 by id; as sequences that is 5 and 3.
+    let page = store.pending(app, "bob", "phone", "alice", 0, 100).await.unwrap();
+    assert_eq!((page.cursor, page.head), (5, 8));
+    assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [6, 7, 8]);
+    let texts: Vec<String> = page.messages.iter().map(|m| text_of(&m.payload)).collect();
+    assert_eq!(texts, ["a2b-6", "a2b-7", "a2b-8"]);
+    let carol = store.pending(app, "bob", "phone", "carol", 0, 100).await.unwrap();
+    assert_eq!((carol.cursor, carol.head, carol.messages.len()), (3, 3, 0));
+    // A device bob never used gets what no device acked, and alice's queue is whole.
+    store
+        .register_device(
+            app,
+            "bob",
+            &missive_core::model::DeviceInfo { resource: "tablet".into(), ..Default::default() },
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.pending(app, "bob", "tablet", "alice", 0, 100).await.unwrap().messages.len(), 3);
+    let alice = store.pending(app, "alice", "web", "bob", 0, 100).await.unwrap();
+    assert_eq!(alice.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2]);
+
+    // New messages continue the sequence instead of reusing one.
+    let ids = missive_core::id::IdGenerator::new(3);
+    let stored = store
+        .enqueue(missive_core::store::EnqueueRequest {
+            messages: vec![missive_core::model::NewMessage {
+                id: ids.next_id(),
+                app_id: app,
+                owner: "bob".into(),
+                queue: "alice".into(),
+                sender: "alice".into(),
+                created: 1,
+                payload: bytes::Bytes::from_static(b"x"),
+            }],
+            policy: missive_core::store::QueuePolicy { max_offline_per_user: 500 },
+            record: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored[0].seq, 9);
+}
+
+/// The text of a txt message's encoded `MessageBody`, found without decoding protobuf: the
+/// fixture's texts are short ASCII and appear verbatim in the bytes.
+fn text_of(payload: &[u8]) -> String {
+    let s = String::from_utf8_lossy(payload);
+    let start = s.find("a2b-").expect("a fixture text");
+    s[start..start + 5].to_owned()
 }

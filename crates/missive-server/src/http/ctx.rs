@@ -47,14 +47,14 @@ pub struct Api {
 /// Refuses a send at once, before its body is read or parsed, when every send slot
 /// (`limits.max_inflight_sends`) is taken: under overload a refusal must cost far less than
 /// a send, or refusing alone eats the CPU the admitted sends need (docs/benchmarks.md,
-/// "Overload"). The slot itself is taken later, in `AppState::send`.
+/// "Overload"). The slot itself is taken later, in `Delivery::send`.
 pub struct SendCapacity;
 
 impl FromRequestParts<AppState> for SendCapacity {
     type Rejection = ApiError;
 
     async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<SendCapacity, ApiError> {
-        if state.inflight_sends.available_permits() == 0 {
+        if !state.delivery.has_capacity() {
             return Err(ApiError::unavailable("server is busy, retry later"));
         }
         Ok(SendCapacity)

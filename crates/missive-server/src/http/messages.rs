@@ -3,7 +3,7 @@
 //!
 //! A request is validated in the order Easemob checks it (size, envelope fields, recipient
 //! count, per-type body, content size, quotas), turned into one MSYNC `MessageBody`, and
-//! handed to `AppState::send`, the path every message takes. The rules that need no I/O
+//! handed to `Delivery::send`, the path every message takes. The rules that need no I/O
 //! (envelope, body, content size) live in `missive-api`, where they are unit-tested and
 //! fuzzed; this module adds the idempotency key, the quotas and the send itself.
 
@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use super::ctx::{Api, Envelope, JsonBody, SendBody, SendCapacity};
 use super::openapi as doc;
-use crate::delivery::Outgoing;
+use crate::delivery::{Outgoing, Route, SenderCopies, UnknownRecipients};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -93,13 +93,11 @@ async fn send_request(
         from: req.from,
         to: req.to,
         body,
-        route_online: req.route_online,
-        sync_device: req.sync_device,
-        origin_resource: None,
-        require_known_recipients: false,
+        route: if req.route_online { Route::OnlineOnly } else { Route::Stored },
+        copies: if req.sync_device { SenderCopies::Online { except: None } } else { SenderCopies::None },
+        unknown: UnknownRecipients::Skip,
     };
-    let sent = state.send_with_key(out, key).await?.map_err(|_| ApiError::internal())?;
-    Ok(sent.ids)
+    Ok(state.delivery.send(out, key).await?.ids)
 }
 
 /// `POST /{org}/{app}/messages/users` — one message to up to 600 users, one id each.
@@ -222,19 +220,16 @@ async fn recall_one(state: &AppState, app: &Arc<App>, item: &Map<String, Value>)
             // Devices already have it: tell them, in the same conversation queue.
             let mut body = pb::MessageBody { ack_message_id: Some(id.0), ..Default::default() };
             body.set_type(pb::message_body::Type::Recall);
-            state
-                .send(Outgoing {
-                    app: app.clone(),
-                    from: m.sender.clone(),
-                    to: vec![m.owner.clone()],
-                    body,
-                    route_online: false,
-                    sync_device: false,
-                    origin_resource: None,
-                    require_known_recipients: false,
-                })
-                .await?
-                .map_err(|_| ApiError::internal())?;
+            let notice = Outgoing {
+                app: app.clone(),
+                from: m.sender.clone(),
+                to: vec![m.owner.clone()],
+                body,
+                route: Route::Stored,
+                copies: SenderCopies::None,
+                unknown: UnknownRecipients::Skip,
+            };
+            state.delivery.send(notice, None).await?;
         }
     }
     Ok(Ok(json!({"recalled": "yes", "chattype": chat_type, "from": from, "to": to, "msg_id": msg_id})))

@@ -1,29 +1,29 @@
-//! One MSYNC connection: login, then the pull/ack loop, uploads and hub events.
+//! One MSYNC connection after login: the pull/ack loop, uploads and hub events.
 //!
-//! Each queue (conversation) the device touches has a `QueueView`: what the device should
-//! get and has not acked, held in memory. Stored messages arrive as hub events right after
-//! their commit, so once a read of the store has found nothing more (the view is *live*), a
-//! pull is answered from memory. Acks are handed to the store's group commit without waiting
-//! for their fsync: an ack lost in a crash only means a redelivery.
+//! What the device should get is decided by `crate::delivery::view::SessionQueues`, a state
+//! machine free of I/O: this module feeds it hub events and client frames, performs the
+//! store reads and acks it asks for, and writes the frames. Acks are handed to the store's
+//! group commit without waiting for their fsync: an ack lost in a crash only means a
+//! redelivery.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
 use missive_core::id::{MsgId, now_ms};
-use missive_core::model::{App, DeviceInfo};
+use missive_core::model::{App, DeviceInfo, QueuedMessage};
 use missive_core::store::AckReceipt;
 use missive_msync::pb;
 use missive_msync::pb::m_sync::Command;
 use missive_msync::pb::status::ErrorCode;
 use prost::Message as _;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::delivery::Outgoing;
-use crate::hub::{KickReason, LiveMessage, SessionEvent, SessionRegistration};
+use crate::delivery::view::{Batch, Pull, PullStep, SessionQueues};
+use crate::delivery::{Outgoing, Route, SenderCopies, UnknownRecipients};
+use crate::hub::{KickReason, SessionEvent, SessionRegistration};
 use crate::state::AppState;
 
 use super::login::{Login, frame, login, status};
@@ -45,16 +45,15 @@ pub async fn serve(state: AppState, mut socket: WebSocket) {
     };
     let Login { app, user, device, registration } = login;
     let session_id = registration.id;
+    let sessions = &state.config.sessions;
     let mut session = Session {
         app_key: app.app_key(),
         app,
         user: user.username.clone(),
         device,
+        queues: SessionQueues::new(sessions.max_online_pending, state.config.queue.pull_batch as usize),
         state: state.clone(),
-        queues: HashMap::new(),
-        held: 0,
         acks: VecDeque::new(),
-        noticed: HashSet::new(),
         kicked: None,
     };
     let reason = session.run(&mut socket, registration).await;
@@ -70,56 +69,16 @@ struct Session {
     user: String,
     device: DeviceInfo,
     state: AppState,
-    queues: HashMap<String, QueueView>,
-    /// Messages held in all views; bounded by `sessions.max_online_pending`.
-    held: usize,
+    /// What the device should get, per queue (the delivery rule lives there).
+    queues: SessionQueues,
     /// Acks handed to the store whose commit has not been seen yet.
     acks: VecDeque<AckReceipt>,
-    /// Queues we sent a NOTICE for and the client has not pulled yet: one NOTICE is enough.
-    noticed: HashSet<String>,
     /// The kick notice that went out (its meta id) and when the socket closes regardless.
     kicked: Option<(u64, Instant)>,
 }
 
-/// This device's view of one queue (conversation).
-#[derive(Default)]
-struct QueueView {
-    /// What the device should get and has not acked, by id: stored messages (announced after
-    /// their commit, or read from the store) and online-only ones, which exist nowhere else.
-    pending: BTreeMap<u64, Held>,
-    /// Nothing stored for this device in this queue lies beyond `pending` and what was sent,
-    /// so pulls are answered from memory. Set by a read that came back short; cleared when
-    /// memory is spilled.
-    live: bool,
-    /// Every stored message of this queue with an id up to this one was sent to the device or
-    /// is in `pending`: reads start after it (the durable cursor may lag, acks being async).
-    read_pos: u64,
-    /// The highest position handed to the store as this device's ack.
-    acked: u64,
-}
-
-struct Held {
-    msg: Arc<LiveMessage>,
-    stored: bool,
-    sent: bool,
-}
-
-/// A write to the client failed: the connection is gone.
+/// A write to the client failed, or the client must be dropped: the connection is over.
 struct Gone;
-
-type Events = mpsc::Receiver<SessionEvent>;
-
-impl QueueView {
-    /// Drops stored messages not yet sent beyond `read_pos` (reads return them again) and
-    /// leaves live mode. Returns how many were dropped.
-    fn spill(&mut self) -> usize {
-        let before = self.pending.len();
-        let read_pos = self.read_pos;
-        self.pending.retain(|id, h| !(h.stored && !h.sent && *id > read_pos));
-        self.live = false;
-        before - self.pending.len()
-    }
-}
 
 fn jid(app_key: &str, name: &str) -> pb::Jid {
     pb::Jid {
@@ -150,7 +109,7 @@ fn meta(
     }
 }
 
-fn live_meta(app_key: &str, m: &LiveMessage) -> pb::Meta {
+fn message_meta(app_key: &str, m: &QueuedMessage) -> pb::Meta {
     meta(app_key, m.id.0, &m.sender, &m.owner, m.created, pb::meta::NameSpace::Chat, m.payload.clone())
 }
 
@@ -168,7 +127,6 @@ impl Session {
 
     async fn run(&mut self, socket: &mut WebSocket, reg: SessionRegistration) -> &'static str {
         let SessionRegistration { mut events, cancel, .. } = reg;
-        let events = &mut events;
         let idle = Duration::from_secs(self.state.config.sessions.idle_timeout_secs.max(1));
         let shutdown = self.state.shutdown.clone();
         let mut deadline = Instant::now() + idle;
@@ -183,10 +141,10 @@ impl Session {
                     };
                     deadline = Instant::now() + idle;
                     match msg {
-                        Message::Binary(b) => match self.on_frame(socket, events, &b).await {
+                        Message::Binary(b) => match self.on_frame(socket, &b).await {
                             Ok(Flow::Continue) => {}
                             Ok(Flow::End(reason)) => return reason,
-                            Err(Gone) => return "write error",
+                            Err(Gone) => return "write error or client not pulling",
                         },
                         Message::Text(_) => return "text frame",
                         Message::Close(_) => return "closed by client",
@@ -195,8 +153,8 @@ impl Session {
                 }
                 event = events.recv() => {
                     let Some(event) = event else { return "hub dropped session" };
-                    if self.on_event(socket, event, None, None).await.is_err() {
-                        return "write error";
+                    if self.on_event(socket, event).await.is_err() {
+                        return "write error or client not pulling";
                     }
                 }
                 _ = cancel.cancelled() => return "disconnected by hub",
@@ -210,7 +168,7 @@ impl Session {
     }
 
     /// Handles one client frame.
-    async fn on_frame(&mut self, socket: &mut WebSocket, events: &mut Events, bytes: &[u8]) -> Result<Flow, Gone> {
+    async fn on_frame(&mut self, socket: &mut WebSocket, bytes: &[u8]) -> Result<Flow, Gone> {
         let Ok(env) = pb::MSync::decode(bytes) else {
             // Not MSYNC at all: this connection is broken or hostile; close it alone.
             tracing::debug!(user = %self.user, "undecodable frame; closing");
@@ -228,7 +186,7 @@ impl Session {
                     if queue == SYSTEM_QUEUE {
                         return self.on_system_pull(socket, ul.key).await;
                     }
-                    self.on_pull(socket, events, queue, ul.key).await.map(|_| Flow::Continue)
+                    self.on_pull(socket, queue, ul.key).await.map(|_| Flow::Continue)
                 } else {
                     Ok(Flow::Continue)
                 }
@@ -274,11 +232,8 @@ impl Session {
             }
             Err(e) => tracing::warn!(%e, "unread counts failed"),
         }
-        for (q, view) in &self.queues {
-            let online_only = view.pending.values().filter(|h| !h.stored).count() as u32;
-            if online_only > 0 {
-                *counts.entry(q.clone()).or_default() += online_only;
-            }
+        for (q, n) in self.queues.online_counts() {
+            *counts.entry(q.to_owned()).or_default() += n;
         }
         let unread = counts.into_iter().map(|(q, n)| pb::MetaQueue { queue: Some(self.jid(&q)), n: Some(n) }).collect();
         let dl = pb::CommUnreadDl { status: Some(status(ErrorCode::Ok, None)), unread, timestamp: Some(now_ms()) };
@@ -288,79 +243,53 @@ impl Session {
     /// A pull (`CommSyncUL{queue, key}`): ack everything up to `key`, then return the next
     /// batch with `is_last:false`, or an empty `is_last:true` — never metas together with
     /// `is_last:true`, which sends the SDK into a pull loop (PROTOCOL.md §3.4 rule 3).
-    async fn on_pull(
-        &mut self,
-        socket: &mut WebSocket,
-        events: &mut Events,
-        queue: String,
-        key: Option<u64>,
-    ) -> Result<(), Gone> {
-        self.noticed.remove(&queue);
-        let limit = self.state.config.queue.pull_batch.max(1) as usize;
-        if let Some(key) = key.filter(|k| *k > 0) {
-            self.ack(socket, events, &queue, key).await?;
+    async fn on_pull(&mut self, socket: &mut WebSocket, queue: String, key: Option<u64>) -> Result<(), Gone> {
+        let Pull { ack, step } = self.queues.pull(&queue, key);
+        if let Some(seq) = ack {
+            self.ack(&queue, seq).await;
         }
-        if !self.queues.get(&queue).is_some_and(|v| v.live) {
-            self.read_store(socket, events, &queue, limit).await?;
-        }
-        let view = self.queues.entry(queue.clone()).or_default();
-        let mut metas: Vec<pb::Meta> = Vec::new();
-        for (id, held) in view.pending.iter_mut().take(limit) {
-            held.sent = true;
-            if held.stored {
-                view.read_pos = view.read_pos.max(*id);
+        let batch = match step {
+            PullStep::Answer(batch) => batch,
+            PullStep::Read { after, limit } => {
+                let read = self
+                    .state
+                    .store
+                    .pending(self.app.id, &self.user, &self.device.resource, &queue, after, limit)
+                    .await;
+                match read {
+                    Ok(page) => self.queues.read_done(&queue, page).map_err(|_| {
+                        tracing::info!(user = %self.user, resource = %self.device.resource, "client not pulling; disconnecting");
+                        Gone
+                    })?,
+                    Err(e) => {
+                        tracing::warn!(%e, "pull failed");
+                        self.queues.read_failed(&queue)
+                    }
+                }
             }
-            metas.push(live_meta(&self.app_key, &held.msg));
-        }
-        if metas.is_empty() && view.pending.is_empty() && view.read_pos == 0 {
-            // Nothing was ever sent from this queue: the view holds no state the store does
-            // not, so it is dropped — a client pulling endless made-up queue names must not
-            // grow the session. Its next message reads the store once more.
-            self.queues.remove(&queue);
-        }
-        let dl = match metas.last().and_then(|m| m.id) {
-            Some(next_key) => pb::CommSyncDl {
-                status: Some(status(ErrorCode::Ok, None)),
-                queue: Some(self.jid(&queue)),
-                metas,
-                next_key: Some(next_key),
-                is_last: Some(false),
-                timestamp: Some(now_ms()),
-                ..Default::default()
-            },
-            None => pb::CommSyncDl {
-                status: Some(status(ErrorCode::Ok, None)),
-                queue: Some(self.jid(&queue)),
-                is_last: Some(true),
-                timestamp: Some(now_ms()),
-                ..Default::default()
-            },
         };
+        let dl = self.sync_dl(&queue, batch);
         self.send(socket, frame(Command::Sync, &dl)).await
     }
 
-    /// The device has everything of `queue` up to `key`: drop what it acked from memory and
-    /// move its durable cursor — never past a message it has not been sent. Ids are assigned
-    /// before a message is stored, so a lower id can commit after a higher one was sent; such
-    /// a message is either still being committed (`UncommittedIds`) or, once committed, its
-    /// announcement is already queued for this session (the store announces before the
-    /// sender's registration ends), which is why the queue is drained in between.
-    async fn ack(&mut self, socket: &mut WebSocket, events: &mut Events, queue: &str, key: u64) -> Result<(), Gone> {
-        let safe = self.state.uncommitted.safe_ack(self.app.id, &self.user, queue, key);
-        self.drain(socket, events, queue, None).await?;
-        let view = self.queues.entry(queue.to_owned()).or_default();
-        let before = view.pending.len();
-        view.pending.retain(|id, held| !(held.sent && *id <= key));
-        self.held -= before - view.pending.len();
-        let first_unsent = view.pending.iter().find(|(_, h)| h.stored && !h.sent).map(|(id, _)| id - 1);
-        let cursor = safe.min(first_unsent.unwrap_or(u64::MAX));
-        if cursor <= view.acked {
-            return Ok(());
+    /// A pull's answer frame.
+    fn sync_dl(&self, queue: &str, batch: Batch) -> pb::CommSyncDl {
+        let Batch { messages, next_key } = batch;
+        pb::CommSyncDl {
+            status: Some(status(ErrorCode::Ok, None)),
+            queue: Some(self.jid(queue)),
+            metas: messages.iter().map(|m| message_meta(&self.app_key, m)).collect(),
+            next_key,
+            is_last: Some(next_key.is_none()),
+            timestamp: Some(now_ms()),
+            ..Default::default()
         }
-        view.acked = cursor;
-        let receipt =
-            self.state.store.submit_ack(self.app.id, &self.user, &self.device.resource, queue, MsgId(cursor)).await;
-        match receipt {
+    }
+
+    /// Hands the device's new cursor to the store without waiting for its fsync; at most
+    /// `MAX_ACKS_IN_FLIGHT` receipts are kept before the oldest is awaited.
+    async fn ack(&mut self, queue: &str, seq: u64) {
+        match self.state.store.submit_ack(self.app.id, &self.user, &self.device.resource, queue, seq).await {
             Ok(r) => self.acks.push_back(r),
             // The messages stay unacked and will be delivered again: at-least-once.
             Err(e) => tracing::warn!(%e, "ack failed"),
@@ -372,151 +301,41 @@ impl Session {
                 tracing::warn!(%e, "ack failed");
             }
         }
-        Ok(())
     }
 
-    /// Reads the next stored messages of `queue` into its view. Every commit the read could
-    /// see has been announced by the time it returns, so the announcements queued now are
-    /// matched against the rows: the ones the read returned are dropped, the others kept. A
-    /// short read means nothing more is stored: the view goes live.
-    async fn read_store(
-        &mut self,
-        socket: &mut WebSocket,
-        events: &mut Events,
-        queue: &str,
-        limit: usize,
-    ) -> Result<(), Gone> {
-        let after = self.queues.get(queue).map_or(0, |v| v.read_pos);
-        let rows = match self
-            .state
-            .store
-            .pending(self.app.id, &self.user, &self.device.resource, queue, MsgId(after), limit as u32)
-            .await
-        {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::warn!(%e, "pull failed");
-                return Ok(());
-            }
-        };
-        let read: HashSet<u64> = rows.iter().map(|m| m.id.0).collect();
-        self.drain(socket, events, queue, Some(&read)).await?;
-        let full = rows.len() >= limit;
-        let view = self.queues.entry(queue.to_owned()).or_default();
-        for m in rows {
-            view.read_pos = view.read_pos.max(m.id.0);
-            if let std::collections::btree_map::Entry::Vacant(slot) = view.pending.entry(m.id.0) {
-                slot.insert(Held { msg: Arc::new(LiveMessage::from(m)), stored: true, sent: false });
-                self.held += 1;
-            }
-        }
-        view.live = !full;
-        if full {
-            self.held -= view.spill();
-        }
-        self.within_bounds()
-    }
-
-    /// Handles every event already queued for this session. `quiet` is the queue being
-    /// pulled (no NOTICE for it: the pull answers it); `read` the ids a store read just
-    /// returned (see `read_store`).
-    async fn drain(
-        &mut self,
-        socket: &mut WebSocket,
-        events: &mut Events,
-        quiet: &str,
-        read: Option<&HashSet<u64>>,
-    ) -> Result<(), Gone> {
-        while let Ok(event) = events.try_recv() {
-            self.on_event(socket, event, Some(quiet), read).await?;
-        }
-        Ok(())
-    }
-
-    /// Holds `msg` in its queue's view unless it is there already.
-    fn hold(&mut self, msg: Arc<LiveMessage>, stored: bool) {
-        let view = self.queues.entry(msg.queue.clone()).or_default();
-        if let std::collections::btree_map::Entry::Vacant(slot) = view.pending.entry(msg.id.0) {
-            slot.insert(Held { msg, stored, sent: false });
-            self.held += 1;
-        }
-    }
-
-    /// Keeps held messages under `sessions.max_online_pending`: stored ones not yet sent are
-    /// dropped first (they are read again later); a client that holds that many sent but
-    /// unacked, or online-only, messages is not pulling and is disconnected.
-    fn within_bounds(&mut self) -> Result<(), Gone> {
-        let max = self.state.config.sessions.max_online_pending;
-        if self.held <= max {
-            return Ok(());
-        }
-        for view in self.queues.values_mut() {
-            self.held -= view.spill();
-        }
-        if self.held > max {
-            tracing::info!(user = %self.user, resource = %self.device.resource, "client not pulling; disconnecting");
-            return Err(Gone);
-        }
-        Ok(())
-    }
-
-    /// Handles a hub event. `quiet` and `read` as for `drain`.
-    async fn on_event(
-        &mut self,
-        socket: &mut WebSocket,
-        event: SessionEvent,
-        quiet: Option<&str>,
-        read: Option<&HashSet<u64>>,
-    ) -> Result<(), Gone> {
+    /// Handles a hub event.
+    async fn on_event(&mut self, socket: &mut WebSocket, event: SessionEvent) -> Result<(), Gone> {
         if self.kicked.is_some() {
             // Leaving: nothing more is delivered here; it stays queued for the other devices
             // and the next login.
             return Ok(());
         }
-        match event {
+        let notice = match event {
             SessionEvent::Stored(msg) => {
                 let queue = msg.queue.clone();
-                let view = self.queues.entry(queue.clone()).or_default();
-                let id = msg.id.0;
-                // Outside a read's matching (which concerns only the queue just read), a message
-                // is held if the view is live, or if its id is below where reads continue (it
-                // committed late); otherwise the next read returns it.
-                let read = read.filter(|_| quiet == Some(queue.as_str()));
-                let keep = match read {
-                    Some(ids) => !ids.contains(&id),
-                    None => view.live || id <= view.read_pos,
-                };
-                if keep {
-                    self.hold(msg, true);
-                    self.within_bounds()?;
-                }
-                self.notice(socket, &queue, quiet).await
+                self.queues.stored(msg).map(|n| n.then_some(queue))
             }
-            SessionEvent::Transient(msg) => {
+            SessionEvent::Online(msg) => {
                 let queue = msg.queue.clone();
-                self.hold(msg, false);
-                self.within_bounds()?;
-                self.notice(socket, &queue, quiet).await
+                self.queues.online(msg).map(|n| n.then_some(queue))
             }
-            SessionEvent::Withdrawn { queue, id } => {
-                if let Some(view) = self.queues.get_mut(&queue)
-                    && view.pending.get(&id.0).is_some_and(|h| !h.sent)
-                {
-                    view.pending.remove(&id.0);
-                    self.held -= 1;
-                }
-                Ok(())
+            SessionEvent::Withdrawn { queue, seq } => {
+                self.queues.withdrawn(&queue, seq);
+                Ok(None)
             }
-            SessionEvent::Kick(reason) => self.kick(socket, reason).await,
+            SessionEvent::Kick(reason) => return self.kick(socket, reason).await,
+        };
+        match notice {
+            Ok(Some(queue)) => {
+                let n = pb::CommNotice { queue: Some(self.jid(&queue)) };
+                self.send(socket, frame(Command::Notice, &n)).await
+            }
+            Ok(None) => Ok(()),
+            Err(_) => {
+                tracing::info!(user = %self.user, resource = %self.device.resource, "client not pulling; disconnecting");
+                Err(Gone)
+            }
         }
-    }
-
-    async fn notice(&mut self, socket: &mut WebSocket, queue: &str, quiet: Option<&str>) -> Result<(), Gone> {
-        if quiet == Some(queue) || !self.noticed.insert(queue.to_owned()) {
-            return Ok(());
-        }
-        let n = pb::CommNotice { queue: Some(self.jid(queue)) };
-        self.send(socket, frame(Command::Notice, &n)).await
     }
 
     /// Tells the SDK why it is being disconnected, then closes once the SDK acknowledges.
@@ -541,7 +360,7 @@ impl Session {
             KickReason::LoginElsewhere => Operation::UserLoginAnotherDevice,
         };
         let body = pb::StatisticsBody { operation: Some(op as i32), ..Default::default() };
-        let id = self.state.ids.next_id().0;
+        let id = self.state.delivery.next_id().0;
         let meta = meta(
             &self.app_key,
             id,
@@ -629,18 +448,24 @@ impl Session {
             from: self.user.clone(),
             to: vec![to],
             body,
-            route_online,
-            sync_device: kind == Type::Chat,
-            origin_resource: Some(self.device.resource.clone()),
+            route: if route_online { Route::OnlineOnly } else { Route::Stored },
+            copies: if kind == Type::Chat {
+                SenderCopies::Online { except: Some(self.device.resource.clone()) }
+            } else {
+                SenderCopies::None
+            },
             // A receipt for a message from someone who is not a user (REST sends without
             // `from` come from "admin") is accepted and dropped: the SDK sends delivery
             // receipts on its own and never handles their rejection.
-            require_known_recipients: !matches!(kind, Type::ReadAck | Type::DeliverAck | Type::ChannelAck),
+            unknown: if matches!(kind, Type::ReadAck | Type::DeliverAck | Type::ChannelAck) {
+                UnknownRecipients::Skip
+            } else {
+                UnknownRecipients::Refuse
+            },
         };
-        match self.state.send(out).await {
-            Ok(Ok(sent)) => Ok((sent.ids[0].1.0, sent.timestamp as u64)),
-            Ok(Err(unknown)) => Err((ErrorCode::Fail, format!("Sorry, username {} doesn't exist!", unknown.0))),
-            Err(e) => Err((ErrorCode::Fail, format!("Sorry, {}", e.description))),
+        match self.state.delivery.send(out, None).await {
+            Ok(sent) => Ok((sent.ids[0].1.0, sent.timestamp as u64)),
+            Err(e) => Err(e.msync_status()),
         }
     }
 

@@ -192,7 +192,7 @@ async fn every_endpoint_refuses_every_wrong_credential() {
 
     // A second app in the same server: its app token must never work here.
     let store = missive_server::open_store(&s.config).await.unwrap();
-    let other = missive_server::create_app(&store, "otherorg", "otherapp", false).await.unwrap();
+    let other = missive_server::create_app(&*store, "otherorg", "otherapp", false).await.unwrap();
     let (st, b) = s
         .post(
             &format!("http://{}/otherorg/otherapp/token", s.addr),

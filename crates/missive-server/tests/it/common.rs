@@ -1,8 +1,15 @@
 //! Test harness: start a real Missive server (in-process on an ephemeral port, or as a child
 //! process for crash tests) with a temporary data directory, plus small HTTP helpers.
+//!
+//! The suite runs on the embedded SQLite store by default, and on PostgreSQL with
+//! `MISSIVE_TEST_BACKEND=postgres`: every server then gets a fresh database on
+//! `MISSIVE_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped
+//! when the test ends. Tests about SQLite itself (its disk, its lock, its backup) call
+//! `sqlite_only` and run in the SQLite pass.
 
 #![allow(dead_code)]
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +19,7 @@ use std::time::Duration;
 use missive_core::model::App;
 use missive_core::store::Store;
 use missive_server::{Config, create_app, open_store, run};
+use missive_store::postgres::ScratchDatabase;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -31,13 +39,91 @@ pub fn test_config(data: &Path) -> Config {
     c
 }
 
+/// Whether this run of the suite is on PostgreSQL (`MISSIVE_TEST_BACKEND=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("MISSIVE_TEST_BACKEND").is_ok_and(|b| b.eq_ignore_ascii_case("postgres"))
+}
+
+/// For tests about the embedded store itself: true (and a note) when the suite runs on
+/// PostgreSQL, where the test does not apply; it ran in the SQLite pass.
+pub fn sqlite_only(test: &str) -> bool {
+    if on_postgres() {
+        println!("{test}: about the embedded SQLite store; covered by the SQLite pass");
+    }
+    on_postgres()
+}
+
+/// Where one test's server keeps its state: a temporary data directory, and a fresh
+/// PostgreSQL database when the suite runs on PostgreSQL.
+pub struct TestData {
+    dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pg: Option<ScratchDatabase>,
+}
+
+impl TestData {
+    pub async fn new() -> TestData {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let pg = if on_postgres() {
+            let admin = std::env::var("MISSIVE_TEST_PG_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+            Some(ScratchDatabase::create(&admin, "it").await.unwrap_or_else(|e| panic!("PostgreSQL at {admin}: {e}")))
+        } else {
+            None
+        };
+        TestData { dir: tmp.path().to_path_buf(), _tmp: Some(tmp), pg }
+    }
+
+    /// The embedded store in `dir` (which the caller owns), whatever the suite's backend.
+    pub fn sqlite_at(dir: &Path) -> TestData {
+        TestData { dir: dir.to_path_buf(), _tmp: None, pg: None }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn database_url(&self) -> Option<&str> {
+        self.pg.as_ref().map(|p| p.url.as_str())
+    }
+
+    /// Points `config` at this data.
+    pub fn apply(&self, config: &mut Config) {
+        config.data = self.dir.clone();
+        config.storage.url = self.database_url().unwrap_or_default().to_owned();
+    }
+
+    /// `--data DIR [--database-url URL]`, for the `missive` binary.
+    pub fn store_args(&self) -> Vec<OsString> {
+        let mut args = vec![OsString::from("--data"), self.dir.clone().into_os_string()];
+        if let Some(url) = self.database_url() {
+            args.extend([OsString::from("--database-url"), OsString::from(url)]);
+        }
+        args
+    }
+
+    /// The `missive` binary with `args` and this store.
+    pub fn missive(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_missive"));
+        c.args(args).args(self.store_args());
+        c
+    }
+
+    /// `missive app create ORG APP` on this store; its credentials JSON.
+    pub fn create_app(&self, org: &str, app: &str) -> serde_json::Value {
+        let out = self.missive(&["app", "create", org, app]).output().expect("run missive");
+        assert!(out.status.success(), "app create: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("credentials JSON")
+    }
+}
+
 /// A running in-process server with one app `testorg/testapp`.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub app: App,
     pub config: Config,
     pub http: reqwest::Client,
-    dir: Option<tempfile::TempDir>,
+    store_data: Option<TestData>,
     data: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -50,15 +136,16 @@ impl TestServer {
 
     /// Starts with a config adjusted by `tune` (limits, retention, ...).
     pub async fn start_with(tune: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = test_config(dir.path());
+        let data = TestData::new().await;
+        let mut config = test_config(data.path());
+        data.apply(&mut config);
         tune(&mut config);
         let store = open_store(&config).await.expect("open store");
         let app =
-            create_app(&store, "testorg", "testapp", config.security.open_registration).await.expect("create app");
-        let mut server = TestServer::boot(config, Arc::new(store), app).await;
-        server.data = dir.path().to_path_buf();
-        server.dir = Some(dir);
+            create_app(&*store, "testorg", "testapp", config.security.open_registration).await.expect("create app");
+        let mut server = TestServer::boot(config, store.shared(), app).await;
+        server.data = data.path().to_path_buf();
+        server.store_data = Some(data);
         server
     }
 
@@ -80,7 +167,7 @@ impl TestServer {
             data: config.data.clone(),
             config,
             http: http(),
-            dir: None,
+            store_data: None,
             stop: Some(stop),
             task: Some(task),
         }
@@ -93,8 +180,8 @@ impl TestServer {
         let mut config = self.config.clone();
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let store = open_store(&config).await.expect("reopen store");
-        let mut server = TestServer::boot(config, Arc::new(store), self.app.clone()).await;
-        server.dir = self.dir.take();
+        let mut server = TestServer::boot(config, store.shared(), self.app.clone()).await;
+        server.store_data = self.store_data.take();
         server.data = self.data.clone();
         server
     }
@@ -232,12 +319,12 @@ pub struct ProcessServer {
 
 impl ProcessServer {
     /// Starts `missive serve` on `data` and a free port; waits until `/health` answers.
-    pub async fn start(data: &Path) -> ProcessServer {
+    pub async fn start(data: &TestData) -> ProcessServer {
         ProcessServer::start_wrapped(data, &[]).await
     }
 
     /// Like `start`, run through a wrapper command (e.g. `prlimit --nofile=64:64 --`).
-    pub async fn start_wrapped(data: &Path, wrapper: &[&str]) -> ProcessServer {
+    pub async fn start_wrapped(data: &TestData, wrapper: &[&str]) -> ProcessServer {
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut cmd = match wrapper.split_first() {
@@ -249,8 +336,8 @@ impl ProcessServer {
             None => Command::new(env!("CARGO_BIN_EXE_missive")),
         };
         let child = cmd
-            .args(["serve", "--listen", &addr.to_string(), "--data"])
-            .arg(data)
+            .args(["serve", "--listen", &addr.to_string()])
+            .args(data.store_args())
             .env("MISSIVE_SECURITY__ARGON2_MEMORY_KIB", "64")
             .env("MISSIVE_SECURITY__ARGON2_ITERATIONS", "1")
             // Crash tests push as fast as they can; quotas are tested elsewhere.
@@ -309,10 +396,10 @@ pub struct RawResponse {
 /// bodies, and a read-only look at what the server stored.
 impl TestServer {
     /// Creates another app through a second handle on the server's database (WAL mode lets
-    /// both write). The running server finds it on its first request; nothing is restarted.
+    /// both write on SQLite; PostgreSQL takes any number of clients). The running server finds it on its first request; nothing is restarted.
     pub async fn create_app(&self, org: &str, name: &str, open_registration: bool) -> App {
         let store = open_store(&self.config).await.expect("open second store");
-        let app = create_app(&store, org, name, open_registration).await.expect("create app");
+        let app = create_app(&*store, org, name, open_registration).await.expect("create app");
         store.close().await;
         app
     }

@@ -2,7 +2,6 @@
 //! delivered after the server process is killed with SIGKILL and started again.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,17 +10,11 @@ use missive_msync::{ClientEvent, ClientOptions, Login, MsyncClient};
 use serde_json::{Value, json};
 use tokio::time::timeout;
 
-use crate::common::ProcessServer;
+use crate::common::{ProcessServer, TestData};
 
-/// `missive app create` against the data directory; returns (client_id, client_secret).
-fn create_app(data: &std::path::Path) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
-        .args(["app", "create", "durable", "app", "--data"])
-        .arg(data)
-        .output()
-        .expect("run missive app create");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+/// `missive app create` against the test's store; returns (client_id, client_secret).
+fn create_app(data: &TestData) -> (String, String) {
+    let v = data.create_app("durable", "app");
     assert_eq!(v["org"], "durable");
     assert!(v["application"].as_str().is_some_and(|a| a.len() == 36));
     (v["client_id"].as_str().unwrap().into(), v["client_secret"].as_str().unwrap().into())
@@ -50,9 +43,9 @@ impl Api {
 
 #[tokio::test]
 async fn acknowledged_messages_survive_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cid, secret) = create_app(dir.path());
-    let mut server = ProcessServer::start(dir.path()).await;
+    let dir = TestData::new().await;
+    let (cid, secret) = create_app(&dir);
+    let mut server = ProcessServer::start(&dir).await;
     let api = Arc::new(Api { base: format!("http://{}/durable/app", server.addr), http: crate::common::http() });
     let (_, b) = api
         .post("/token", None, json!({"grant_type": "client_credentials", "client_id": cid, "client_secret": secret}))
@@ -128,26 +121,36 @@ async fn acknowledged_messages_survive_kill_9() {
     }
     server.kill9();
     let mut acked = BTreeSet::new();
-    for s in senders {
-        acked.extend(s.await.unwrap());
+    // Which sender task each acknowledged id came from: a task sends one message after the
+    // other, so its messages must arrive in the order it sent them. The four tasks send at
+    // the same time, so between them there is no order to keep (delivery follows commit order).
+    let mut task_of = std::collections::HashMap::new();
+    for (task, s) in senders.into_iter().enumerate() {
+        for id in s.await.unwrap() {
+            task_of.insert(id, task);
+            acked.insert(id);
+        }
     }
     acked.insert(sdk_ack.server_id);
     assert!(acked.len() >= 300, "acked {}", acked.len());
 
     // Restart on the same data directory; bob drains his queue.
-    let server = ProcessServer::start(dir.path()).await;
+    let server = ProcessServer::start(&dir).await;
     let (_, b) = Api { base: format!("http://{}/durable/app", server.addr), http: crate::common::http() }
         .post("/token", None, json!({"grant_type": "password", "username": "bob", "password": "b"}))
         .await;
     let bob_token = b["access_token"].as_str().unwrap().to_owned();
     let mut bob = MsyncClient::connect(login(server.addr, "bob", &bob_token), ClientOptions::default()).await.unwrap();
     let mut received = BTreeSet::new();
-    let mut last_id = 0;
+    let mut last_of_task = std::collections::HashMap::new();
     while !acked.is_subset(&received) {
         match timeout(Duration::from_secs(10), bob.next_event()).await {
             Ok(Some(ClientEvent::Message(m))) => {
-                assert!(m.id > last_id, "per-conversation order");
-                last_id = m.id;
+                if let Some(task) = task_of.get(&m.id) {
+                    let last = last_of_task.entry(*task).or_insert(0);
+                    assert!(m.id > *last, "sender {task}'s messages out of order");
+                    *last = m.id;
+                }
                 received.insert(m.id);
             }
             other => panic!("lost {} acknowledged messages; last event {other:?}", acked.difference(&received).count()),

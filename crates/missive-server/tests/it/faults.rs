@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{ProcessServer, http};
+use crate::common::{ProcessServer, TestData, http, sqlite_only};
 
 /// A small tmpfs mounted for the test, unmounted on drop.
 struct SmallDisk {
@@ -52,16 +52,6 @@ fn fill(dir: &Path) -> PathBuf {
     path
 }
 
-fn create_app(data: &Path) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
-        .args(["app", "create", "f", "f", "--data"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 async fn post(url: String, token: Option<&str>, body: Value) -> (u16, Value) {
     let mut r = http().post(url).json(&body);
     if let Some(t) = token {
@@ -73,9 +63,13 @@ async fn post(url: String, token: Option<&str>, body: Value) -> (u16, Value) {
 
 #[tokio::test]
 async fn a_full_disk_fails_sends_cleanly_and_recovers_without_restart() {
+    if sqlite_only("a_full_disk_fails_sends_cleanly_and_recovers_without_restart") {
+        return;
+    }
     let disk = SmallDisk::mount("8m");
-    let app = create_app(&disk.path);
-    let server = ProcessServer::start(&disk.path).await;
+    let data = TestData::sqlite_at(&disk.path);
+    let app = data.create_app("f", "f");
+    let server = ProcessServer::start(&data).await;
     let base = format!("http://{}/f/f", server.addr);
     let (_, b) = post(format!("{base}/token"), None, json!({"grant_type": "client_credentials", "client_id": app["client_id"], "client_secret": app["client_secret"]})).await;
     let admin = b["access_token"].as_str().unwrap().to_owned();
@@ -139,9 +133,9 @@ async fn a_full_disk_fails_sends_cleanly_and_recovers_without_restart() {
 
 #[tokio::test]
 async fn descriptor_exhaustion_refuses_new_connections_and_serves_existing_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    create_app(dir.path());
-    let server = ProcessServer::start_wrapped(dir.path(), &["prlimit", "--nofile=64:64", "--"]).await;
+    let dir = TestData::new().await;
+    dir.create_app("f", "f");
+    let server = ProcessServer::start_wrapped(&dir, &["prlimit", "--nofile=64:64", "--"]).await;
 
     // A keep-alive connection opened while there is room.
     let mut existing = tokio::net::TcpStream::connect(server.addr).await.unwrap();
@@ -193,16 +187,17 @@ async fn descriptor_exhaustion_refuses_new_connections_and_serves_existing_ones(
 
 #[tokio::test]
 async fn a_locked_database_answers_503_within_the_configured_timeout() {
-    use sqlx::Connection;
+    if sqlite_only("a_locked_database_answers_503_within_the_configured_timeout") {
+        return;
+    }
     let s = crate::common::TestServer::start_with(|c| c.storage.busy_timeout_ms = 300).await;
     let admin = s.admin_token().await;
     s.register(&admin, &["a", "b"]).await;
     let body = json!({"from": "a", "to": ["b"], "type": "txt", "body": {"msg": "x"}});
 
     // Another process holds the write lock (as a long backup or a stuck tool would).
-    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(s.config.database_path());
-    let mut other = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
-    sqlx::raw_sql("BEGIN EXCLUSIVE").execute(&mut other).await.unwrap();
+    let other = rusqlite::Connection::open(s.config.database_path()).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let started = std::time::Instant::now();
     let r = s
         .http
@@ -229,7 +224,7 @@ async fn a_locked_database_answers_503_within_the_configured_timeout() {
     assert_eq!(st, 200);
 
     // The lock goes away: writes succeed again.
-    sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+    other.execute_batch("ROLLBACK").unwrap();
     let (st, b) = s.post("/messages/users", Some(&admin), body).await;
     assert_eq!(st, 200, "{b}");
 }

@@ -788,12 +788,13 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a measurement, not a test: run with --ignored --nocapture"]
 async fn upload_memory_peak_with_ten_concurrent_10mb_uploads() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = test_config(dir.path());
+    let dir = crate::common::TestData::new().await;
+    let mut config = test_config(dir.path());
+    dir.apply(&mut config);
     let store = missive_server::open_store(&config).await.unwrap();
-    let app = missive_server::create_app(&store, "mem", "app", false).await.unwrap();
+    let app = missive_server::create_app(&*store, "mem", "app", false).await.unwrap();
     store.close().await;
-    let server = ProcessServer::start(dir.path()).await;
+    let server = ProcessServer::start(&dir).await;
     let pid = server.child.id();
     let base = format!("http://{}/mem/app", server.addr);
     let http = crate::common::http();

@@ -151,8 +151,8 @@ async fn huge_websocket_frames_close_only_that_connection() {
 #[tokio::test]
 async fn ten_thousand_concurrent_connection_attempts_are_all_answered() {
     // A child process, so the server's descriptors and the test's are counted separately.
-    let dir = tempfile::tempdir().unwrap();
-    let server = crate::common::ProcessServer::start(dir.path()).await;
+    let dir = crate::common::TestData::new().await;
+    let server = crate::common::ProcessServer::start(&dir).await;
     let addr = server.addr;
     let gate = std::sync::Arc::new(tokio::sync::Barrier::new(10_000));
     let attempt = move || async move {

@@ -78,13 +78,8 @@ async fn a_retried_send_returns_the_same_ids_and_stores_nothing_new() {
 
 #[tokio::test]
 async fn keys_survive_a_crash() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_missive"))
-        .args(["app", "create", "i", "i", "--data"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let app: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dir = crate::common::TestData::new().await;
+    let app: Value = dir.create_app("i", "i");
     let run = |server: &ProcessServer, key: &'static str| {
         let base = format!("http://{}/i/i", server.addr);
         let app = app.clone();
@@ -130,11 +125,11 @@ async fn keys_survive_a_crash() {
             (sent["data"].clone(), n["data"]["b"].as_u64().unwrap())
         }
     };
-    let mut server = ProcessServer::start(dir.path()).await;
+    let mut server = ProcessServer::start(&dir).await;
     let (first, n1) = run(&server, "crash-key").await;
     assert_eq!(n1, 1);
     server.kill9();
-    let server = ProcessServer::start(dir.path()).await;
+    let server = ProcessServer::start(&dir).await;
     let (again, n2) = run(&server, "crash-key").await;
     assert_eq!(again, first, "the retry after the crash gets the original ids");
     assert_eq!(n2, 1, "and nothing new was stored");

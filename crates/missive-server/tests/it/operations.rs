@@ -1,23 +1,12 @@
 //! Operational safety: one server per data directory, `app create` beside a running server,
 //! online backup and restore.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::ProcessServer;
-
-fn missive(args: &[&str], data: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_missive")).args(args).arg("--data").arg(data).output().expect("run missive")
-}
-
-fn app_create(data: &Path, org: &str, app: &str) -> Value {
-    let out = missive(&["app", "create", org, app], data);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
+use crate::common::{ProcessServer, TestData, on_postgres, sqlite_only};
 
 async fn post(url: String, token: Option<&str>, body: Value) -> (u16, Value) {
     let mut r = crate::common::http().post(url).json(&body);
@@ -37,14 +26,13 @@ async fn app_token(server: &ProcessServer, app: &Value) -> String {
 
 #[tokio::test]
 async fn one_server_per_data_dir_and_app_create_beside_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let first = app_create(dir.path(), "ops", "one");
-    let server = ProcessServer::start(dir.path()).await;
+    let dir = TestData::new().await;
+    let first = dir.create_app("ops", "one");
+    let server = ProcessServer::start(&dir).await;
 
     // A second server on the same directory refuses to start.
-    let mut second = Command::new(env!("CARGO_BIN_EXE_missive"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path())
+    let mut second = dir
+        .missive(&["serve", "--listen", "127.0.0.1:0"])
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -63,16 +51,19 @@ async fn one_server_per_data_dir_and_app_create_beside_it() {
     assert!(err.contains("in use by another"), "{err}");
 
     // `app create` works beside the running server, which accepts the new app at once.
-    let second_app = app_create(dir.path(), "ops", "two");
+    let second_app = dir.create_app("ops", "two");
     app_token(&server, &second_app).await;
     app_token(&server, &first).await;
 }
 
 #[tokio::test]
 async fn online_backup_restores_into_a_new_data_dir() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = app_create(dir.path(), "ops", "bk");
-    let mut server = ProcessServer::start(dir.path()).await;
+    if sqlite_only("online_backup_restores_into_a_new_data_dir") {
+        return;
+    }
+    let dir = TestData::new().await;
+    let app = dir.create_app("ops", "bk");
+    let mut server = ProcessServer::start(&dir).await;
     let token = app_token(&server, &app).await;
     let base = format!("http://{}/ops/bk", server.addr);
     let (st, b) = post(
@@ -105,7 +96,8 @@ async fn online_backup_restores_into_a_new_data_dir() {
     server.kill9();
 
     // Restore into an empty directory and serve from it.
-    let restored = tempfile::tempdir().unwrap();
+    let restored_dir = tempfile::tempdir().unwrap();
+    let restored = TestData::sqlite_at(restored_dir.path());
     let out = Command::new(env!("CARGO_BIN_EXE_missive"))
         .args(["restore"])
         .arg(&backup)
@@ -114,7 +106,7 @@ async fn online_backup_restores_into_a_new_data_dir() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let server = ProcessServer::start(restored.path()).await;
+    let server = ProcessServer::start(&restored).await;
     let token = app_token(&server, &app).await;
     let res = crate::common::http()
         .get(format!("http://{}/ops/bk/users/u2/offline_msg_count", server.addr))
@@ -141,9 +133,9 @@ async fn online_backup_restores_into_a_new_data_dir() {
 
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = app_create(dir.path(), "ops", "term");
-    let mut server = ProcessServer::start(dir.path()).await;
+    let dir = TestData::new().await;
+    let app = dir.create_app("ops", "term");
+    let mut server = ProcessServer::start(&dir).await;
     let token = app_token(&server, &app).await;
     let base = format!("http://{}/ops/term", server.addr);
     let (st, _) = post(
@@ -187,7 +179,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     };
     assert!(status.success(), "clean exit after SIGTERM: {status:?}");
     // Everything acknowledged is there after a restart.
-    let server = ProcessServer::start(dir.path()).await;
+    let server = ProcessServer::start(&dir).await;
     let token = app_token(&server, &app).await;
     let v: Value = crate::common::http()
         .get(format!("http://{}/ops/term/users/u2/offline_msg_count", server.addr))
@@ -199,4 +191,24 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
         .await
         .unwrap();
     assert_eq!(v["data"]["u2"], accepted, "{v}");
+}
+
+/// On PostgreSQL, `backup` and `restore` say to use PostgreSQL's own tools instead of failing
+/// obscurely, and change nothing.
+#[tokio::test]
+async fn backup_and_restore_point_postgres_users_to_pg_dump() {
+    if !on_postgres() {
+        println!("backup_and_restore_point_postgres_users_to_pg_dump: runs in the PostgreSQL pass");
+        return;
+    }
+    let dir = TestData::new().await;
+    dir.create_app("ops", "pg");
+    let file = dir.path().join("backup.db");
+    for cmd in ["backup", "restore"] {
+        let out = dir.missive(&[cmd, file.to_str().unwrap()]).output().unwrap();
+        assert!(!out.status.success(), "{cmd} on PostgreSQL must refuse");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("pg_dump") && err.contains("pg_restore"), "{cmd}: {err}");
+    }
+    assert!(!file.exists());
 }

@@ -123,7 +123,7 @@ const CUSTOM: &str = r#"{
 /// Decodes the stored copy of message `id` (what the recipient's devices will pull).
 async fn stored_body(s: &TestServer, id: &str) -> pb::MessageBody {
     let m = s.stored_message(id).await.unwrap_or_else(|| panic!("message {id} was not stored"));
-    pb::MessageBody::decode(m.payload.as_slice()).expect("stored payload decodes")
+    pb::MessageBody::decode(m.payload.as_ref()).expect("stored payload decodes")
 }
 
 fn ext_of(body: &pb::MessageBody) -> Value {

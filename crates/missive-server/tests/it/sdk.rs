@@ -752,15 +752,9 @@ async fn sdk_kicks_and_deactivated_login() {
     sdk.expect("g: onConnected after reactivation", |v| is(v, "connected", "g")).await;
 }
 
-/// `missive app create` on a data directory: (org, app, client_id, client_secret).
-fn cli_create_app(data: &Path) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
-        .args(["app", "create", "sdkorg", "sdkapp", "--data"])
-        .arg(data)
-        .output()
-        .expect("run missive app create");
-    assert!(out.status.success(), "missive app create: {}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+/// `missive app create` on the test's store: (client_id, client_secret).
+fn cli_create_app(data: &crate::common::TestData) -> (String, String) {
+    let v = data.create_app("sdkorg", "sdkapp");
     (v["client_id"].as_str().expect("client_id").into(), v["client_secret"].as_str().expect("client_secret").into())
 }
 
@@ -768,9 +762,9 @@ fn cli_create_app(data: &Path) -> (String, String) {
 /// reaches the SDK after a restart on the same data directory.
 #[tokio::test]
 async fn sdk_receives_what_was_accepted_before_kill_9() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (client_id, client_secret) = cli_create_app(dir.path());
-    let mut server = ProcessServer::start(dir.path()).await;
+    let dir = crate::common::TestData::new().await;
+    let (client_id, client_secret) = cli_create_app(&dir);
+    let mut server = ProcessServer::start(&dir).await;
     let http = crate::common::http();
     let api = |addr: std::net::SocketAddr, path: &str| format!("http://{addr}/sdkorg/sdkapp{path}");
     let post = |url: String, token: Option<String>, body: Value| {
@@ -817,7 +811,7 @@ async fn sdk_receives_what_was_accepted_before_kill_9() {
     let id = b["data"]["gina"].as_str().expect("id").to_owned();
 
     server.kill9();
-    let server = ProcessServer::start(dir.path()).await;
+    let server = ProcessServer::start(&dir).await;
     let mut sdk = Sdk::start(&format!("http://{}", server.addr), "sdkorg#sdkapp").await;
     sdk.open("gina", "gina", &token, json!({})).await;
     sdk.expect("gina: onOfflineMessageSyncStart", |v| is(v, "offline_start", "gina")).await;

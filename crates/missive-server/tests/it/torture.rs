@@ -53,14 +53,8 @@ async fn no_acknowledged_message_is_lost_across_random_kills() {
     });
     println!("torture seed {seed} (replay with MISSIVE_TORTURE_SEED={seed})");
     let mut rng = Rng(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_missive"))
-        .args(["app", "create", "t", "t", "--data"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let app: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dir = crate::common::TestData::new().await;
+    let app: Value = dir.create_app("t", "t");
     let creds = json!({"grant_type": "client_credentials", "client_id": app["client_id"], "client_secret": app["client_secret"]});
 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
@@ -71,7 +65,7 @@ async fn no_acknowledged_message_is_lost_across_random_kills() {
 
     for round in 0..=kills {
         let started = Instant::now();
-        let mut server = ProcessServer::start(dir.path()).await;
+        let mut server = ProcessServer::start(&dir).await;
         restart_times.push(started.elapsed());
         let base = format!("http://{}/t/t", server.addr);
         let admin = token(&base, creds.clone()).await.expect("app token");

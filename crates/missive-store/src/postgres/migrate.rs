@@ -1,0 +1,44 @@
+//! Forward-only migrations for PostgreSQL, embedded in the binary. The version lives in
+//! `missive_schema`; each migration runs in one transaction holding an advisory lock, so
+//! several nodes starting at once apply it exactly once.
+
+use missive_core::store::{StoreError, StoreResult};
+use sqlx::PgPool;
+
+use super::rows::PgResultExt;
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+
+/// An arbitrary constant naming Missive's migration lock among advisory locks.
+const MIGRATION_LOCK: i64 = 0x006d_6973_7369_7665; // "missive"
+
+pub(crate) async fn migrate(pool: &PgPool) -> StoreResult<()> {
+    let mut tx = pool.begin().await.store()?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await.store()?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS missive_schema (version bigint NOT NULL)")
+        .execute(&mut *tx)
+        .await
+        .store()?;
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM missive_schema").fetch_one(&mut *tx).await.store()?;
+    let current = current.unwrap_or(0);
+    let latest = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
+    if current > latest {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {current}; this build supports up to {latest}"
+        )));
+    }
+    for (version, sql) in MIGRATIONS {
+        if *version <= current {
+            continue;
+        }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await.store()?;
+        sqlx::query("INSERT INTO missive_schema (version) VALUES ($1)")
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .store()?;
+        tracing::info!(version, "applied PostgreSQL migration");
+    }
+    tx.commit().await.store()
+}

@@ -1,0 +1,418 @@
+//! The SQLite writer: one thread owns the only write connection and runs the group commit
+//! (`crate::group_commit`) over it.
+//!
+//! Every write — delivery-path jobs (`QueueJob`) and every other write as a closure
+//! (`SqliteJob::Exec`: users, tokens, files, apps) — runs inside the batch's one transaction
+//! in a savepoint of its own, so one job's failure (a taken username) rolls back only that
+//! job, and a batch costs one fsync (`synchronous = FULL`, WAL). Owning the connection on this
+//! thread means a batch is one wake-up, not one thread hand-off per statement.
+//!
+//! Queue sequences are assigned here. The writer keeps each queue's committed head in memory
+//! and reads it from `queues` only on a miss; a batch's new heads reach that cache only after
+//! its COMMIT succeeded. The cache is exact as long as nobody else writes: the data directory
+//! lock allows one server, and should another process commit anyway (`missive app create`
+//! beside a running server), `PRAGMA data_version` changes and the writer forgets its cache
+//! before the next batch, so a sequence is never handed out twice.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use missive_core::id::MsgId;
+use missive_core::model::QueuedMessage;
+use missive_core::store::{EnqueueRequest, RecallOutcome, StoreResult};
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+use super::rows::{self, MESSAGE_COLUMNS, SqlResultExt};
+use crate::backlog::{self, Backlog};
+use crate::group_commit::{AckWrite, BatchWriter, DeviceWrite, ListenerSlot, QueueJob, QueueWrite, Written, finish};
+
+/// Called with the batch's commit outcome, to answer the caller of an `Exec` job.
+pub(crate) type ExecReply = Box<dyn FnOnce(StoreResult<()>) + Send>;
+/// A write run inside the batch transaction: returns whether it succeeded (a failed job is
+/// rolled back to its savepoint) and how to answer its caller once the batch committed.
+pub(crate) type ExecJob = Box<dyn FnOnce(&Connection) -> (bool, ExecReply) + Send>;
+
+pub(crate) enum SqliteJob {
+    Queue(QueueJob),
+    Exec(ExecJob),
+}
+
+impl From<QueueJob> for SqliteJob {
+    fn from(job: QueueJob) -> Self {
+        SqliteJob::Queue(job)
+    }
+}
+
+/// (app, owner, queue).
+type QueueKey = (Uuid, String, String);
+
+/// Heads cached before the map starts over; a miss costs one indexed read.
+const MAX_CACHED_HEADS: usize = 200_000;
+/// WAL frames (4 KiB pages) past which the writer resets the WAL with a TRUNCATE checkpoint.
+const WAL_FRAMES_BEFORE_TRUNCATE: i64 = 4096;
+/// How often the writer looks at the WAL's size.
+const WAL_CHECK_EVERY: Duration = Duration::from_millis(500);
+/// How long a TRUNCATE checkpoint may wait for readers still on old snapshots.
+const CHECKPOINT_WAIT: Duration = Duration::from_millis(200);
+
+pub(crate) struct SqliteWriter {
+    conn: Connection,
+    /// Committed head of each queue this writer has seen.
+    heads: HashMap<QueueKey, u64>,
+    backlog: Backlog,
+    listener: Arc<ListenerSlot>,
+    busy_timeout: Duration,
+    wal_checked: Instant,
+    /// `PRAGMA data_version` after this writer's last commit; another connection's commit
+    /// changes it.
+    data_version: i64,
+}
+
+/// What a batch changed that must reach the writer's memory only if the batch commits.
+#[derive(Default)]
+struct Pending {
+    heads: HashMap<QueueKey, u64>,
+    bounds: Vec<(Uuid, String, u32)>,
+}
+
+/// Undo log of one job, so a job rolled back to its savepoint leaves `Pending` as it was.
+#[derive(Default)]
+struct JobUndo {
+    heads: Vec<(QueueKey, Option<u64>)>,
+    bounds: usize,
+}
+
+impl SqliteWriter {
+    pub fn new(conn: Connection, listener: Arc<ListenerSlot>, busy_timeout: Duration) -> SqliteWriter {
+        SqliteWriter {
+            conn,
+            heads: HashMap::new(),
+            backlog: Backlog::default(),
+            listener,
+            busy_timeout,
+            wal_checked: Instant::now(),
+            data_version: -1,
+        }
+    }
+
+    /// Runs one job in a savepoint; on failure rolls it back (the rest of the batch stays).
+    fn in_savepoint<T>(
+        &mut self,
+        pending: &mut Pending,
+        f: impl FnOnce(&mut Self, &mut Pending, &mut JobUndo) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        self.conn.execute_batch("SAVEPOINT job").store()?;
+        let mut undo = JobUndo::default();
+        let result = f(self, pending, &mut undo);
+        match &result {
+            Ok(_) => self.conn.execute_batch("RELEASE job").store()?,
+            Err(_) => {
+                self.conn.execute_batch("ROLLBACK TO job; RELEASE job").store()?;
+                for (key, prev) in undo.heads.into_iter().rev() {
+                    match prev {
+                        Some(h) => pending.heads.insert(key, h),
+                        None => pending.heads.remove(&key),
+                    };
+                }
+                pending.bounds.truncate(pending.bounds.len() - undo.bounds);
+            }
+        }
+        result
+    }
+
+    fn head(&mut self, pending: &Pending, key: &QueueKey) -> StoreResult<u64> {
+        if let Some(h) = pending.heads.get(key).or_else(|| self.heads.get(key)) {
+            return Ok(*h);
+        }
+        let head: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT head FROM queues WHERE app_id = ?1 AND owner = ?2 AND queue = ?3")
+            .store()?
+            .query_row(params![key.0.to_string(), key.1, key.2], |r| r.get(0))
+            .optional()
+            .store()?;
+        let head = head.unwrap_or(0) as u64;
+        if self.heads.len() >= MAX_CACHED_HEADS {
+            self.heads.clear();
+        }
+        self.heads.insert(key.clone(), head);
+        Ok(head)
+    }
+
+    fn enqueue(&mut self, pending: &mut Pending, undo: &mut JobUndo, request: &EnqueueRequest) -> StoreResult<Written> {
+        let mut stored = Vec::with_capacity(request.messages.len());
+        let mut touched: Vec<QueueKey> = Vec::new();
+        for m in &request.messages {
+            let key = (m.app_id, m.owner.clone(), m.queue.clone());
+            let seq = self.head(pending, &key)? + 1;
+            undo.heads.push((key.clone(), pending.heads.insert(key.clone(), seq)));
+            if !touched.contains(&key) {
+                touched.push(key);
+            }
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO messages (id, app_id, owner, queue, sender, created, payload, seq, delivered) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
+                )
+                .store()?
+                .execute(params![
+                    m.id.0 as i64,
+                    m.app_id.to_string(),
+                    m.owner,
+                    m.queue,
+                    m.sender,
+                    m.created,
+                    m.payload.as_ref(),
+                    seq as i64
+                ])
+                .store()?;
+            stored.push(Arc::new(m.clone().queued(seq)));
+        }
+        for key in touched {
+            let head = pending.heads[&key];
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO queues (app_id, owner, queue, head) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (app_id, owner, queue) DO UPDATE SET head = excluded.head",
+                )
+                .store()?
+                .execute(params![key.0.to_string(), key.1, key.2, head as i64])
+                .store()?;
+        }
+        if let Some(record) = &request.record {
+            self.conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO idempotency (app_id, key, response, created) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .store()?
+                .execute(params![record.app_id.to_string(), record.key, record.response, record.created])
+                .store()?;
+        }
+        let cap = request.policy.max_offline_per_user;
+        for a in backlog::added(request.messages.iter().map(|m| (m, cap))) {
+            let bound = match self.backlog.within_cap(&a) {
+                Some(n) => n,
+                None => self.enforce_cap(a.app, a.owner, a.cap)?,
+            };
+            pending.bounds.push((a.app, a.owner.to_owned(), bound));
+            undo.bounds += 1;
+        }
+        Ok(Written::Enqueued(stored))
+    }
+
+    /// Deletes a recipient's oldest undelivered messages beyond `cap`; returns the count left.
+    fn enforce_cap(&mut self, app: Uuid, owner: &str, cap: u32) -> StoreResult<u32> {
+        let app_s = app.to_string();
+        let count: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM messages WHERE app_id = ?1 AND owner = ?2 AND delivered = 0 \
+                 LIMIT ?3)",
+            )
+            .store()?
+            .query_row(params![app_s, owner, i64::from(cap) + 1], |r| r.get(0))
+            .store()?;
+        if count > i64::from(cap) {
+            self.conn
+                .prepare_cached(
+                    "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE app_id = ?1 AND owner = ?2 \
+                     AND delivered = 0 ORDER BY id DESC LIMIT -1 OFFSET ?3)",
+                )
+                .store()?
+                .execute(params![app_s, owner, i64::from(cap)])
+                .store()?;
+        }
+        Ok(count.min(i64::from(cap)) as u32)
+    }
+
+    fn ack(&mut self, a: &AckWrite) -> StoreResult<Written> {
+        let app = a.app.to_string();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO cursors (app_id, owner, resource, queue, acked) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (app_id, owner, resource, queue) DO UPDATE SET acked = MAX(acked, excluded.acked)",
+            )
+            .store()?
+            .execute(params![app, a.owner, a.resource, a.queue, a.seq as i64])
+            .store()?;
+        // Through the undelivered-only index: the by-queue index would visit every message of
+        // the conversation up to the cursor, delivered ones included.
+        self.conn
+            .prepare_cached(
+                "UPDATE messages INDEXED BY messages_undelivered SET delivered = 1 \
+                 WHERE app_id = ?1 AND owner = ?2 AND queue = ?3 AND seq <= ?4 AND delivered = 0",
+            )
+            .store()?
+            .execute(params![app, a.owner, a.queue, a.seq as i64])
+            .store()?;
+        Ok(Written::Acked)
+    }
+
+    fn device(&mut self, d: &DeviceWrite) -> StoreResult<Written> {
+        let app = d.app.to_string();
+        let updated = self
+            .conn
+            .prepare_cached(
+                "UPDATE devices SET last_seen = ?1, device_uuid = ?2, device_name = ?3 \
+                 WHERE app_id = ?4 AND owner = ?5 AND resource = ?6",
+            )
+            .store()?
+            .execute(params![d.now, d.device.device_uuid, d.device.device_name, app, d.owner, d.device.resource])
+            .store()?;
+        let first = updated == 0;
+        if first {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO devices (app_id, owner, resource, device_uuid, device_name, first_seen, last_seen) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                )
+                .store()?
+                .execute(params![app, d.owner, d.device.resource, d.device.device_uuid, d.device.device_name, d.now])
+                .store()?;
+            // A new device starts where the user's delivered prefix of each queue ends.
+            self.conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO cursors (app_id, owner, resource, queue, acked) \
+                     SELECT app_id, owner, ?1, queue, MAX(CASE WHEN delivered = 1 THEN seq ELSE 0 END) \
+                     FROM messages WHERE app_id = ?2 AND owner = ?3 GROUP BY queue",
+                )
+                .store()?
+                .execute(params![d.device.resource, app, d.owner])
+                .store()?;
+        }
+        Ok(Written::Device(first))
+    }
+
+    fn recall(&mut self, app: Uuid, id: MsgId) -> StoreResult<Written> {
+        let sql = format!("DELETE FROM messages WHERE id = ?1 AND app_id = ?2 RETURNING {MESSAGE_COLUMNS}");
+        let removed: Option<QueuedMessage> = self
+            .conn
+            .prepare_cached(&sql)
+            .store()?
+            .query_row(params![id.0 as i64, app.to_string()], rows::message)
+            .optional()
+            .store()?;
+        Ok(Written::Recalled(match removed {
+            None => RecallOutcome::NotFound,
+            Some(m) if m.delivered => RecallOutcome::RemovedDelivered(m),
+            Some(m) => RecallOutcome::RemovedUndelivered(m),
+        }))
+    }
+
+    fn queue_write(&mut self, pending: &mut Pending, write: &QueueWrite) -> StoreResult<Written> {
+        self.in_savepoint(pending, |w, pending, undo| match write {
+            QueueWrite::Enqueue(request) => w.enqueue(pending, undo, request),
+            QueueWrite::Ack(a) => w.ack(a),
+            QueueWrite::Device(d) => w.device(d),
+            QueueWrite::Recall { app, id } => w.recall(*app, *id),
+        })
+    }
+
+    /// Resets the WAL when it has grown, so its file follows the data instead of keeping its
+    /// high-water mark. Autocheckpoints (PASSIVE) copy frames back but can never reset a WAL
+    /// that readers keep in use; a TRUNCATE checkpoint waits briefly for readers on old
+    /// snapshots to finish, then restarts the log at zero bytes.
+    fn maybe_truncate_wal(&mut self) {
+        if self.wal_checked.elapsed() < WAL_CHECK_EVERY {
+            return;
+        }
+        self.wal_checked = Instant::now();
+        let frames: rusqlite::Result<i64> = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1));
+        if !matches!(frames, Ok(n) if n > WAL_FRAMES_BEFORE_TRUNCATE) {
+            return;
+        }
+        let _ = self.conn.busy_timeout(CHECKPOINT_WAIT);
+        if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+            tracing::debug!(%e, "WAL truncate checkpoint did not complete; will retry");
+        }
+        let _ = self.conn.busy_timeout(self.busy_timeout);
+    }
+}
+
+impl BatchWriter for SqliteWriter {
+    type Job = SqliteJob;
+
+    fn weight(job: &SqliteJob) -> usize {
+        match job {
+            SqliteJob::Queue(q) => q.weight(),
+            SqliteJob::Exec(_) => 1,
+        }
+    }
+
+    async fn commit(&mut self, batch: Vec<SqliteJob>) {
+        let mut queue_jobs = Vec::new();
+        let mut exec_jobs = Vec::new();
+        for job in batch {
+            match job {
+                SqliteJob::Queue(q) => queue_jobs.push(q),
+                SqliteJob::Exec(e) => exec_jobs.push(e),
+            }
+        }
+        let mut pending = Pending::default();
+        let mut results: Vec<StoreResult<Written>> = Vec::with_capacity(queue_jobs.len());
+        let mut replies: Vec<ExecReply> = Vec::with_capacity(exec_jobs.len());
+        let outcome = (|| -> StoreResult<()> {
+            self.conn.execute_batch("BEGIN IMMEDIATE").store()?;
+            let version: i64 = self.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).store()?;
+            if version != self.data_version {
+                self.heads.clear();
+                self.backlog = Backlog::default();
+                self.data_version = version;
+            }
+            for job in &queue_jobs {
+                results.push(self.queue_write(&mut pending, &job.write));
+            }
+            for exec in exec_jobs {
+                self.conn.execute_batch("SAVEPOINT job").store()?;
+                let (ok, reply) = exec(&self.conn);
+                let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+                self.conn.execute_batch(end).store()?;
+                replies.push(reply);
+            }
+            self.conn.execute_batch("COMMIT").store()
+        })();
+        match outcome {
+            Ok(()) => {
+                if self.heads.len() + pending.heads.len() > MAX_CACHED_HEADS {
+                    self.heads.clear();
+                }
+                self.heads.extend(pending.heads);
+                for (app, owner, n) in &pending.bounds {
+                    self.backlog.set(*app, owner, *n);
+                }
+                let listener = self.listener.get();
+                finish(queue_jobs, results, listener.as_deref());
+                replies.into_iter().for_each(|reply| reply(Ok(())));
+            }
+            Err(err) => {
+                // SQLite may have rolled back already (a full disk); if not, do it now so the
+                // connection is clean for the next batch.
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                tracing::warn!(%err, jobs = queue_jobs.len() + replies.len(), "group commit failed");
+                let failed = queue_jobs.iter().map(|_| Err(err.clone())).collect();
+                finish(queue_jobs, failed, None);
+                replies.into_iter().for_each(|reply| reply(Err(err.clone())));
+            }
+        }
+        self.maybe_truncate_wal();
+    }
+}
+
+/// Wraps a closure as an `Exec` job answered on `tx` after the batch's commit.
+pub(crate) fn exec_job<T: Send + 'static>(
+    f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    tx: tokio::sync::oneshot::Sender<StoreResult<T>>,
+) -> SqliteJob {
+    SqliteJob::Exec(Box::new(move |conn| {
+        let result = f(conn);
+        let ok = result.is_ok();
+        let reply: ExecReply = Box::new(move |commit: StoreResult<()>| {
+            let _ = tx.send(commit.and(result));
+        });
+        (ok, reply)
+    }))
+}
