@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests drive (the unmodified
 # Easemob Web SDK from npm, moto's S3 server and schemathesis from PyPI) if missing, then
-# checks formatting and lints and runs every test. Usage: scripts/test.sh [extra cargo test args]
+# checks formatting and lints and runs every test — the integration suites twice, on the
+# embedded SQLite store and on PostgreSQL (MISSIVE_TEST_PG_URL, default
+# postgres://postgres@127.0.0.1:5432/postgres; each test makes and drops its own database).
+# Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,8 +21,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== cargo test"
+echo "== cargo test (SQLite; the store conformance suite runs on SQLite and PostgreSQL)"
 cargo test --workspace "$@"
+echo "== cargo test: the server's integration suites again, on PostgreSQL"
+MISSIVE_TEST_BACKEND=postgres cargo test -p missive-server --test it "$@"
 echo "== schemathesis (the live server against its OpenAPI description, bounded)"
 scripts/schemathesis.sh
 echo "== fuzz (bounded)"

@@ -17,6 +17,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use hyper::header::HeaderValue;
 use hyper::{Method, StatusCode};
+use missive_store::postgres::ScratchDatabase;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -56,12 +57,18 @@ pub struct TargetArgs {
     /// over several 127.0.0.x destination addresses (`connections --spread`).
     #[arg(long)]
     pub listen_any: bool,
+    /// Run a started server on PostgreSQL: a fresh database is made on the server this admin
+    /// URL points at (e.g. `postgres://postgres@127.0.0.1:5432/postgres`) and dropped after.
+    #[arg(long, value_name = "ADMIN_URL")]
+    pub postgres: Option<String>,
 }
 
 /// A server process this run started; killed when dropped.
 struct Owned {
     child: Child,
     _data: tempfile::TempDir,
+    /// Dropped after the child (fields drop in order), so the server goes first.
+    _db: Option<ScratchDatabase>,
 }
 
 /// The server under test.
@@ -141,6 +148,13 @@ impl Target {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let (program, mut cmd) = server_command(args.server_bin.as_deref())?;
         cmd.args(["--listen", &listen, "--data"]).arg(data.path());
+        let db = match &args.postgres {
+            Some(admin) => Some(ScratchDatabase::create(admin, "bench").await.context("creating a bench database")?),
+            None => None,
+        };
+        if let Some(db) = &db {
+            cmd.env("MISSIVE_STORAGE__URL", &db.url);
+        }
         for (k, v) in BASE_ENV {
             cmd.env(k, v);
         }
@@ -177,7 +191,7 @@ impl Target {
             program,
             startup_ms: Some(startup_ms),
             idle_rss_kib,
-            owned: Some(Owned { child, _data: data }),
+            owned: Some(Owned { child, _data: data, _db: db }),
         })
     }
 
