@@ -146,7 +146,8 @@ mod tests {
 
     /// The REST body a send request carried, as the JSON side of the content.
     fn round_trip(msg_type: &str, body: Value) -> Value {
-        let req = SendRequest::parse(&json!({"to": ["b"], "type": msg_type, "body": body}), SendForm::Users, 1).unwrap();
+        let req =
+            SendRequest::parse(&json!({"to": ["b"], "type": msg_type, "body": body}), SendForm::Users, 1).unwrap();
         Value::Object(content_json(&req.content().unwrap()))
     }
 
@@ -192,7 +193,10 @@ mod tests {
         )
         .unwrap();
         let body = chat_body(req.content().unwrap(), &req.ext);
-        assert_eq!(Value::Object(message_json(&body)), json!({"ext": {"k": 1}, "bodies": [{"msg": "rr", "type": "txt"}]}));
+        assert_eq!(
+            Value::Object(message_json(&body)),
+            json!({"ext": {"k": 1}, "bodies": [{"msg": "rr", "type": "txt"}]})
+        );
     }
 
     #[test]

@@ -185,9 +185,16 @@ pub(crate) mod tests {
 
     #[test]
     fn a_chat_body_becomes_a_message_event() {
-        let ev = rest_event(json!({"from": "u1", "to": ["u2"], "type": "txt", "body": {"msg": "rr"}, "ext": {"k": 1}}), 7);
-        assert_eq!((ev.from.as_str(), ev.to.as_str(), ev.chat_type, ev.kind), ("u1", "u2", ChatType::Chat, EventKind::Message));
-        assert_eq!(Value::Object(ev.payload.clone()), json!({"ext": {"k": 1}, "bodies": [{"type": "txt", "msg": "rr"}]}));
+        let ev =
+            rest_event(json!({"from": "u1", "to": ["u2"], "type": "txt", "body": {"msg": "rr"}, "ext": {"k": 1}}), 7);
+        assert_eq!(
+            (ev.from.as_str(), ev.to.as_str(), ev.chat_type, ev.kind),
+            ("u1", "u2", ChatType::Chat, EventKind::Message)
+        );
+        assert_eq!(
+            Value::Object(ev.payload.clone()),
+            json!({"ext": {"k": 1}, "bodies": [{"type": "txt", "msg": "rr"}]})
+        );
         assert_eq!(ev.body_type(), Some("txt"));
         assert_eq!(ev.group_id, None);
         let back: MessageEvent = serde_json::from_value(serde_json::to_value(&ev).unwrap()).unwrap();
@@ -203,7 +210,10 @@ pub(crate) mod tests {
         assert_eq!(ev.kind, EventKind::Recall { recalled: 42 });
         assert_eq!(ev.body_type(), None);
         body.set_type(BodyType::ReadAck);
-        assert_eq!(MessageEvent::from_body("o#a", 9, 1, Origin::Sdk, &body).unwrap().kind, EventKind::ReadAck { acked: 42 });
+        assert_eq!(
+            MessageEvent::from_body("o#a", 9, 1, Origin::Sdk, &body).unwrap().kind,
+            EventKind::ReadAck { acked: 42 }
+        );
         body.set_type(BodyType::DeliverAck);
         assert_eq!(MessageEvent::from_body("o#a", 9, 1, Origin::Sdk, &body), None);
         body.ack_message_id = None;

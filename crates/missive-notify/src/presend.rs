@@ -115,7 +115,9 @@ pub struct PreSendChecker {
 /// What one rule's answer said, before rules are combined.
 enum Answer {
     Valid(Option<Replacement>),
-    Invalid { code: Option<String> },
+    Invalid {
+        code: Option<String>,
+    },
     /// Late, not 200, malformed: the default policy applies.
     Failed(String),
 }
@@ -146,7 +148,10 @@ impl PreSendChecker {
                 Answer::Failed(why) => {
                     tracing::debug!(rule = %rule.id, %why, "pre-send check failed; default policy applies");
                     if !rule.pass_on_failure {
-                        return PreSendVerdict::Block { reason: INTERNAL_ERROR.to_owned(), report_error: rule.report_error };
+                        return PreSendVerdict::Block {
+                            reason: INTERNAL_ERROR.to_owned(),
+                            report_error: rule.report_error,
+                        };
                     }
                 }
             }
@@ -270,15 +275,25 @@ mod tests {
     fn replacements_in_both_shapes() {
         let text = |t: &str| Ok(Some(Replacement { text: Some(t.into()), ext: None }));
         assert_eq!(verdict_of(r#"{"valid": true, "payload": {"msg": "clean", "type": "txt"}}"#), text("clean"));
-        assert_eq!(verdict_of(r#"{"valid": true, "payload": {"ext": {}, "bodies": [{"msg": "clean", "type": "txt"}]}}"#).map(|r| r.unwrap().text), Ok(Some("clean".into())));
+        assert_eq!(
+            verdict_of(r#"{"valid": true, "payload": {"ext": {}, "bodies": [{"msg": "clean", "type": "txt"}]}}"#)
+                .map(|r| r.unwrap().text),
+            Ok(Some("clean".into()))
+        );
         let big = json!({"valid": true, "payload": {"msg": "x".repeat(1_100)}}).to_string();
         assert!(matches!(verdict_of(&big), Err(Some(s)) if s.contains("1 KB")));
-        assert!(matches!(parse_answer(r#"{"valid": true, "payload": {"msg": "x"}}"#, false), Answer::Valid(None)), "only text is replaced");
+        assert!(
+            matches!(parse_answer(r#"{"valid": true, "payload": {"msg": "x"}}"#, false), Answer::Valid(None)),
+            "only text is replaced"
+        );
     }
 
     #[test]
     fn request_has_the_documented_fields_and_a_valid_signature() {
-        let ev = crate::event::tests::rest_event(json!({"from": "user1", "to": ["user2"], "type": "txt", "body": {"msg": "hi"}}), 8924312242322);
+        let ev = crate::event::tests::rest_event(
+            json!({"from": "user1", "to": ["user2"], "type": "txt", "body": {"msg": "hi"}}),
+            8924312242322,
+        );
         let rule = PreSendRule::new("r", "http://h/", "sec").unwrap();
         let body: Value = serde_json::from_slice(&request_body(&rule, &ev, "0990a64f")).unwrap();
         assert_eq!(body["callId"], "org#app_0990a64f");

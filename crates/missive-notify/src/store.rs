@@ -25,8 +25,8 @@ use crate::callback::CallbackRule;
 use crate::callback::exceptions::SliceSummary;
 use crate::callback::policy::Ban;
 use crate::presend::PreSendRule;
-use crate::push::provider::ProviderConfig;
 use crate::push::DeviceBinding;
+use crate::push::provider::ProviderConfig;
 
 /// Storage failures callers act on; everything else is `Backend`.
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +134,8 @@ pub trait OutboxStore: Send + Sync {
 
     /// Not yet: releases the lease and makes the entry due at `due_at` with the new attempt
     /// count and last error.
-    async fn reschedule(&self, id: i64, claim: i64, due_at: i64, attempts: u32, last_error: &str) -> NotifyResult<bool>;
+    async fn reschedule(&self, id: i64, claim: i64, due_at: i64, attempts: u32, last_error: &str)
+    -> NotifyResult<bool>;
 
     /// Out of attempts: deletes the entry and, if `exception` is given (and the entry did
     /// not itself re-send an exception), inserts it, in one transaction.
@@ -196,7 +197,12 @@ pub trait PushStore: Send + Sync {
     /// `PUT /users/{u}/push/binding`: binds (device, notifier) to the token, or with an empty
     /// token unbinds that pair, or with an empty notifier unbinds the device entirely.
     /// Returns the device's bindings afterwards.
-    async fn put_push_binding(&self, app_id: Uuid, user: &str, binding: &DeviceBinding) -> NotifyResult<Vec<DeviceBinding>>;
+    async fn put_push_binding(
+        &self,
+        app_id: Uuid,
+        user: &str,
+        binding: &DeviceBinding,
+    ) -> NotifyResult<Vec<DeviceBinding>>;
     /// A provider said the token is dead.
     async fn remove_push_token(&self, app_id: Uuid, notifier_name: &str, device_token: &str) -> NotifyResult<()>;
 }

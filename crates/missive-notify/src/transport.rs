@@ -137,8 +137,7 @@ impl Transport {
         deadline: Option<Duration>,
     ) -> Result<Reply, TransportError> {
         let _permit = self.permits.acquire().await.map_err(|_| TransportError::Request("transport closed".into()))?;
-        let mut response =
-            request.timeout(deadline.unwrap_or(self.timeout)).send().await.map_err(|e| classify(&e))?;
+        let mut response = request.timeout(deadline.unwrap_or(self.timeout)).send().await.map_err(|e| classify(&e))?;
         let status = response.status().as_u16();
         let retry_after_secs =
             response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());

@@ -28,10 +28,19 @@ fn sender(config: &TransportConfig) -> CallbackSender {
 }
 
 fn message(msg_id: u64) -> missive_notify::MessageEvent {
-    support::event(json!({"from": "user1", "to": ["user2"], "type": "txt", "body": {"msg": "hi"}, "ext": {"k": "v"}}), msg_id, Origin::Rest)
+    support::event(
+        json!({"from": "user1", "to": ["user2"], "type": "txt", "body": {"msg": "hi"}, "ext": {"k": "v"}}),
+        msg_id,
+        Origin::Rest,
+    )
 }
 
-async fn deliver(s: &CallbackSender, rule: &CallbackRule, health: &Mutex<EndpointHealth>, msg_id: u64) -> missive_notify::callback::sender::Report {
+async fn deliver(
+    s: &CallbackSender,
+    rule: &CallbackRule,
+    health: &Mutex<EndpointHealth>,
+    msg_id: u64,
+) -> missive_notify::callback::sender::Report {
     let planned = plan(std::slice::from_ref(rule), &message(msg_id), &[], "missive@test");
     assert_eq!(planned.len(), 1);
     let delivery = Delivery { rule, payload: &planned[0].payload, attempts_made: 0, policy: &rule.retry };
@@ -141,7 +150,8 @@ async fn ninety_failures_ban_the_rule_and_nothing_is_sent_while_banned() {
 
 #[tokio::test]
 async fn requests_in_flight_never_exceed_the_transport_bound() {
-    let server = http1(|_| Answer::status(200).after(Duration::from_millis(300))).await;
+    // Each answer is held long enough that the two permitted requests overlap.
+    let server = http1(|_| Answer::status(200).after(Duration::from_millis(500))).await;
     let config = TransportConfig { max_in_flight: 2, ..transport_config() };
     let s = sender(&config);
     let rule = rule(server.url("/"), RetryPolicy::default());

@@ -133,12 +133,22 @@ mod tests {
 
     #[test]
     fn retry_requests() {
-        let ok = RetryRequest::parse(&json!({"date": "202108272230", "retry": 0, "targetUrl": "https://localhost:8000/test"}), 480);
+        let ok = RetryRequest::parse(
+            &json!({"date": "202108272230", "retry": 0, "targetUrl": "https://localhost:8000/test"}),
+            480,
+        );
         assert_eq!(
             ok,
-            Ok(RetryRequest { date: "202108272230".into(), retry: 0, target_url: Some("https://localhost:8000/test".into()) })
+            Ok(RetryRequest {
+                date: "202108272230".into(),
+                retry: 0,
+                target_url: Some("https://localhost:8000/test".into())
+            })
         );
-        assert_eq!(RetryRequest::parse(&json!({"date": "202108272230", "targetUrl": ""}), 480).unwrap().target_url, None);
+        assert_eq!(
+            RetryRequest::parse(&json!({"date": "202108272230", "targetUrl": ""}), 480).unwrap().target_url,
+            None
+        );
         assert!(RetryRequest::parse(&json!({}), 480).is_err());
         assert!(RetryRequest::parse(&json!({"date": "202108272231"}), 480).is_err());
         assert!(RetryRequest::parse(&json!({"date": "202108272230", "retry": -1}), 480).is_err());

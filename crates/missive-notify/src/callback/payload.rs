@@ -124,8 +124,10 @@ mod tests {
 
     #[test]
     fn chat_payload_has_every_documented_field() {
-        let ev = rest_event(json!({"from": "user1", "to": ["user2"], "type": "txt", "body": {"msg": "rr"}}), 8924312242322);
-        let body: Value = serde_json::from_slice(&sign(&post_send(&ev, CallbackEvent::Chat, "missive@n1"), "s3")).unwrap();
+        let ev =
+            rest_event(json!({"from": "user1", "to": ["user2"], "type": "txt", "body": {"msg": "rr"}}), 8924312242322);
+        let body: Value =
+            serde_json::from_slice(&sign(&post_send(&ev, CallbackEvent::Chat, "missive@n1"), "s3")).unwrap();
         let ts = 1_600_060_847_294_i64;
         assert_eq!(
             body,
@@ -175,7 +177,10 @@ mod tests {
         ev.chat_type = ChatType::ChatRoom;
         ev.group_id = Some("r1".into());
         let p = post_send(&ev.for_recipient("m"), CallbackEvent::ChatOffline, "h");
-        assert_eq!((p["chat_type"].as_str(), p["group_id"].as_str(), p["to"].as_str()), (Some("groupchat"), Some("r1"), Some("m")));
+        assert_eq!(
+            (p["chat_type"].as_str(), p["group_id"].as_str(), p["to"].as_str()),
+            (Some("groupchat"), Some("r1"), Some("m"))
+        );
         assert_eq!(p["content_type"], "chat:room:image");
     }
 }

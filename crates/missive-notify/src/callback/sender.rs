@@ -82,9 +82,15 @@ impl CallbackSender {
     /// and Easemob's immediate retry happen here; later ones are the outbox's (`RetryAt`).
     /// `health` is the rule's, shared by every delivery of the rule on this node; `clock`
     /// gives Unix ms.
-    pub async fn deliver(&self, delivery: Delivery<'_>, health: &Mutex<EndpointHealth>, clock: &dyn Fn() -> i64) -> Report {
+    pub async fn deliver(
+        &self,
+        delivery: Delivery<'_>,
+        health: &Mutex<EndpointHealth>,
+        clock: &dyn Fn() -> i64,
+    ) -> Report {
         let body = Bytes::from(payload::sign(delivery.payload, &delivery.rule.secret));
-        let mut report = Report { next: Next::Drop, attempts_made: delivery.attempts_made, last_failure: None, ban: None };
+        let mut report =
+            Report { next: Next::Drop, attempts_made: delivery.attempts_made, last_failure: None, ban: None };
         loop {
             if let Some(until) = lock(health).banned_until(clock()) {
                 report.next = delivery.policy.while_banned(until);

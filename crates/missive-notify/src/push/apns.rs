@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 
 use super::notification::Notification;
-use super::provider::{ProviderError, PushOutcome, PushProvider, PushTarget};
+use super::provider::{ProviderError, PushOutcome, PushProvider, PushTarget, device_of, send_renewing};
 use crate::jwt::Es256Key;
 use crate::transport::{Reply, Transport, TransportConfig};
 
@@ -160,29 +160,26 @@ impl PushProvider for ApnsProvider {
     }
 
     async fn push(&self, target: &PushTarget, notification: &Notification) -> PushOutcome {
-        let Some(device) = &target.device else {
-            return PushOutcome::Rejected { reason: "APNs needs a device token".into() };
+        let device = match device_of(target, "APNs") {
+            Ok(device) => device,
+            Err(outcome) => return outcome,
         };
         let body = payload(notification);
-        let mut renewed = false;
-        loop {
-            let reply = match self.send(&device.device_token, &body, renewed).await {
-                Ok(reply) => reply,
-                Err(outcome) => return outcome,
-            };
-            let why = reason(&reply);
-            return match (reply.status, why.as_str()) {
-                (200, _) => PushOutcome::Delivered,
-                (403, "ExpiredProviderToken" | "InvalidProviderToken") if !renewed => {
-                    renewed = true;
-                    continue;
-                }
-                (410, _) | (400, "BadDeviceToken" | "DeviceTokenNotForTopic") => PushOutcome::Unregistered,
-                (429 | 500..=599, _) => {
-                    PushOutcome::Retry { after_ms: reply.retry_after_ms(), reason: format!("HTTP {}: {why}", reply.status) }
-                }
-                (status, _) => PushOutcome::Rejected { reason: format!("HTTP {status}: {why}") },
-            };
+        let stale = |r: &Reply| {
+            r.status == 403 && matches!(reason(r).as_str(), "ExpiredProviderToken" | "InvalidProviderToken")
+        };
+        let reply = match send_renewing(|renew| self.send(&device.device_token, &body, renew), stale).await {
+            Ok(reply) => reply,
+            Err(outcome) => return outcome,
+        };
+        let why = reason(&reply);
+        match (reply.status, why.as_str()) {
+            (200, _) => PushOutcome::Delivered,
+            (410, _) | (400, "BadDeviceToken" | "DeviceTokenNotForTopic") => PushOutcome::Unregistered,
+            (429 | 500..=599, _) => {
+                PushOutcome::Retry { after_ms: reply.retry_after_ms(), reason: format!("HTTP {}: {why}", reply.status) }
+            }
+            (status, _) => PushOutcome::Rejected { reason: format!("HTTP {status}: {why}") },
         }
     }
 }

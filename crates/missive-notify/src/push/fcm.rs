@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 
 use super::notification::Notification;
-use super::provider::{ProviderError, PushOutcome, PushProvider, PushTarget};
+use super::provider::{ProviderError, PushOutcome, PushProvider, PushTarget, device_of, send_renewing};
 use crate::jwt::Rs256Key;
 use crate::transport::{Reply, Transport, TransportConfig};
 
@@ -205,33 +205,27 @@ impl PushProvider for FcmProvider {
     }
 
     async fn push(&self, target: &PushTarget, notification: &Notification) -> PushOutcome {
-        let Some(device) = &target.device else {
-            return PushOutcome::Rejected { reason: "FCM needs a registration token".into() };
+        let device = match device_of(target, "FCM") {
+            Ok(device) => device,
+            Err(outcome) => return outcome,
         };
         let body = message(notification, &device.device_token, self.config.data_only);
-        let mut renewed = false;
-        loop {
-            let reply = match self.send(&body, renewed).await {
-                Ok(reply) => reply,
-                Err(outcome) => return outcome,
-            };
-            if reply.status == 200 {
-                return PushOutcome::Delivered;
-            }
-            if reply.status == 401 && !renewed {
-                renewed = true;
-                continue;
-            }
-            let (codes, message) = error_codes(&reply);
-            let has = |c: &str| codes.iter().any(|x| x == c);
-            let token_invalid = reply.status == 400 && has("INVALID_ARGUMENT") && message.contains("registration token");
-            return if has("UNREGISTERED") || reply.status == 404 || token_invalid {
-                PushOutcome::Unregistered
-            } else if matches!(reply.status, 429 | 500..=599) {
-                PushOutcome::Retry { after_ms: reply.retry_after_ms(), reason: format!("HTTP {}: {message}", reply.status) }
-            } else {
-                PushOutcome::Rejected { reason: format!("HTTP {}: {message}", reply.status) }
-            };
+        let reply = match send_renewing(|renew| self.send(&body, renew), |r| r.status == 401).await {
+            Ok(reply) => reply,
+            Err(outcome) => return outcome,
+        };
+        if reply.status == 200 {
+            return PushOutcome::Delivered;
+        }
+        let (codes, message) = error_codes(&reply);
+        let has = |c: &str| codes.iter().any(|x| x == c);
+        let token_invalid = reply.status == 400 && has("INVALID_ARGUMENT") && message.contains("registration token");
+        if has("UNREGISTERED") || reply.status == 404 || token_invalid {
+            PushOutcome::Unregistered
+        } else if matches!(reply.status, 429 | 500..=599) {
+            PushOutcome::Retry { after_ms: reply.retry_after_ms(), reason: format!("HTTP {}: {message}", reply.status) }
+        } else {
+            PushOutcome::Rejected { reason: format!("HTTP {}: {message}", reply.status) }
         }
     }
 }

@@ -186,8 +186,7 @@ pub fn build(event: &MessageEvent, recipient: Recipient<'_>, ctx: PushContext<'_
     if recipient.settings.display_style == DisplayStyle::Summary {
         let name = match event.chat_type {
             ChatType::Chat => ctx.sender_name.unwrap_or(&event.from).to_owned(),
-            _ => text(push_ext, &["group_user_nickname"])
-                .unwrap_or_else(|| event.group_id.clone().unwrap_or_default()),
+            _ => text(push_ext, &["group_user_nickname"]).unwrap_or_else(|| event.group_id.clone().unwrap_or_default()),
         };
         body = format!("{name}: {}", summary(event));
     }
@@ -266,9 +265,9 @@ fn summary(event: &MessageEvent) -> String {
 
 fn read_filter(m: &Map<String, Value>) -> PushFilter {
     let list = |key: &str| -> Vec<String> {
-        m.get(key).and_then(Value::as_array).map_or_else(Vec::new, |a| {
-            a.iter().filter_map(Value::as_str).map(str::to_owned).collect()
-        })
+        m.get(key)
+            .and_then(Value::as_array)
+            .map_or_else(Vec::new, |a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
     };
     PushFilter {
         accept_device_id: list("accept_device_id"),
@@ -340,7 +339,10 @@ mod tests {
             "em_harmony_push_ext": {"category": "IM"},
         }));
         let n = build(&ev, to_b(&s), ctx(None)).unwrap();
-        assert_eq!((n.title.as_str(), n.subtitle.as_deref(), n.body.as_str()), ("apns title", Some("sub"), "general content"));
+        assert_eq!(
+            (n.title.as_str(), n.subtitle.as_deref(), n.body.as_str()),
+            ("apns title", Some("sub"), "general content")
+        );
         assert_eq!(n.badge, Some(7), "the message's badge beats the unread count");
         assert_eq!(n.custom, Some(json!({"x": 1})), "em_push_ext.custom when there is no extern");
         assert_eq!(
@@ -363,9 +365,14 @@ mod tests {
     fn custom_field_e_follows_easemobs_rule() {
         let s = PushSettings::default();
         let e = |ext: Value| build(&txt(ext), to_b(&s), ctx(None)).unwrap().custom;
-        assert_eq!(e(json!({"em_apns_ext": {"extern": "custom string", "em_push_title": "t"}})), Some(json!("custom string")));
         assert_eq!(
-            e(json!({"em_apns_ext": {"em_push_title": "t", "em_push_content": "c", "page": "p2", "em_push_sound": "s"}})),
+            e(json!({"em_apns_ext": {"extern": "custom string", "em_push_title": "t"}})),
+            Some(json!("custom string"))
+        );
+        assert_eq!(
+            e(
+                json!({"em_apns_ext": {"em_push_title": "t", "em_push_content": "c", "page": "p2", "em_push_sound": "s"}})
+            ),
             Some(json!({"page": "p2", "em_push_sound": "s"}))
         );
         assert_eq!(e(json!({"em_apns_ext": {"em_push_title": "t"}})), None);
@@ -399,7 +406,11 @@ mod tests {
         let s = PushSettings::default();
         let ev = txt(json!({"em_push_filter": {"ignore_device_id": ["d2"], "accept_notifier_name": ["apns-prod"]}}));
         let f = build(&ev, to_b(&s), ctx(None)).unwrap().filter;
-        let dev = |id: &str, notifier: &str| DeviceBinding { device_id: id.into(), device_token: "t".into(), notifier_name: notifier.into() };
+        let dev = |id: &str, notifier: &str| DeviceBinding {
+            device_id: id.into(),
+            device_token: "t".into(),
+            notifier_name: notifier.into(),
+        };
         assert!(f.allows(&dev("d1", "apns-prod")));
         assert!(!f.allows(&dev("d2", "apns-prod")));
         assert!(!f.allows(&dev("d1", "fcm")));

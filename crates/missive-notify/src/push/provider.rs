@@ -18,7 +18,7 @@ use super::notification::{DeviceBinding, Notification};
 use crate::callback::payload::{SECURITY_VERSION, call_id, security};
 use crate::callback::rule::{RuleError, check_url};
 use crate::jwt::KeyError;
-use crate::transport::{Transport, TransportConfig, TransportError};
+use crate::transport::{Reply, Transport, TransportConfig, TransportError};
 
 /// Where one notification goes: a user, and the device binding when the provider needs one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,9 +35,31 @@ pub enum PushOutcome {
     Unregistered,
     /// Worth trying again (throttled, provider down, network); `after_ms` when the
     /// provider said how long to wait.
-    Retry { after_ms: Option<u64>, reason: String },
+    Retry {
+        after_ms: Option<u64>,
+        reason: String,
+    },
     /// Will never succeed as it is (bad payload, bad credentials): log and drop.
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+    },
+}
+
+/// The device a token-addressed provider (APNs, FCM) pushes to, or why it cannot.
+pub(crate) fn device_of<'a>(target: &'a PushTarget, provider: &str) -> Result<&'a DeviceBinding, PushOutcome> {
+    target.device.as_ref().ok_or_else(|| PushOutcome::Rejected { reason: format!("{provider} needs a device token") })
+}
+
+/// Sends with the cached credential (`send(false)`); when the answer says the credential is
+/// stale, sends once more with a renewed one (`send(true)`). Both APNs provider tokens and
+/// Google access tokens can be revoked or expire early, and one renewal is all it takes.
+pub(crate) async fn send_renewing<F, Fut>(mut send: F, stale: impl Fn(&Reply) -> bool) -> Result<Reply, PushOutcome>
+where
+    F: FnMut(bool) -> Fut,
+    Fut: std::future::Future<Output = Result<Reply, PushOutcome>>,
+{
+    let reply = send(false).await?;
+    if stale(&reply) { send(true).await } else { Ok(reply) }
 }
 
 /// A push delivery channel.
@@ -179,7 +201,9 @@ impl PushProvider for WebhookProvider {
             Ok(reply) => match reply.status {
                 200..=299 => PushOutcome::Delivered,
                 410 => PushOutcome::Unregistered,
-                429 | 500..=599 => PushOutcome::Retry { after_ms: reply.retry_after_ms(), reason: format!("HTTP {}", reply.status) },
+                429 | 500..=599 => {
+                    PushOutcome::Retry { after_ms: reply.retry_after_ms(), reason: format!("HTTP {}", reply.status) }
+                }
                 status => PushOutcome::Rejected { reason: format!("HTTP {status}: {}", reply.text()) },
             },
         }

@@ -130,7 +130,11 @@ mod tests {
         assert!(!day.in_do_not_disturb(at(7), 0) && day.in_do_not_disturb(at(8), 0) && day.in_do_not_disturb(at(9), 0));
         assert!(!day.in_do_not_disturb(at(10), 0), "the end hour is outside");
         let night = dnd(22, 7);
-        assert!(night.in_do_not_disturb(at(23), 0) && night.in_do_not_disturb(at(3), 0) && !night.in_do_not_disturb(at(12), 0));
+        assert!(
+            night.in_do_not_disturb(at(23), 0)
+                && night.in_do_not_disturb(at(3), 0)
+                && !night.in_do_not_disturb(at(12), 0)
+        );
         assert!(dnd(5, 5).in_do_not_disturb(at(17), 0), "start = end is all day");
         // 01:30 UTC is 09:30 in Beijing.
         assert!(day.in_do_not_disturb(at(1), 480) && !day.in_do_not_disturb(at(1), 0));

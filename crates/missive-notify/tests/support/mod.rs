@@ -221,11 +221,8 @@ async fn h2_stream(
         let _ = body.flow_control().release_capacity(chunk.len());
         bytes.extend_from_slice(&chunk);
     }
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
-        .collect();
+    let headers =
+        parts.headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned())).collect();
     let captured = Captured {
         method: parts.method.to_string(),
         path: parts.uri.path_and_query().map_or_else(String::new, |p| p.to_string()),
@@ -234,7 +231,8 @@ async fn h2_stream(
         version: format!("{:?}", parts.version),
     };
     let answer = state.serve(captured).await;
-    let response = http::Response::builder().status(answer.status).header("content-type", "application/json").body(()).unwrap();
+    let response =
+        http::Response::builder().status(answer.status).header("content-type", "application/json").body(()).unwrap();
     let Ok(mut send) = respond.send_response(response, answer.body.is_empty()) else { return };
     if !answer.body.is_empty() {
         let _ = send.send_data(Bytes::from(answer.body), true);
