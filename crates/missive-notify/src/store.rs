@@ -123,9 +123,11 @@ pub trait OutboxStore: Send + Sync {
     /// message store's commit). Duplicate `dedup_key`s are ignored.
     async fn enqueue(&self, entries: &[NewOutboxEntry]) -> NotifyResult<()>;
 
-    /// Leases up to `limit` due entries (`due_at <= now`, not leased or lease expired) to
-    /// `node` until `now + lease_ms`, oldest due first, skipping rules banned at `now`; each
-    /// gets a fresh claim token.
+    /// Leases up to `limit` due entries to `node` until `now + lease_ms`, oldest due first,
+    /// with a fresh claim token. A lease is `due_at` moved to the lease's end, so "due"
+    /// (`due_at <= now`) also covers entries whose node died. Banned rules are not skipped
+    /// here: the dispatcher applies the ban through `callback::policy` (wait it out or give
+    /// up), so the rule lives in one place.
     async fn claim(&self, node: &str, limit: u32, lease_ms: i64, now: i64) -> NotifyResult<Vec<OutboxEntry>>;
 
     /// Delivered: deletes the entry (and its exception record, if it re-sent one). `false`
