@@ -102,6 +102,12 @@ impl Transport {
     /// Builds the client. Fails when a root certificate does not parse or no rustls crypto
     /// provider has been installed in the process.
     pub fn new(config: &TransportConfig) -> Result<Transport, TransportError> {
+        // reqwest built with `rustls-no-provider` panics without one; say so instead.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            return Err(TransportError::Setup(
+                "no rustls crypto provider installed (install ring's before building clients)".into(),
+            ));
+        }
         let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)

@@ -6,7 +6,7 @@
 //! 1. [after the commit] [`plan`] picks, for one [`MessageEvent`], the rules that want it
 //!    and builds each one's payload ([`payload`]); [the store writes them to the outbox in
 //!    the same transaction as the message, so a crash cannot lose one];
-//! 2. [a dispatcher claims due outbox entries] and hands each to [`sender::deliver`], which
+//! 2. [a dispatcher claims due outbox entries] and hands each to [`sender::CallbackSender::deliver`], which
 //!    signs it with the rule's current secret and posts it, retrying as [`policy`] says
 //!    (Easemob's one immediate retry, then an optional backoff schedule), never while the
 //!    rule's endpoint is banned;
