@@ -12,7 +12,10 @@
 //! - [`error`]: [`RequestError`], everything the server needs to render Easemob's error body.
 //! - [`send`]: [`SendRequest`], [`SendForm`], the per-type body → content conversion and the
 //!   content size rule.
+//! - [`body`]: the way back, MSYNC content → Easemob's JSON body (`{"ext", "bodies"}`), for
+//!   everything that shows a stored message as JSON (callbacks, push summaries, history).
 
+pub mod body;
 pub mod error;
 pub mod send;
 
