@@ -4,8 +4,9 @@
 //! All three read the archive by id range ([`IdWindow`]), like roaming, but render each
 //! message as a *record* — `msg_id`, `timestamp`, `direction`, `from`, `to`, `chat_type`
 //! and a `payload` of `bodies` and `ext` in the REST API's own field names (easemob-api.md
-//! §4.6, Easemob's `message_historical.md`). The same `payload` object is what the
-//! conversation list carries, JSON-encoded, as a conversation's latest message.
+//! §4.6, Easemob's `message_historical.md`; the bodies are [`crate::body`]'s). The same
+//! `payload` object is what the conversation list carries, JSON-encoded, as a
+//! conversation's latest message.
 //!
 //! The legacy query language is the part of Usergrid's `ql` that Easemob documented for
 //! this endpoint, and nothing else:
@@ -20,13 +21,11 @@
 //! first token outside the subset.
 
 use missive_core::id::MsgId;
-use missive_msync::ext::key_values_to_json;
 use missive_msync::pb;
-use missive_msync::pb::message_body::Content;
-use missive_msync::pb::message_body::content::{SubType, Type as ContentType};
 use prost::Message;
 use serde_json::{Map, Value, json};
 
+use crate::body::message_json;
 use crate::cursor::{CursorKind, PageCursor};
 use crate::error::RequestError;
 use crate::history::{ArchivedMessage, Direction, IdWindow, TimeRange};
@@ -44,123 +43,11 @@ pub const HOUR_MS: u64 = 3_600_000;
 // The record format
 // ---------------------------------------------------------------------------------------
 
-/// A float as Easemob prints it: whole numbers without a fraction (`1325`, not `1325.0`).
-fn number(f: f64) -> Value {
-    if f.fract() == 0.0 && f.abs() < 9.0e15 {
-        Value::from(f as i64)
-    } else {
-        serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
-    }
-}
-
-fn put_str(map: &mut Map<String, Value>, key: &str, v: &Option<String>) {
-    if let Some(s) = v {
-        map.insert(key.into(), Value::String(s.clone()));
-    }
-}
-
-fn put_int(map: &mut Map<String, Value>, key: &str, v: Option<i32>) {
-    if let Some(n) = v {
-        map.insert(key.into(), Value::from(n));
-    }
-}
-
-fn put_size(map: &mut Map<String, Value>, size: Option<&pb::message_body::content::Size>) {
-    if let Some(s) = size {
-        map.insert(
-            "size".into(),
-            json!({ "width": number(s.width.unwrap_or(0.0)), "height": number(s.height.unwrap_or(0.0)) }),
-        );
-    }
-}
-
-/// The attachment fields every file-like body has: `url`, `filename`, `secret`, `file_length`.
-fn file_fields(map: &mut Map<String, Value>, c: &Content) {
-    map.insert("url".into(), Value::String(c.remote_path.clone().unwrap_or_default()));
-    put_str(map, "filename", &c.display_name);
-    put_str(map, "secret", &c.secret_key);
-    put_int(map, "file_length", c.file_length);
-}
-
-/// One entry of `payload.bodies`: the REST API's view of an MSYNC content, with the fields
-/// Easemob's record format lists per type. Optional fields appear only when set.
-pub fn record_body(c: &Content) -> Value {
-    let mut m = Map::new();
-    let kind = match c.r#type() {
-        ContentType::Text if c.sub_type != Some(SubType::SubCombine as i32) => {
-            m.insert("msg".into(), Value::String(c.text.clone().unwrap_or_default()));
-            "txt"
-        }
-        // A combined message: the SDKs render `type: "txt"` + `subType: "sub_combine"`, and
-        // show `msg` (the compatible text) to clients that do not know combined messages.
-        ContentType::Text | ContentType::Combine => {
-            file_fields(&mut m, c);
-            m.insert("subType".into(), "sub_combine".into());
-            put_str(&mut m, "msg", &c.text);
-            put_str(&mut m, "title", &c.title);
-            put_str(&mut m, "summary", &c.summary);
-            put_int(&mut m, "combineLevel", c.combine_level);
-            "txt"
-        }
-        ContentType::Image => {
-            file_fields(&mut m, c);
-            put_size(&mut m, c.size.as_ref());
-            if c.sub_type == Some(SubType::Gif as i32) {
-                m.insert("subType".into(), "sub_gif".into());
-            }
-            "img"
-        }
-        ContentType::Voice => {
-            file_fields(&mut m, c);
-            put_int(&mut m, "length", c.duration);
-            "audio"
-        }
-        ContentType::Video => {
-            file_fields(&mut m, c);
-            put_int(&mut m, "length", c.duration);
-            put_size(&mut m, c.size.as_ref().or(c.thumbnail_size.as_ref()));
-            put_str(&mut m, "thumb", &c.thumbnail_remote_path);
-            put_str(&mut m, "thumb_secret", &c.thumbnail_secret_key);
-            "video"
-        }
-        ContentType::File => {
-            file_fields(&mut m, c);
-            "file"
-        }
-        ContentType::Location => {
-            m.insert("addr".into(), Value::String(c.address.clone().unwrap_or_default()));
-            m.insert("lat".into(), number(c.latitude.unwrap_or(0.0)));
-            m.insert("lng".into(), number(c.longitude.unwrap_or(0.0)));
-            put_str(&mut m, "buildingName", &c.building_name);
-            "loc"
-        }
-        ContentType::Command => {
-            m.insert("action".into(), Value::String(c.action.clone().unwrap_or_default()));
-            "cmd"
-        }
-        ContentType::Custom => {
-            put_str(&mut m, "customEvent", &c.custom_event);
-            let exts = key_values_to_json(&c.custom_exts);
-            if !exts.is_empty() {
-                // The legacy form (one single-key object per entry) beside the current map.
-                let legacy: Vec<Value> = exts.iter().map(|(k, v)| json!({ k.as_str(): v })).collect();
-                m.insert("customExts".into(), Value::Array(legacy));
-                m.insert("v2:customExts".into(), Value::Object(exts));
-            }
-            "custom"
-        }
-    };
-    m.insert("type".into(), kind.into());
-    Value::Object(m)
-}
-
 /// A record's `payload`: `{bodies, ext, from, to}`. A payload that does not decode (never
 /// ours) renders with no bodies rather than failing the whole listing.
 pub fn record_payload(m: &ArchivedMessage) -> Map<String, Value> {
     let body = pb::MessageBody::decode(m.payload.as_ref()).unwrap_or_default();
-    let mut p = Map::new();
-    p.insert("bodies".into(), Value::Array(body.contents.iter().map(record_body).collect()));
-    p.insert("ext".into(), Value::Object(key_values_to_json(&body.ext)));
+    let mut p = message_json(&body);
     p.insert("from".into(), Value::String(m.from.clone()));
     p.insert("to".into(), Value::String(m.to.clone()));
     p
@@ -629,7 +516,6 @@ impl ExportHour {
 
 #[cfg(test)]
 mod tests {
-    use missive_msync::ext::json_to_key_values;
     use proptest::prelude::*;
 
     use super::*;
@@ -709,38 +595,12 @@ mod tests {
     }
 
     #[test]
-    fn sdk_only_shapes() {
-        let mut c = Content::default();
-        c.set_type(ContentType::Text);
-        c.sub_type = Some(SubType::SubCombine as i32);
-        c.text = Some("[chat history]".into());
-        c.title = Some("聊天记录".into());
-        c.summary = Some("a: hi\n".into());
-        c.combine_level = Some(1);
-        c.remote_path = Some("u6".into());
-        c.file_length = Some(550);
-        assert_eq!(
-            record_body(&c),
-            json!({"type": "txt", "subType": "sub_combine", "msg": "[chat history]", "title": "聊天记录",
-                   "summary": "a: hi\n", "combineLevel": 1, "url": "u6", "file_length": 550})
-        );
-        let mut gif = Content::default();
-        gif.set_type(ContentType::Image);
-        gif.sub_type = Some(SubType::Gif as i32);
-        gif.size = Some(pb::message_body::content::Size { width: Some(1.5), height: None });
-        assert_eq!(
-            record_body(&gif),
-            json!({"type": "img", "url": "", "subType": "sub_gif", "size": {"width": 1.5, "height": 0}})
-        );
-        let mut custom = Content::default();
-        custom.set_type(ContentType::Custom);
-        custom.custom_exts = json_to_key_values(json!({"n": 3}).as_object().unwrap());
-        assert_eq!(record_body(&custom)["v2:customExts"], json!({"n": 3}), "SDK custom exts keep their types");
+    fn an_undecodable_payload_renders_without_bodies() {
         let garbage = ArchivedMessage {
             payload: bytes::Bytes::from_static(&[0xff, 0xff]),
             ..archived_rest("txt", json!({"msg": "x"}), json!({}))
         };
-        assert_eq!(chat_record(&garbage)["payload"]["bodies"], json!([]));
+        assert_eq!(chat_record(&garbage)["payload"], json!({"bodies": [], "ext": {}, "from": "alice", "to": "bob"}));
     }
 
     #[test]

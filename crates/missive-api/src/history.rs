@@ -26,6 +26,7 @@ use missive_msync::pb::message_body::content::Type as ContentType;
 use prost::Message;
 use serde_json::{Map, Value, json};
 
+use crate::body::is_combine;
 use crate::error::RequestError;
 
 type Result<T, E = RequestError> = std::result::Result<T, E>;
@@ -126,10 +127,10 @@ impl MessageKind {
 
     /// The kind of one content, read the way the SDK's decoder reads it.
     pub fn of_content(c: &pb::message_body::Content) -> MessageKind {
+        if is_combine(c) {
+            return MessageKind::Combine;
+        }
         match c.r#type() {
-            ContentType::Text if c.sub_type == Some(pb::message_body::content::SubType::SubCombine as i32) => {
-                MessageKind::Combine
-            }
             ContentType::Text => MessageKind::Text,
             ContentType::Image => MessageKind::Image,
             ContentType::Voice => MessageKind::Audio,
