@@ -9,15 +9,15 @@
 //! are read from `easemob-websdk` 4.21.1; `docs/protocol.md` ("History and conversations
 //! on the wire") has the details and byte-level examples.
 //!
-//! The types here are shared by the other history listings: [`ArchivedMessage`] is what a
-//! store hands back for any of them, [`MessageKind`] is the per-row type column that
-//! type filters use, and [`IdWindow`] is the id range every query reduces to, because
-//! message ids are time-ordered (`id >> 22` is the send time in ms) and so one index on
-//! the id serves time filters, cursors and export hours alike.
+//! The domain types every history listing shares — [`ArchivedMessage`], [`MessageKind`],
+//! [`IdWindow`], [`HistoryQuery`] — live in `missive_core::archive` (stores use them too)
+//! and are re-exported here; this module adds what is MSYNC- or REST-specific.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
+pub use missive_core::archive::{
+    ArchivedMessage, Direction, HistoryQuery, IdWindow, KindSet, MAX_STORED_ID, MessageKind, TimeRange,
+};
 use missive_core::id::MsgId;
 use missive_core::model::normalize_username;
 use missive_msync::frame::{GROUP_DOMAIN, USER_DOMAIN, jid};
@@ -35,112 +35,22 @@ type Result<T, E = RequestError> = std::result::Result<T, E>;
 pub const DEFAULT_PULL: u32 = 20;
 /// Most messages per page: the SDK documents `pageSize` in [1, 50].
 pub const MAX_PULL: u32 = 50;
-/// The largest id a signed 64-bit column holds: every [`IdWindow`] bound fits below it.
-pub const MAX_STORED_ID: u64 = i64::MAX as u64;
 
-/// One archived one-to-one message, as a store returns it for any history listing.
-///
-/// The payload is the encoded MSYNC `MessageBody` exactly as the recipient's copy was
-/// delivered (its `from`/`to` names filled in), so history decodes like live delivery.
-/// Recalled or hidden messages are never handed out: filtering them is the store's part
-/// of every query, which is what keeps page sizes and `is_last` right.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ArchivedMessage {
-    /// The message id: the recipient's copy's id, which both parties know it by.
-    pub id: MsgId,
-    /// Sender user id.
-    pub from: String,
-    /// Recipient user id.
-    pub to: String,
-    /// Unix ms when the server accepted it (`Meta.timestamp` on delivery).
-    pub timestamp: u64,
-    /// The encoded `MessageBody`.
-    pub payload: Bytes,
-}
-
-/// The message types the SDK filters history by (`searchOptions.msgTypes`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum MessageKind {
-    Text,
-    Image,
-    Audio,
-    Video,
-    File,
-    Location,
-    Command,
-    Custom,
-    /// A combined ("merged") message: a TEXT content with `sub_type` COMBINE, or content
-    /// type COMBINE.
-    Combine,
-}
-
-impl MessageKind {
-    pub const ALL: [MessageKind; 9] = [
-        MessageKind::Text,
-        MessageKind::Image,
-        MessageKind::Audio,
-        MessageKind::Video,
-        MessageKind::File,
-        MessageKind::Location,
-        MessageKind::Command,
-        MessageKind::Custom,
-        MessageKind::Combine,
-    ];
-
-    /// The SDK's and the REST API's name for it.
-    pub fn name(self) -> &'static str {
-        match self {
-            MessageKind::Text => "txt",
-            MessageKind::Image => "img",
-            MessageKind::Audio => "audio",
-            MessageKind::Video => "video",
-            MessageKind::File => "file",
-            MessageKind::Location => "loc",
-            MessageKind::Command => "cmd",
-            MessageKind::Custom => "custom",
-            MessageKind::Combine => "combine",
-        }
+/// The kind of one content, read the way the SDK's decoder reads it.
+pub fn content_kind(c: &pb::message_body::Content) -> MessageKind {
+    if is_combine(c) {
+        return MessageKind::Combine;
     }
-
-    pub fn from_name(name: &str) -> Option<MessageKind> {
-        MessageKind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// The number stored in the archive's type column (1–9); never reused.
-    pub fn code(self) -> u8 {
-        match self {
-            MessageKind::Text => 1,
-            MessageKind::Image => 2,
-            MessageKind::Audio => 3,
-            MessageKind::Video => 4,
-            MessageKind::File => 5,
-            MessageKind::Location => 6,
-            MessageKind::Command => 7,
-            MessageKind::Custom => 8,
-            MessageKind::Combine => 9,
-        }
-    }
-
-    pub fn from_code(code: u8) -> Option<MessageKind> {
-        MessageKind::ALL.into_iter().find(|k| k.code() == code)
-    }
-
-    /// The kind of one content, read the way the SDK's decoder reads it.
-    pub fn of_content(c: &pb::message_body::Content) -> MessageKind {
-        if is_combine(c) {
-            return MessageKind::Combine;
-        }
-        match c.r#type() {
-            ContentType::Text => MessageKind::Text,
-            ContentType::Image => MessageKind::Image,
-            ContentType::Voice => MessageKind::Audio,
-            ContentType::Video => MessageKind::Video,
-            ContentType::File => MessageKind::File,
-            ContentType::Location => MessageKind::Location,
-            ContentType::Command => MessageKind::Command,
-            ContentType::Custom => MessageKind::Custom,
-            ContentType::Combine => MessageKind::Combine,
-        }
+    match c.r#type() {
+        ContentType::Text => MessageKind::Text,
+        ContentType::Image => MessageKind::Image,
+        ContentType::Voice => MessageKind::Audio,
+        ContentType::Video => MessageKind::Video,
+        ContentType::File => MessageKind::File,
+        ContentType::Location => MessageKind::Location,
+        ContentType::Command => MessageKind::Command,
+        ContentType::Custom => MessageKind::Custom,
+        ContentType::Combine => MessageKind::Combine,
     }
 }
 
@@ -151,98 +61,8 @@ pub fn archived_kind(body: &pb::MessageBody) -> Option<MessageKind> {
     use pb::message_body::Type;
     // An absent type is a chat message, as the session reads uploads.
     match body.r#type.map(Type::try_from) {
-        None | Some(Ok(Type::Chat)) => body.contents.first().map(MessageKind::of_content),
+        None | Some(Ok(Type::Chat)) => body.contents.first().map(content_kind),
         Some(_) => None,
-    }
-}
-
-/// A set of [`MessageKind`]s; empty means every kind (no filter).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KindSet(u16);
-
-impl KindSet {
-    pub fn insert(&mut self, kind: MessageKind) {
-        self.0 |= 1 << kind.code();
-    }
-
-    /// No filter.
-    pub fn is_all(&self) -> bool {
-        self.0 == 0
-    }
-
-    pub fn contains(&self, kind: MessageKind) -> bool {
-        self.is_all() || self.0 & (1 << kind.code()) != 0
-    }
-
-    /// The type-column codes to match (`kind IN (…)`); empty when there is no filter.
-    pub fn codes(&self) -> Vec<u8> {
-        MessageKind::ALL.into_iter().filter(|k| self.0 & (1 << k.code()) != 0).map(MessageKind::code).collect()
-    }
-}
-
-impl FromIterator<MessageKind> for KindSet {
-    fn from_iter<I: IntoIterator<Item = MessageKind>>(iter: I) -> KindSet {
-        let mut set = KindSet::default();
-        for kind in iter {
-            set.insert(kind);
-        }
-        set
-    }
-}
-
-/// The order a listing walks the archive in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// Newest first (the SDK's default `searchDirection: 'up'`, `is_positive: false`).
-    Older,
-    /// Oldest first (`searchDirection: 'down'`, `is_positive: true`).
-    Newer,
-}
-
-/// A span of send times in Unix ms: `start_ms` inclusive, `end_ms` exclusive.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TimeRange {
-    pub start_ms: u64,
-    /// `None`: no upper bound.
-    pub end_ms: Option<u64>,
-}
-
-impl TimeRange {
-    /// Every time.
-    pub const ALL: TimeRange = TimeRange { start_ms: 0, end_ms: None };
-
-    /// The ids sent within this span.
-    pub fn ids(&self) -> IdWindow {
-        let hi = self.end_ms.map_or(MAX_STORED_ID, |ms| MsgId::floor_at(ms).0.min(MAX_STORED_ID));
-        IdWindow { lo: MsgId(MsgId::floor_at(self.start_ms).0.min(MAX_STORED_ID)), hi: MsgId(hi) }
-    }
-}
-
-/// Ids `lo <= id < hi`: what every history query reduces to. Both bounds fit a signed
-/// 64-bit column. Empty when `lo >= hi`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IdWindow {
-    pub lo: MsgId,
-    pub hi: MsgId,
-}
-
-impl IdWindow {
-    pub fn is_empty(&self) -> bool {
-        self.lo >= self.hi
-    }
-
-    pub fn contains(&self, id: MsgId) -> bool {
-        self.lo <= id && id < self.hi
-    }
-
-    /// This window with the part at or before `cursor` (walking `direction`) cut off: the
-    /// rest of a listing after its last page ended at `cursor`.
-    pub fn after(self, cursor: Option<MsgId>, direction: Direction) -> IdWindow {
-        match (cursor, direction) {
-            (None, _) => self,
-            (Some(c), Direction::Newer) => IdWindow { lo: self.lo.max(MsgId(c.0.saturating_add(1))), hi: self.hi },
-            (Some(c), Direction::Older) => IdWindow { lo: self.lo, hi: self.hi.min(c) },
-        }
     }
 }
 
@@ -254,30 +74,6 @@ pub enum Queue {
     /// A group or chat room (`{id}@conference.easemob.com`, also what the SDK sends when
     /// `chatType` is missing). Missive has neither, so its history is empty.
     Group(String),
-}
-
-/// Which part of a conversation's archive to return.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HistoryQuery {
-    pub direction: Direction,
-    /// The last message of the previous page (exclusive); `None` starts at the newest
-    /// (`Older`) or the oldest (`Newer`) message.
-    pub cursor: Option<MsgId>,
-    pub time: TimeRange,
-    pub kinds: KindSet,
-    /// Only messages sent by this user.
-    pub from: Option<String>,
-    /// Page size, 1 to [`MAX_PULL`]. Stores fetch `limit + 1` rows so the renderer can
-    /// tell whether this is the last page.
-    pub limit: u32,
-}
-
-impl HistoryQuery {
-    /// The ids this page may come from; walk it in `direction` and take `limit + 1` rows
-    /// matching `kinds` and `from`.
-    pub fn window(&self) -> IdWindow {
-        self.time.ids().after(self.cursor, self.direction)
-    }
 }
 
 /// A validated `messageroaming` request body.
@@ -528,21 +324,6 @@ mod tests {
         assert_eq!(req(json!({"queue":"a","end":{}})), Err(RequestError::InvalidBody));
     }
 
-    #[test]
-    fn windows_follow_time_and_cursor() {
-        let t = TimeRange { start_ms: 1_700_000_000_000, end_ms: Some(1_700_000_000_010) };
-        let w = t.ids();
-        assert_eq!((w.lo, w.hi), (MsgId::floor_at(1_700_000_000_000), MsgId::floor_at(1_700_000_000_010)));
-        assert!(w.contains(MsgId::floor_at(1_700_000_000_009)) && !w.contains(w.hi));
-        let mid = MsgId::floor_at(1_700_000_000_005);
-        assert_eq!(w.after(Some(mid), Direction::Older), IdWindow { lo: w.lo, hi: mid });
-        assert_eq!(w.after(Some(mid), Direction::Newer), IdWindow { lo: MsgId(mid.0 + 1), hi: w.hi });
-        assert!(w.after(Some(MsgId(0)), Direction::Older).is_empty());
-        let all = TimeRange::ALL.ids();
-        assert_eq!((all.lo, all.hi), (MsgId(0), MsgId(MAX_STORED_ID)));
-        assert!(all.after(Some(MsgId(u64::MAX)), Direction::Newer).is_empty());
-    }
-
     fn body(content: pb::message_body::Content, ty: Option<pb::message_body::Type>) -> pb::MessageBody {
         pb::MessageBody { r#type: ty.map(|t| t as i32), contents: vec![content], ..Default::default() }
     }
@@ -568,10 +349,6 @@ mod tests {
         let mut gif = content(ContentType::Image);
         gif.sub_type = Some(SubType::Gif as i32);
         assert_eq!(archived_kind(&body(gif, None)), Some(MessageKind::Image));
-        for k in MessageKind::ALL {
-            assert_eq!((MessageKind::from_code(k.code()), MessageKind::from_name(k.name())), (Some(k), Some(k)));
-        }
-        assert_eq!(MessageKind::from_code(0), None);
     }
 
     fn archived(id: u64) -> ArchivedMessage {
