@@ -17,10 +17,12 @@ use missive_msync::frame::USER_DOMAIN;
 use missive_msync::pb;
 use serde_json::{Map, Value, json};
 
+pub use missive_core::archive::{ConversationSummary, ListOrder};
+
 use crate::chatlog::record_payload;
 use crate::cursor::{CursorKind, PageCursor};
 use crate::error::RequestError;
-use crate::history::{ArchivedMessage, IdWindow, TimeRange};
+use crate::history::{IdWindow, TimeRange};
 
 type Result<T, E = RequestError> = std::result::Result<T, E>;
 
@@ -32,46 +34,6 @@ pub const MAX_PAGE: u32 = 50;
 pub const MAX_LEGACY_PAGE: u32 = 20;
 /// Most message ids one roaming delete may name (Easemob's limit).
 pub const MAX_DELETE_IDS: usize = 50;
-
-/// One row of a conversation list, as a store assembles it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ConversationSummary {
-    /// The other user.
-    pub peer: String,
-    /// Messages from `peer` after the owner's read position (see [`read_position`]).
-    pub unread: u32,
-    /// When the owner pinned it (Unix ms), if pinned.
-    pub pinned_at: Option<u64>,
-    /// The newest message the owner can see in it; `None` only for a pinned conversation
-    /// whose messages are all gone, listed when `needEmptySession=true`.
-    pub latest: Option<ArchivedMessage>,
-}
-
-/// The order a list is in: every list is "largest key first, then peer name".
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ListOrder {
-    /// By the latest message's id (latest activity first); 0 for no message.
-    Activity,
-    /// By pin time, latest first (`is_top=true`).
-    Pinned,
-}
-
-impl ConversationSummary {
-    /// This row's sort key in `order`.
-    pub fn key(&self, order: ListOrder) -> u64 {
-        match order {
-            ListOrder::Activity => self.latest.as_ref().map_or(0, |m| m.id.0),
-            ListOrder::Pinned => self.pinned_at.unwrap_or(0),
-        }
-    }
-
-    /// Whether this row comes after `cursor` (the last row of the previous page) in `order`:
-    /// a smaller key, or the same key and a later peer name.
-    pub fn is_after(&self, cursor: &PageCursor, order: ListOrder) -> bool {
-        let key = self.key(order);
-        key < cursor.key || (key == cursor.key && self.peer.as_str() > cursor.name.as_str())
-    }
-}
 
 /// A validated `GET /sdk/user/{u}/user_channels/list?limit&cursor&need_mark&needEmptySession[&is_top]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -392,6 +354,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
+    use crate::history::ArchivedMessage;
 
     fn latest(id: u64) -> ArchivedMessage {
         let mut c = pb::message_body::Content::default();
@@ -585,7 +548,7 @@ mod tests {
             let mut seen = Vec::new();
             for _ in 0..=all.len() {
                 let mut hit: Vec<ConversationSummary> =
-                    sorted.iter().filter(|c| req.cursor.as_ref().is_none_or(|k| c.is_after(k, order))).cloned().collect();
+                    sorted.iter().filter(|c| req.cursor.as_ref().is_none_or(|k| c.is_after(k.key, &k.name, order))).cloned().collect();
                 hit.truncate(limit as usize + 1);
                 let data = conversation_list_data("o#a", &hit, &req);
                 seen.extend(data["channel_infos"].as_array().unwrap().iter().map(|c| c["session_to"].as_str().unwrap().to_owned()));

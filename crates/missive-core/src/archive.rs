@@ -1,5 +1,6 @@
-//! The message archive's domain: what a store hands back for any history listing, the
-//! message kinds history is filtered by, and the id windows every history query reduces to.
+//! The message archive's domain: what a store hands back for any history listing (an
+//! archived message, a conversation-list row), the message kinds history is filtered by,
+//! and the id windows every history query reduces to.
 //!
 //! Message ids are time-ordered (`id >> 22` is the acceptance time in ms, see [`crate::id`]),
 //! so one index on the id serves time filters, cursors and export hours alike: every
@@ -216,6 +217,47 @@ impl HistoryQuery {
     /// matching `kinds` and `from`.
     pub fn window(&self) -> IdWindow {
         self.time.ids().after(self.cursor, self.direction)
+    }
+}
+
+/// One row of a conversation list, as a store assembles it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConversationSummary {
+    /// The other user.
+    pub peer: String,
+    /// Messages from `peer` after the owner's read position (which a channel ack moves).
+    pub unread: u32,
+    /// When the owner pinned it (Unix ms), if pinned.
+    pub pinned_at: Option<u64>,
+    /// The newest message the owner can see in it; `None` only for a pinned conversation
+    /// whose messages are all gone, listed when `needEmptySession=true`.
+    pub latest: Option<ArchivedMessage>,
+}
+
+/// The order a list is in: every list is "largest key first, then peer name".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListOrder {
+    /// By the latest message's id (latest activity first); 0 for no message.
+    Activity,
+    /// By pin time, latest first (`is_top=true`).
+    Pinned,
+}
+
+impl ConversationSummary {
+    /// This row's sort key in `order`.
+    pub fn key(&self, order: ListOrder) -> u64 {
+        match order {
+            ListOrder::Activity => self.latest.as_ref().map_or(0, |m| m.id.0),
+            ListOrder::Pinned => self.pinned_at.unwrap_or(0),
+        }
+    }
+
+    /// Whether this row comes after the row `(key, peer)` (the last row of the previous
+    /// page) in `order`: a smaller key, or the same key and a later peer name. The page
+    /// cursor a client sends back is exactly that pair.
+    pub fn is_after(&self, key: u64, peer: &str, order: ListOrder) -> bool {
+        let own = self.key(order);
+        own < key || (own == key && self.peer.as_str() > peer)
     }
 }
 
