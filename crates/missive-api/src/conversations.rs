@@ -544,7 +544,7 @@ mod tests {
             let mut req = ConversationListRequest { limit, cursor: None, pinned_only: pinned, include_empty: true };
             let order = req.order();
             let mut sorted = all.clone();
-            sorted.sort_by(|a, b| b.key(order).cmp(&a.key(order)).then(a.peer.cmp(&b.peer)));
+            sorted.sort_by(|a, b| (b.key(order), &b.peer).cmp(&(a.key(order), &a.peer)));
             let mut seen = Vec::new();
             for _ in 0..=all.len() {
                 let mut hit: Vec<ConversationSummary> =

@@ -234,7 +234,8 @@ pub struct ConversationSummary {
     pub latest: Option<ArchivedMessage>,
 }
 
-/// The order a list is in: every list is "largest key first, then peer name".
+/// The order a list is in: every list is by `(key, peer)` descending — largest key first,
+/// ties (conversations without messages, equal pin times) by peer name, also descending.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ListOrder {
     /// By the latest message's id (latest activity first); 0 for no message.
@@ -253,11 +254,11 @@ impl ConversationSummary {
     }
 
     /// Whether this row comes after the row `(key, peer)` (the last row of the previous
-    /// page) in `order`: a smaller key, or the same key and a later peer name. The page
-    /// cursor a client sends back is exactly that pair.
+    /// page) in `order`, which is `(key, peer)` descending: `(own key, peer) < (key, peer)`.
+    /// One backward scan of an index on `(owner, key, peer)` walks it; the page cursor a
+    /// client sends back is exactly that pair.
     pub fn is_after(&self, key: u64, peer: &str, order: ListOrder) -> bool {
-        let own = self.key(order);
-        own < key || (own == key && self.peer.as_str() > peer)
+        (self.key(order), self.peer.as_str()) < (key, peer)
     }
 }
 
