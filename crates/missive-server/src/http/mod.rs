@@ -60,7 +60,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Browser clients (the Web SDK in a page) call the REST API cross-origin with
-/// `Authorization` and, for uploads, `restrict-access` and thumbnail headers.
+/// `Authorization` and, for uploads, `restrict-access` and thumbnail headers; the SDK bundled
+/// in `easemob-chat-uikit` (SDK 5) adds `X-Request-Id` to every request.
 pub fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
@@ -75,6 +76,7 @@ pub fn cors() -> CorsLayer {
             HeaderName::from_static("thumbnail"),
             HeaderName::from_static("share-secret"),
             HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-request-id"),
         ])
         .max_age(std::time::Duration::from_secs(86400))
 }
