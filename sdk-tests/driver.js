@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // Drives the real, unmodified easemob-websdk (npm, pinned in package.json) in Node 20 against
 // a Missive server on loopback. Used by the Rust integration tests
-// (crates/missive-server/tests/it/sdk.rs), and usable by hand.
+// (crates/missive-server/tests/it/sdk.rs, sdk_agora.rs), and usable by hand.
 //
 //   node driver.js <server-base-url> <appKey> [initial-commands-json-array]
+//
+// SDK=agora-chat drives Agora's twin package (same API and protocol) instead; "ready" says
+// which package and version was loaded.
 //
 // Commands are JSON objects, one per line on stdin (and optionally a JSON array in argv[4],
 // run first). Every SDK event and every command result is printed as ONE JSON line on
@@ -12,6 +15,7 @@
 // One process can host several SDK connections ("clients"), each named by "c". Commands:
 //   {"op":"open","c":"bob","user":"bob","token":"..."}            token login (no HTTP)
 //   {"op":"open","c":"bob","user":"bob","pwd":"..."}              password login (POST /token)
+//   {"op":"open","c":"bob","user":"bob","agoraToken":"..."}       agora-chat's token login
 //      optional: "deviceId" (fixes the resource, as localStorage would in a browser),
 //                "delivery": true (automatic delivery receipts)
 //      -> {"ev":"open_ok"} or {"ev":"open_err","type","message"}; also {"ev":"connected"}
@@ -87,11 +91,19 @@ globalThis.XMLHttpRequest = class extends XHR {
   }
 };
 
+const SDK_PACKAGE = process.env.SDK || 'easemob-websdk';
+if (!['easemob-websdk', 'agora-chat'].includes(SDK_PACKAGE)) fail(`SDK must be easemob-websdk or agora-chat, not ${SDK_PACKAGE}`);
+// agora-chat (web platform) watches page visibility once connected; without a `document`
+// its open() rejects with "document is not defined" although the socket is up.
+if (SDK_PACKAGE === 'agora-chat' && typeof document === 'undefined') {
+  globalThis.document = { hidden: false, visibilityState: 'visible', addEventListener() {}, removeEventListener() {} };
+}
 let EC;
 try {
-  EC = require('easemob-websdk');
+  EC = require(SDK_PACKAGE);
+  EC = EC.default || EC; // agora-chat's CommonJS build exports { default }
 } catch (e) {
-  fail(`cannot load easemob-websdk (${e.message}): run \`npm ci --prefix sdk-tests\``);
+  fail(`cannot load ${SDK_PACKAGE} (${e.message}): run \`npm ci --prefix sdk-tests\``);
 }
 if (!process.env.SDK_DEBUG) EC.logger.disableAll();
 
@@ -149,7 +161,12 @@ function open(cmd) {
     for (const h of MESSAGE_HANDLERS) handlers[h] = (m) => out({ ev: 'msg', c, handler: h, m: plain(m) });
     conn.addEventHandler('driver', handlers);
   }
-  const args = cmd.pwd !== undefined ? { user: cmd.user, pwd: cmd.pwd } : { user: cmd.user, accessToken: cmd.token };
+  const args =
+    cmd.pwd !== undefined
+      ? { user: cmd.user, pwd: cmd.pwd }
+      : cmd.agoraToken !== undefined
+        ? { user: cmd.user, agoraToken: cmd.agoraToken }
+        : { user: cmd.user, accessToken: cmd.token };
   conn.open(args).then(
     (r) => out({ ev: 'open_ok', c, accessToken: r && r.accessToken, duration: r && r.duration }),
     (e) => out({ ev: 'open_err', c, ...errInfo(e) }),
@@ -257,4 +274,4 @@ setTimeout(() => {
   out({ ev: 'fatal', message: 'MAX_LIFE_MS reached' });
   process.exit(3);
 }, Number(process.env.MAX_LIFE_MS || 120000)).unref();
-out({ ev: 'ready', sdk: require('easemob-websdk/package.json').version, node: process.version });
+out({ ev: 'ready', package: SDK_PACKAGE, sdk: require(`${SDK_PACKAGE}/package.json`).version, node: process.version });

@@ -16,5 +16,7 @@ mod rest_smoke;
 mod rest_tokens;
 mod rest_users;
 mod sdk;
+mod sdk5;
+mod sdk_agora;
 mod torture;
 mod ws_delivery;
