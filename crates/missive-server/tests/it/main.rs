@@ -19,4 +19,5 @@ mod sdk;
 mod sdk5;
 mod sdk_agora;
 mod torture;
+mod uikit;
 mod ws_delivery;

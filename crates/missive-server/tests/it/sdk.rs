@@ -841,7 +841,7 @@ async fn sdk_receives_what_was_accepted_before_kill_9() {
 /// A PNG of deterministic noise: incompressible, so (at 400 × 300) well above the 10 KiB under
 /// which an image is its own thumbnail, and far below the SDK's part-upload threshold
 /// (1.5 × 5 MiB).
-fn noisy_png(w: u32, h: u32) -> Vec<u8> {
+pub(crate) fn noisy_png(w: u32, h: u32) -> Vec<u8> {
     let mut x = 0x2545_f491_4f6c_dd1d_u64;
     let pixels = (0..w * h * 3)
         .map(|_| {
