@@ -29,6 +29,8 @@
 //         send_ok also has "m", the message as sent
 //   {"op":"recall","c":"bob","tag":"r1","to":"alice","mid":"<server id>"}
 //      -> {"ev":"recall_ok","tag"} or {"ev":"recall_err","tag",...}
+//   {"op":"call","c":"bob","tag":"g1","method":"getJoinedGroups","args":[{...}]}
+//      any promise-returning connection method -> {"ev":"call_ok","tag","r"} or {"ev":"call_err","tag",...}
 //   {"op":"state","c":"bob"}  -> {"ev":"state","logOut","reconnecting","opened","sockets",...}
 //   {"op":"close","c":"bob"}  -> conn.close() (LOGOUT) -> {"ev":"closed"}
 //   {"op":"exit"}             -> exits 0
@@ -218,6 +220,16 @@ function recall(cmd) {
   );
 }
 
+// Calls a connection method that returns a promise (getJoinedGroups, createGroup, ...).
+function call(cmd) {
+  const conn = client(cmd.c);
+  if (typeof conn[cmd.method] !== 'function') throw new Error(`no method ${cmd.method}`);
+  Promise.resolve(conn[cmd.method](...(cmd.args || []))).then(
+    (r) => out({ ev: 'call_ok', c: cmd.c, tag: cmd.tag, r: plain(r) }),
+    (e) => out({ ev: 'call_err', c: cmd.c, tag: cmd.tag, ...errInfo(e) }),
+  );
+}
+
 function run(cmd) {
   try {
     switch (cmd.op) {
@@ -225,6 +237,7 @@ function run(cmd) {
       case 'send': return send(cmd);
       case 'sendImage': return sendImage(cmd);
       case 'recall': return recall(cmd);
+      case 'call': return call(cmd);
       case 'state': {
         const conn = client(cmd.c);
         return out({

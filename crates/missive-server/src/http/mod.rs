@@ -21,6 +21,8 @@ use crate::state::AppState;
 pub mod chatfiles;
 /// Request-scoped context: the app from the path, credentials, the success envelope.
 pub mod ctx;
+/// Groups and chat rooms before they exist: empty listings, creation refused.
+pub mod groups;
 /// The send API, its legacy form and recall.
 pub mod messages;
 /// The OpenAPI description of these routes, served at `/openapi.json`.
@@ -48,6 +50,12 @@ pub fn router() -> Router<AppState> {
         .route("/{org}/{app}/users/{username}/resources", get(users::user_resources))
         .route("/{org}/{app}/users/{username}/disconnect", get(users::disconnect_all))
         .route("/{org}/{app}/users/{username}/disconnect/{resource}", axum::routing::delete(users::disconnect_one))
+        .route("/{org}/{app}/users/{username}/joined_chatgroups", get(groups::joined_chatgroups))
+        .route("/{org}/{app}/users/{username}/joined_chatrooms", get(groups::joined_chatrooms))
+        .route("/{org}/{app}/publicchatgroups", get(groups::public_chatgroups))
+        .route("/{org}/{app}/chatgroups", get(groups::list_chatgroups).post(groups::create_chatgroup))
+        .route("/{org}/{app}/chatgroups/user/{username}", get(groups::user_chatgroups))
+        .route("/{org}/{app}/chatrooms", get(groups::list_chatrooms).post(groups::create_chatroom))
         .route("/{org}/{app}/messages", post(messages::send_legacy))
         .route("/{org}/{app}/messages/users", post(messages::send_user_messages))
         .route("/{org}/{app}/messages/msg_recall", post(messages::recall_message))

@@ -50,7 +50,7 @@ pub fn parse_username(raw: &str) -> ApiResult<String> {
 }
 
 /// Loads the user named in the path; any invalid or unknown name is 404.
-async fn path_user(state: &AppState, api: &Api, raw: &str) -> ApiResult<User> {
+pub(super) async fn path_user(state: &AppState, api: &Api, raw: &str) -> ApiResult<User> {
     let name = normalize_username(raw).map_err(|_| ApiError::resource_not_found())?;
     state.store.user_by_name(api.app.id, &name).await?.ok_or_else(ApiError::resource_not_found)
 }

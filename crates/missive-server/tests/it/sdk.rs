@@ -64,7 +64,7 @@ pub(crate) struct Sdk {
 impl Sdk {
     /// Starts the driver against the server at `base` (`http://127.0.0.1:port`) for `app_key`,
     /// hosting `easemob-websdk`.
-    async fn start(base: &str, app_key: &str) -> Sdk {
+    pub(crate) async fn start(base: &str, app_key: &str) -> Sdk {
         Sdk::start_package(base, app_key, "easemob-websdk", "4.21.1").await
     }
 
