@@ -18,7 +18,9 @@
 //                                         //   reload nicknames)
 // }
 //
-// Output: one JSON line per step on stdout, {"step", "ok", "detail", "via"?}, then one line
+// Output: one JSON line per step on stdout, {"step", "ok", "detail", "via"?} (login adds
+// "sync": {a: {conversation|contact|group: "success"|"failed"}, b: …}, as the UIKit logs its
+// SDK's onSyncDataFinished), then one line
 // {"report": {...}} with every REST call and WebSocket the pages made (method + path, status),
 // every console error, page error, failed request and request to a host other than the app's
 // and Missive's. Screenshots of both pages after every step go to `out` (NN-step-a.png,
@@ -95,8 +97,9 @@ async function openUser(who) {
   page.syncFinished = new Map(); // dataType -> status, from the UIKit's own console.log
   page.on('console', (m) => {
     const text = m.text();
-    const sync = /^onSyncDataFinished/.test(text) ? text : null;
-    if (sync) for (const t of ['conversation', 'contact', 'group']) if (sync.includes(t)) page.syncFinished.set(t, sync);
+    // "onSyncDataFinished {dataType: contact, status: success, …}" -> contact: success
+    const sync = /^onSyncDataFinished \{dataType: (\w+), status: (\w+)/.exec(text);
+    if (sync) page.syncFinished.set(sync[1], sync[2]);
     if (m.type() === 'error') report.consoleErrors.push({ who, step: currentStep, text: text.slice(0, 500), url: m.location().url || '' });
   });
   page.on('pageerror', (e) => report.pageErrors.push({ who, step: currentStep, message: String(e.message).slice(0, 500) }));
@@ -169,17 +172,21 @@ async function step(name, fn) {
 const chat = (p) => p.locator('[data-testid=chat]');
 const conversations = (p) => p.locator('[data-testid=conversations]');
 const contacts = (p) => p.locator('[data-testid=contacts]');
-const label = (who) => cfg[who].nickname || cfg[who].user;
+const escape = (t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/** A user as the UIKit may show them: the nickname once it has the attributes, the id until
+ * then (step nicknames checks that the nickname is what is shown). */
+const names = (who) => new RegExp(`^\\s*(${[cfg[who].nickname, cfg[who].user].filter(Boolean).map(escape).join('|')})\\s*$`);
+const mentions = (who) => new RegExp([cfg[who].nickname, cfg[who].user].filter(Boolean).map(escape).join('|'));
 
 /** Opens the chat with `peer` by clicking it in the contact list; without a contact list,
  * the way the app does it on a contact click (`__uikit.openChat`). */
 async function openChatWith(p, peer, haveContacts) {
   if (haveContacts) {
-    await contacts(p).getByText(label(peer), { exact: true }).first().click();
+    await contacts(p).getByText(names(peer)).first().click();
   } else {
     await p.evaluate((id) => window.__uikit.openChat(id), cfg[peer].user);
   }
-  await chat(p).locator('.cui-header').getByText(label(peer)).first().waitFor({ timeout: WAIT });
+  await chat(p).locator('.cui-header').getByText(names(peer)).first().waitFor({ timeout: WAIT });
   await chat(p).locator('.cui-textarea-input').waitFor({ timeout: WAIT });
 }
 
@@ -189,13 +196,16 @@ const text = `hello ${cfg.b.user}, from ${cfg.a.user} ${Date.now()}`;
 
 await step('login', async () => {
   await Promise.all([loggedIn(A), loggedIn(B)]);
-  return { detail: `sync: ${[...A.syncFinished.values()].join(' | ')}` };
+  // Give the contact and group syncs (after the conversation sync) time to report.
+  const deadline = Date.now() + WAIT;
+  while ([A, B].some((p) => p.syncFinished.size < 3) && Date.now() < deadline) await A.waitForTimeout(100);
+  return { sync: { a: Object.fromEntries(A.syncFinished), b: Object.fromEntries(B.syncFinished) } };
 });
 
 const haveContacts = await step('contacts', async () => {
   for (const [p, peer] of [[A, 'b'], [B, 'a']]) {
-    await contacts(p).getByText('Contacts', { exact: true }).first().click();
-    await contacts(p).getByText(label(peer), { exact: true }).first().waitFor({ timeout: WAIT });
+    await contacts(p).locator('.cui-contactGroup-title', { hasText: /^\s*Contacts/ }).first().click();
+    await contacts(p).getByText(names(peer)).first().waitFor({ timeout: WAIT });
   }
 });
 
@@ -234,7 +244,7 @@ await step('rest_send', async () => {
     body: JSON.stringify({ from: cfg.c.user, to: [cfg.b.user], type: 'txt', body: { msg: 'sent over REST' } }),
   });
   if (res.status !== 200) throw new Error(`REST send: ${res.status} ${await res.text()}`);
-  const item = conversations(B).locator('.cui-conversationItem', { hasText: label('c') });
+  const item = conversations(B).locator('.cui-conversationItem', { hasText: mentions('c') });
   await item.getByText('sent over REST').first().waitFor({ timeout: WAIT });
   const badge = (await item.locator('.cui-badge').first().textContent({ timeout: WAIT })).trim();
   if (badge !== '1') throw new Error(`unread badge ${JSON.stringify(badge)}, expected "1"`);
@@ -245,9 +255,9 @@ await step('reload', async () => {
   await B.reload();
   await B.waitForFunction(() => window.__uikit && window.__uikit.rootStore.loginState === true, null, { timeout: WAIT });
   // The conversation list comes back from the server, and the chat with A from history.
-  await conversations(B).locator('.cui-conversationItem', { hasText: label('a') }).first().waitFor({ timeout: WAIT });
-  await conversations(B).locator('.cui-conversationItem', { hasText: label('c') }).first().waitFor({ timeout: WAIT });
-  await conversations(B).locator('.cui-conversationItem', { hasText: label('a') }).first().click();
+  await conversations(B).locator('.cui-conversationItem', { hasText: mentions('a') }).first().waitFor({ timeout: WAIT });
+  await conversations(B).locator('.cui-conversationItem', { hasText: mentions('c') }).first().waitFor({ timeout: WAIT });
+  await conversations(B).locator('.cui-conversationItem', { hasText: mentions('a') }).first().click();
   await chat(B).getByText(text).first().waitFor({ timeout: WAIT });
 });
 

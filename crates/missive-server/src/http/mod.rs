@@ -19,6 +19,8 @@ use crate::state::AppState;
 
 /// `/chatfiles`: upload, download, thumbnails, expiry.
 pub mod chatfiles;
+/// Contacts before they exist: SDK 5's roster version.
+pub mod contacts;
 /// Request-scoped context: the app from the path, credentials, the success envelope.
 pub mod ctx;
 /// Groups and chat rooms before they exist: empty listings, creation refused.
@@ -52,6 +54,7 @@ pub fn router() -> Router<AppState> {
         .route("/{org}/{app}/users/{username}/disconnect/{resource}", axum::routing::delete(users::disconnect_one))
         .route("/{org}/{app}/users/{username}/joined_chatgroups", get(groups::joined_chatgroups))
         .route("/{org}/{app}/users/{username}/joined_chatrooms", get(groups::joined_chatrooms))
+        .route("/{org}/{app}/user/{username}/roster/metadata/version", get(contacts::roster_version))
         .route("/{org}/{app}/publicchatgroups", get(groups::public_chatgroups))
         .route("/{org}/{app}/chatgroups", get(groups::list_chatgroups).post(groups::create_chatgroup))
         .route("/{org}/{app}/chatgroups/user/{username}", get(groups::user_chatgroups))

@@ -6,6 +6,7 @@ mod common;
 mod durability;
 mod faults;
 mod files;
+mod gateway;
 mod groups;
 mod hostile;
 mod idempotency;

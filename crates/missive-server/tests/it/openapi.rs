@@ -32,6 +32,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/{org}/{app}/users/{username}/resources"),
     ("GET", "/{org}/{app}/users/{username}/disconnect"),
     ("DELETE", "/{org}/{app}/users/{username}/disconnect/{resource}"),
+    ("GET", "/{org}/{app}/user/{username}/roster/metadata/version"),
     ("GET", "/{org}/{app}/users/{username}/joined_chatgroups"),
     ("GET", "/{org}/{app}/users/{username}/joined_chatrooms"),
     ("GET", "/{org}/{app}/publicchatgroups"),
