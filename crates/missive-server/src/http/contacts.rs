@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::ctx::Api;
 use super::openapi as doc;
-use super::users::path_user;
+use super::users::path_user_for_self_or_admin;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
@@ -59,9 +59,7 @@ pub async fn roster_version(
     api: Api,
     Path((_, _, name)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
-    api.require_any()?;
-    let user = path_user(&state, &api, &name).await?;
-    api.require_admin_or_self(&user, "/users")?;
+    path_user_for_self_or_admin(&state, &api, &name, "/users").await?;
     let now = now_ms();
     Ok(axum::Json(json!({
         "data": {"version": EMPTY_ROSTER_VERSION, "checkedAt": now},

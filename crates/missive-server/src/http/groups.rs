@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 
 use super::ctx::{Api, Envelope};
 use super::openapi as doc;
-use super::users::path_user;
+use super::users::path_user_for_self_or_admin;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -79,9 +79,7 @@ pub async fn joined_chatgroups(
     api: Api,
     Path((_, _, name)): Path<(String, String, String)>,
 ) -> ApiResult<Envelope> {
-    api.require_any()?;
-    let user = path_user(&state, &api, &name).await?;
-    api.require_admin_or_self(&user, "/users")?;
+    let user = path_user_for_self_or_admin(&state, &api, &name, "/users").await?;
     Ok(empty_list(&api, "/users", &format!("/users/{}/joined_chatgroups", user.username)))
 }
 
@@ -106,9 +104,7 @@ pub async fn user_chatgroups(
     api: Api,
     Path((_, _, name)): Path<(String, String, String)>,
 ) -> ApiResult<Envelope> {
-    api.require_any()?;
-    let user = path_user(&state, &api, &name).await?;
-    api.require_admin_or_self(&user, "/chatgroups")?;
+    let user = path_user_for_self_or_admin(&state, &api, &name, "/chatgroups").await?;
     Ok(empty_list(&api, "/chatgroups", &format!("/chatgroups/user/{}", user.username)))
 }
 
@@ -131,9 +127,7 @@ pub async fn joined_chatrooms(
     api: Api,
     Path((_, _, name)): Path<(String, String, String)>,
 ) -> ApiResult<Envelope> {
-    api.require_any()?;
-    let user = path_user(&state, &api, &name).await?;
-    api.require_admin_or_self(&user, "/users")?;
+    let user = path_user_for_self_or_admin(&state, &api, &name, "/users").await?;
     Ok(empty_list(&api, "/users", &format!("/users/{}/joined_chatrooms", user.username)))
 }
 
