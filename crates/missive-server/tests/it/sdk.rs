@@ -9,7 +9,7 @@
 //! arrive after it (same queue, same socket), never after a sleep.
 //!
 //! Needs `node` (20) and `npm ci --prefix sdk-tests`; without them these tests fail and say
-//! so.
+//! so. `sdk_agora.rs` drives Agora's twin package through the same driver.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -36,7 +36,8 @@ fn sdk_dir() -> PathBuf {
 /// Fails the test with the fix when the SDK harness is not installed.
 fn require_harness() -> PathBuf {
     let dir = sdk_dir();
-    for module in ["easemob-websdk/Easemob-chat.js", "ws/package.json", "xhr2/package.json"] {
+    for module in ["easemob-websdk/Easemob-chat.js", "agora-chat/Agora-chat.js", "ws/package.json", "xhr2/package.json"]
+    {
         let path = dir.join("node_modules").join(module);
         assert!(
             path.exists(),
@@ -49,7 +50,7 @@ fn require_harness() -> PathBuf {
 }
 
 /// One `node sdk-tests/driver.js` process and the events it has printed.
-struct Sdk {
+pub(crate) struct Sdk {
     child: Child,
     stdin: ChildStdin,
     rx: mpsc::UnboundedReceiver<Value>,
@@ -61,13 +62,21 @@ struct Sdk {
 }
 
 impl Sdk {
-    /// Starts the driver against the server at `base` (`http://127.0.0.1:port`) for `app_key`.
-    async fn start(base: &str, app_key: &str) -> Sdk {
+    /// Starts the driver against the server at `base` (`http://127.0.0.1:port`) for `app_key`,
+    /// hosting `easemob-websdk`.
+    pub(crate) async fn start(base: &str, app_key: &str) -> Sdk {
+        Sdk::start_package(base, app_key, "easemob-websdk", "4.21.1").await
+    }
+
+    /// Starts the driver hosting the npm `package` (`easemob-websdk` or `agora-chat`), which
+    /// must be at `version`.
+    pub(crate) async fn start_package(base: &str, app_key: &str, package: &str, version: &str) -> Sdk {
         let dir = require_harness();
         let node = std::env::var("NODE").unwrap_or_else(|_| "node".into());
         let mut child = Command::new(&node)
             .arg(dir.join("driver.js"))
             .args([base, app_key])
+            .env("SDK", package)
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -103,18 +112,18 @@ impl Sdk {
         });
         let mut sdk = Sdk { child, stdin, rx, log: Vec::new(), unclaimed: VecDeque::new(), stderr };
         let ready = sdk.expect("the driver to start", |v| v["ev"] == "ready").await;
-        assert_eq!(ready["sdk"], "4.21.1", "unexpected SDK version: {ready}");
+        assert_eq!((ready["package"].as_str(), ready["sdk"].as_str()), (Some(package), Some(version)), "{ready}");
         sdk
     }
 
-    fn cmd(&mut self, cmd: Value) {
+    pub(crate) fn cmd(&mut self, cmd: Value) {
         let line = format!("{cmd}\n");
         self.stdin.write_all(line.as_bytes()).and_then(|_| self.stdin.flush()).expect("write to driver");
     }
 
     /// The first event (received earlier and not yet claimed, or arriving within
     /// `EVENT_TIMEOUT`) that matches `pred`; fails the test otherwise.
-    async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         if let Some(i) = self.unclaimed.iter().position(&pred) {
             return self.unclaimed.remove(i).expect("index");
         }
@@ -144,12 +153,12 @@ impl Sdk {
     }
 
     /// Every event received so far that matches `pred`.
-    fn seen(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    pub(crate) fn seen(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
         self.log.iter().filter(|v| pred(v)).cloned().collect()
     }
 
     /// Logs in with a token; waits for `onConnected` and the resolved `open()`.
-    async fn open(&mut self, c: &str, user: &str, token: &str, extra: Value) {
+    pub(crate) async fn open(&mut self, c: &str, user: &str, token: &str, extra: Value) {
         let mut cmd = json!({"op": "open", "c": c, "user": user, "token": token});
         merge(&mut cmd, extra);
         self.cmd(cmd);
@@ -158,7 +167,7 @@ impl Sdk {
     }
 
     /// A message callback (`handler`) at client `c` for message `id`.
-    async fn message(&mut self, c: &str, handler: &str, id: &str) -> Value {
+    pub(crate) async fn message(&mut self, c: &str, handler: &str, id: &str) -> Value {
         let ev = self
             .expect(&format!("{c}: {handler} for {id}"), |v| {
                 is(v, "msg", c) && v["handler"] == handler && v["m"]["id"] == id
@@ -168,7 +177,7 @@ impl Sdk {
     }
 
     /// Sends with `conn.send()`; returns the server id it resolved with.
-    async fn send(&mut self, c: &str, tag: &str, msg: Value) -> String {
+    pub(crate) async fn send(&mut self, c: &str, tag: &str, msg: Value) -> String {
         self.cmd(json!({"op": "send", "c": c, "tag": tag, "msg": msg}));
         let ev = self
             .expect(&format!("{c}: send {tag} settled"), |v| {
@@ -181,19 +190,19 @@ impl Sdk {
         id
     }
 
-    async fn state(&mut self, c: &str) -> Value {
+    pub(crate) async fn state(&mut self, c: &str) -> Value {
         self.cmd(json!({"op": "state", "c": c}));
         self.expect(&format!("{c}: state"), |v| is(v, "state", c)).await
     }
 
     /// `conn.close()` (LOGOUT) and the `onDisconnected` it causes.
-    async fn close(&mut self, c: &str) {
+    pub(crate) async fn close(&mut self, c: &str) {
         self.cmd(json!({"op": "close", "c": c}));
         self.expect(&format!("{c}: onDisconnected after close()"), |v| is(v, "disconnected", c)).await;
     }
 
     /// Ids of the messages client `c` has been handed so far, in order.
-    fn message_ids(&self, c: &str) -> Vec<String> {
+    pub(crate) fn message_ids(&self, c: &str) -> Vec<String> {
         self.seen(|v| is(v, "msg", c)).iter().filter_map(|v| v["m"]["id"].as_str().map(str::to_owned)).collect()
     }
 }
@@ -205,7 +214,7 @@ impl Drop for Sdk {
     }
 }
 
-fn is(v: &Value, ev: &str, c: &str) -> bool {
+pub(crate) fn is(v: &Value, ev: &str, c: &str) -> bool {
     v["ev"] == ev && v["c"] == c
 }
 
@@ -225,18 +234,18 @@ fn attachment_url(base: &str, remote: &str, secret: Option<&str>) -> String {
     }
 }
 
-fn base(s: &TestServer) -> String {
+pub(crate) fn base(s: &TestServer) -> String {
     format!("http://{}", s.addr)
 }
 
 /// `POST /messages/users` with the JSON text as given; returns the id for `to`.
-async fn rest_send(s: &TestServer, admin: &str, body: &str, to: &str) -> String {
+pub(crate) async fn rest_send(s: &TestServer, admin: &str, body: &str, to: &str) -> String {
     let (st, b) = s.post_raw("/messages/users", Some(admin), body).await;
     assert_eq!(st, StatusCode::OK, "{body} -> {b}");
     b["data"][to].as_str().unwrap_or_else(|| panic!("id for {to} in {b}")).to_owned()
 }
 
-async fn rest_text(s: &TestServer, admin: &str, from: &str, to: &str, text: &str) -> String {
+pub(crate) async fn rest_text(s: &TestServer, admin: &str, from: &str, to: &str, text: &str) -> String {
     let body = json!({"from": from, "to": [to], "type": "txt", "body": {"msg": text}});
     rest_send(s, admin, &body.to_string(), to).await
 }
@@ -826,7 +835,7 @@ async fn sdk_receives_what_was_accepted_before_kill_9() {
 /// A PNG of deterministic noise: incompressible, so (at 400 × 300) well above the 10 KiB under
 /// which an image is its own thumbnail, and far below the SDK's part-upload threshold
 /// (1.5 × 5 MiB).
-fn noisy_png(w: u32, h: u32) -> Vec<u8> {
+pub(crate) fn noisy_png(w: u32, h: u32) -> Vec<u8> {
     let mut x = 0x2545_f491_4f6c_dd1d_u64;
     let pixels = (0..w * h * 3)
         .map(|_| {
