@@ -10,10 +10,11 @@
 //!
 //! # Layout
 //! - `writer`: the group-commit batch writer. `migrate`: forward-only migrations.
-//! - `rows`: row mapping. `apps`, `users`, `tokens`, `queues`, `files`: one capability each.
+//! - `rows`: row mapping. `apps`, `users`, `tokens`, `queues`, `files`, `cluster`: one capability each.
 //! - [`ScratchDatabase`]: a throw-away database, for tests and benchmarks.
 
 mod apps;
+mod cluster;
 mod files;
 mod migrate;
 mod queues;
