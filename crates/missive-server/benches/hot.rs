@@ -50,7 +50,7 @@ impl Fixture {
             let app = create_app(&*store, "bench", "bench", false).await.unwrap();
             let bob = NewUser { username: "bob".into(), password_hash: "-".into(), nickname: None };
             store.create_user(app.id, &bob).await.unwrap();
-            let state = assemble(config, store.shared(), CancellationToken::new()).unwrap();
+            let state = assemble(config, store.shared(), CancellationToken::new()).await.unwrap();
             let token = state.auth.issue(app.id, Principal::App, 0).await.unwrap().access_token;
             (state, app, token)
         });

@@ -19,8 +19,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Data directory: the SQLite database and uploaded files live here.
     pub data: PathBuf,
-    /// Node id embedded in message ids: unique per server sharing a store (0–1023).
-    pub node_id: u16,
+    /// Node id embedded in message ids (0–1023), unique per server sharing a store. Unset:
+    /// 0 on the embedded store; on PostgreSQL a free id is leased at start. Set on
+    /// PostgreSQL, the id is leased and start-up fails if another live node holds it.
+    pub node_id: Option<u16>,
     pub limits: Limits,
     pub queue: QueueConfig,
     pub tokens: TokenConfig,
@@ -29,6 +31,58 @@ pub struct Config {
     pub messages: MessagesConfig,
     pub files: FilesConfig,
     pub storage: StorageConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// Several nodes as one server (docs/cluster.md): PostgreSQL for state, NATS between nodes.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterConfig {
+    /// `nats://[user:password@]host:4222` or `tls://…` (several, comma-separated); empty: this
+    /// node is alone. Also `--nats-url` / `MISSIVE_NATS_URL`.
+    pub nats_url: String,
+    /// Prefix of every NATS subject, so two clusters sharing one NATS never see each other.
+    pub name: String,
+    /// A NATS `.creds` file (JWT + NKey seed), if the NATS server uses decentralized auth.
+    pub nats_credentials: Option<PathBuf>,
+    /// A NATS auth token, if the server uses token auth.
+    pub nats_token: String,
+    /// PEM file of CA certificates trusted for `tls://` NATS servers (besides the system's).
+    pub nats_ca: Option<PathBuf>,
+    /// How long a crashed node's devices keep counting as online, and its node id leased.
+    pub presence_ttl_secs: u64,
+    /// `redis://host:6379/` for exact cluster-wide send quotas; empty: each node enforces
+    /// the app's limits divided by the number of live nodes.
+    pub redis_url: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            nats_url: String::new(),
+            name: "missive".into(),
+            nats_credentials: None,
+            nats_token: String::new(),
+            nats_ca: None,
+            presence_ttl_secs: 30,
+            redis_url: String::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    /// URLs may carry passwords and the token is one: neither reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("nats_url", &redact_url(&self.nats_url))
+            .field("name", &self.name)
+            .field("nats_credentials", &self.nats_credentials)
+            .field("nats_token", &if self.nats_token.is_empty() { "" } else { "<redacted>" })
+            .field("nats_ca", &self.nats_ca)
+            .field("presence_ttl_secs", &self.presence_ttl_secs)
+            .field("redis_url", &redact_url(&self.redis_url))
+            .finish()
+    }
 }
 
 /// Where durable state lives.
@@ -87,7 +141,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data: PathBuf::from("./missive-data"),
-            node_id: 0,
+            node_id: None,
             limits: Limits::default(),
             queue: QueueConfig::default(),
             tokens: TokenConfig::default(),
@@ -96,6 +150,7 @@ impl Default for Config {
             messages: MessagesConfig::default(),
             files: FilesConfig::default(),
             storage: StorageConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -343,7 +398,7 @@ impl Config {
         // Only our own sections: other MISSIVE_* variables (test settings, say) are not config.
         const SECTIONS: &[&str] = &[
             "listen", "data", "node_id", "limits", "queue", "tokens", "sessions", "security", "messages", "files",
-            "storage",
+            "storage", "cluster",
         ];
         fig = fig.merge(Env::prefixed("MISSIVE_").split("__").filter(|k| {
             let k = k.as_str().to_ascii_lowercase();

@@ -16,21 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dashmap::DashMap;
 use missive_core::model::{DeviceInfo, QueuedMessage};
 use missive_core::store::CommitListener;
+
+use crate::fanout::{Fanout, KickReason, KickTarget};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-/// Why a session is being told to leave; maps to the SDK's StatisticsBody operations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KickReason {
-    /// `GET /users/{u}/disconnect` or `DELETE …/disconnect/{resource}`.
-    ByAdmin,
-    PasswordChanged,
-    /// Deactivated or deleted.
-    UserRemoved,
-    /// The same resource logged in again elsewhere.
-    LoginElsewhere,
-}
 
 /// What a session's event loop receives.
 #[derive(Debug)]
@@ -45,6 +35,9 @@ pub enum SessionEvent {
         seq: u64,
     },
     Kick(KickReason),
+    /// Announcements may have been lost (the bus between nodes was down): compare every view
+    /// with the store.
+    Resync,
 }
 
 struct SessionEntry {
@@ -74,16 +67,24 @@ pub struct Hub {
     next_id: AtomicU64,
     buffer: usize,
     max_devices: usize,
+    /// This node's id, which `KickTarget::Session` names.
+    node: u16,
 }
 
 impl Hub {
-    pub fn new(buffer: usize, max_devices: usize) -> Hub {
+    pub fn new(buffer: usize, max_devices: usize, node: u16) -> Hub {
         Hub {
             sessions: DashMap::new(),
             next_id: AtomicU64::new(1),
             buffer: buffer.max(4),
             max_devices: max_devices.max(1),
+            node,
         }
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> u16 {
+        self.node
     }
 
     /// Adds a session. A session with the same resource is replaced (the device reconnected
@@ -144,23 +145,42 @@ impl Hub {
         self.sessions.iter().map(|e| e.value().len()).sum()
     }
 
-    /// Hands an online-only message to every device of `user`, except `skip_resource`.
-    /// Returns how many devices got it.
+    /// Hands an online-only message to every device of `user` on this node, except
+    /// `skip_resource`. Returns how many devices got it.
     pub fn push_online(&self, app: Uuid, user: &str, msg: &Arc<QueuedMessage>, skip_resource: Option<&str>) -> usize {
         self.each_session(app, user, skip_resource, |_| SessionEvent::Online(msg.clone()))
     }
 
-    /// Kicks one device (`resource`) or all devices of a user. Returns how many.
-    pub fn kick(&self, app: Uuid, user: &str, resource: Option<&str>, reason: KickReason) -> usize {
+    /// Kicks the sessions of `user` on this node that `target` names. Returns how many.
+    pub fn kick_local(&self, app: Uuid, user: &str, target: &KickTarget, reason: KickReason) -> usize {
         let Some(list) = self.sessions.get(&(app, user.to_owned())) else { return 0 };
         let mut n = 0;
-        for s in list.iter().filter(|s| resource.is_none_or(|r| r == s.device.resource)) {
+        for s in list.iter() {
+            let hit = match target {
+                KickTarget::AllDevices => true,
+                KickTarget::Resource(r) => *r == s.device.resource,
+                KickTarget::Session { node, session } => *node == self.node && *session == s.id,
+            };
+            if !hit {
+                continue;
+            }
             if s.tx.try_send(SessionEvent::Kick(reason)).is_err() {
                 s.cancel.cancel();
             }
             n += 1;
         }
         n
+    }
+
+    /// Tells every session on this node to compare its views with the store.
+    pub fn resync_all(&self) {
+        for entry in self.sessions.iter() {
+            for s in entry.value() {
+                if s.tx.try_send(SessionEvent::Resync).is_err() {
+                    s.cancel.cancel();
+                }
+            }
+        }
     }
 
     fn each_session(
@@ -189,6 +209,16 @@ impl Hub {
     }
 }
 
+impl Fanout for Hub {
+    fn online(&self, app: Uuid, user: &str, msg: &Arc<QueuedMessage>, except: Option<&str>) {
+        self.push_online(app, user, msg, except);
+    }
+
+    fn kick(&self, app: Uuid, user: &str, target: KickTarget, reason: KickReason) {
+        self.kick_local(app, user, &target, reason);
+    }
+}
+
 impl CommitListener for Hub {
     fn committed(&self, messages: &[Arc<QueuedMessage>]) {
         for m in messages {
@@ -211,7 +241,7 @@ mod tests {
 
     #[test]
     fn register_limits_devices_and_replaces_same_resource() {
-        let hub = Hub::new(4, 2);
+        let hub = Hub::new(4, 2, 0);
         let app = Uuid::new_v4();
         let mut a = hub.register(app, "u", dev("a")).unwrap();
         let _b = hub.register(app, "u", dev("b")).unwrap();
@@ -225,7 +255,7 @@ mod tests {
 
     #[test]
     fn a_full_session_is_cancelled_not_buffered() {
-        let hub = Hub::new(4, 8);
+        let hub = Hub::new(4, 8, 0);
         let app = Uuid::new_v4();
         let reg = hub.register(app, "u", dev("a")).unwrap();
         let msg = Arc::new(QueuedMessage {

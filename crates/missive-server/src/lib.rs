@@ -7,6 +7,8 @@
 //! - [`ws`]: `/websocket`, the MSYNC sessions of the client SDKs; `/ws`, the sync gateway of
 //!   the SDK bundled in the UIKit.
 //! - [`hub`]: online devices on this node and the channels that reach them.
+//! - [`fanout`]: how events reach a user's sessions on any node; [`cluster`]: node leases,
+//!   the NATS bus and shared presence for several nodes.
 //! - [`delivery`]: the one path every message takes (id → commit with a queue sequence →
 //!   announce → sessions deliver by sequence), and the per-session queue views.
 //! - [`blobs`]: where chat file bytes live (a directory, or S3 for several nodes).
@@ -33,9 +35,11 @@ use uuid::Uuid;
 
 pub mod auth;
 pub mod blobs;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod fanout;
 pub mod http;
 pub mod hub;
 pub mod ratelimit;
@@ -167,14 +171,69 @@ pub fn router(state: AppState) -> Router {
     http::with_error_stamps(routes).layer(http::cors()).with_state(state)
 }
 
-/// Puts the server together around an open store: the file store, the session hub — wired
-/// as the store's commit listener, so every commit is announced to this node's sessions in
-/// commit order (see [`delivery`]) — and the shared state with the send path.
-pub fn assemble(config: Config, store: Arc<dyn Store>, shutdown: CancellationToken) -> Result<AppState, ServerError> {
+/// Puts the server together around an open store, in the order the architecture reads:
+/// this node's identity (a leased node id on PostgreSQL), the session hub, the fan-out —
+/// the hub alone, or the NATS bus in a cluster — wired as the store's commit listener, so
+/// every commit is announced in commit order (see [`delivery`]), the presence every node
+/// sees, the send quotas, and the shared state with the send path.
+pub async fn assemble(
+    config: Config,
+    store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+) -> Result<AppState, ServerError> {
     let blobs = blobs::open(&config)?;
-    let hub = Arc::new(hub::Hub::new(config.sessions.send_buffer_frames, config.sessions.max_devices_per_user));
-    store.set_commit_listener(hub.clone());
-    Ok(AppState::new(config, store, hub, blobs, shutdown))
+    let on_postgres = matches!(config.storage_url().map_err(ServerError::Config)?, StorageUrl::Postgres(_));
+    let clustered = !config.cluster.nats_url.trim().is_empty();
+    if clustered && !on_postgres {
+        return Err(ServerError::Config(
+            "cluster.nats_url needs a PostgreSQL storage.url: the nodes of a cluster share their state there".into(),
+        ));
+    }
+    let ttl = Duration::from_secs(config.cluster.presence_ttl_secs.max(3));
+    let identity = if on_postgres {
+        cluster::NodeIdentity::lease(store.clone(), config.node_id, ttl, shutdown.clone()).await?
+    } else {
+        cluster::NodeIdentity::fixed(config.node_id.unwrap_or(0))
+    };
+    let sessions = &config.sessions;
+    let hub = Arc::new(hub::Hub::new(sessions.send_buffer_frames, sessions.max_devices_per_user, identity.node));
+    let limits = &config.limits;
+    let (fanout, bus, presence, quotas): (Arc<dyn fanout::Fanout>, _, _, _) = if clustered {
+        if config.files.backend == config::BlobBackend::Local {
+            tracing::warn!(
+                "CLUSTER WITH LOCAL FILES: files.backend = \"local\" keeps uploads on this node only; \
+                 other nodes answer 404 for them. Use files.backend = \"s3\" in a cluster (docs/cluster.md)."
+            );
+        }
+        let bus = cluster::NatsBus::connect(&config.cluster, hub.clone(), identity.instance).await?;
+        let presence = cluster::Presence::shared(
+            hub.clone(),
+            store.clone(),
+            identity.clone(),
+            sessions.max_devices_per_user as u32,
+            ttl,
+        );
+        let quotas = if config.cluster.redis_url.trim().is_empty() {
+            tracing::warn!("cluster without cluster.redis_url: send quotas are enforced per node, not cluster-wide");
+            ratelimit::SendQuotas::local(limits.send_calls_per_second, limits.send_messages_per_minute)
+        } else {
+            ratelimit::SendQuotas::redis(
+                &config.cluster.redis_url,
+                &config.cluster.name,
+                limits.send_calls_per_second,
+                limits.send_messages_per_minute,
+            )
+            .await
+            .map_err(|e| ServerError::Config(format!("cluster.redis_url: {e}")))?
+        };
+        (bus.clone(), Some(bus), presence, quotas)
+    } else {
+        let quotas = ratelimit::SendQuotas::local(limits.send_calls_per_second, limits.send_messages_per_minute);
+        (hub.clone(), None, cluster::Presence::local(hub.clone()), quotas)
+    };
+    store.set_commit_listener(fanout.clone());
+    let parts = state::Parts { hub, fanout, presence, bus, identity, quotas, blobs };
+    Ok(AppState::new(config, store, parts, shutdown))
 }
 
 /// Serves on `listener` until `shutdown` resolves, then stops accepting, tells sessions to
@@ -186,7 +245,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let token = CancellationToken::new();
-    let state = assemble(config, store, token.clone())?;
+    let state = assemble(config, store, token.clone()).await?;
     let sweeper = tokio::spawn(sweep_forever(state.clone()));
     let file_sweeper = tokio::spawn(http::chatfiles::sweep_forever(state.clone()));
     let app = router(state.clone());
@@ -205,6 +264,10 @@ pub async fn run(
     token.cancel();
     sweeper.abort();
     file_sweeper.abort();
+    if let Some(bus) = &state.bus {
+        bus.flush().await;
+    }
+    state.identity.finish().await;
     result.map_err(ServerError::from)
 }
 

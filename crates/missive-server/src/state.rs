@@ -7,20 +7,33 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Duration;
 
 use dashmap::DashMap;
-use missive_core::model::App;
-use missive_core::store::{QueuePolicy, Store};
+use missive_core::model::{App, DeviceInfo};
+use missive_core::store::{QueuePolicy, Store, StoreError};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::auth::Authenticator;
 use crate::blobs::BlobStore;
+use crate::cluster::{NatsBus, NodeIdentity, Presence, TooManyDevices};
 use crate::config::Config;
 use crate::delivery::Delivery;
 use crate::error::{ApiError, ApiResult};
-use crate::hub::Hub;
-use crate::ratelimit::Quota;
+use crate::fanout::{Fanout, KickReason, KickTarget};
+use crate::hub::{Hub, RegisterError, SessionRegistration};
+use crate::ratelimit::SendQuotas;
+
+/// What `crate::assemble` builds around the store before the state exists.
+pub struct Parts {
+    pub hub: Arc<Hub>,
+    pub fanout: Arc<dyn Fanout>,
+    pub presence: Presence,
+    pub bus: Option<Arc<NatsBus>>,
+    pub identity: Arc<NodeIdentity>,
+    pub quotas: SendQuotas,
+    pub blobs: Arc<dyn BlobStore>,
+}
 
 /// Shared server state; cheap to clone.
 #[derive(Clone)]
@@ -32,13 +45,20 @@ pub struct Shared {
     pub auth: Arc<Authenticator>,
     /// The send path every message takes (`crate::delivery`).
     pub delivery: Delivery,
-    /// Online sessions on this node; also the store's commit listener (wired in `crate::run`).
+    /// Online sessions on this node.
     pub hub: Arc<Hub>,
+    /// How events reach a user's sessions on any node: the hub alone, or the NATS bus in a
+    /// cluster. Also the store's commit listener (wired in `crate::assemble`).
+    pub fanout: Arc<dyn Fanout>,
+    /// Who is online, on this node or cluster-wide.
+    pub presence: Presence,
+    /// The NATS bus, in a cluster.
+    pub bus: Option<Arc<NatsBus>>,
+    /// This node's id and lease.
+    pub identity: Arc<NodeIdentity>,
     pub apps: AppCache,
-    /// Send calls per second per app.
-    pub send_calls: Quota,
-    /// Messages (recipients) per minute per app.
-    pub send_messages: Quota,
+    /// Send calls per second and messages per minute, per app (node-local or via Redis).
+    pub quotas: SendQuotas,
     /// Cancelled when the server shuts down; sessions watch it to close cleanly.
     pub shutdown: CancellationToken,
     /// One lock per idempotency key being processed, so concurrent retries of one request
@@ -59,25 +79,29 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(
-        config: Config,
-        store: Arc<dyn Store>,
-        hub: Arc<Hub>,
-        blobs: Arc<dyn BlobStore>,
-        shutdown: CancellationToken,
-    ) -> AppState {
+    pub fn new(config: Config, store: Arc<dyn Store>, parts: Parts, shutdown: CancellationToken) -> AppState {
+        let Parts { hub, fanout, presence, bus, identity, quotas, blobs } = parts;
         let auth = Arc::new(Authenticator::new(
             store.clone(),
             config.security.argon2_memory_kib,
             config.security.argon2_iterations,
         ));
         let policy = QueuePolicy { max_offline_per_user: config.queue.max_offline_per_user };
-        let delivery =
-            Delivery::new(store.clone(), hub.clone(), config.node_id, policy, config.limits.max_inflight_sends);
+        let delivery = Delivery::new(
+            store.clone(),
+            hub.clone(),
+            fanout.clone(),
+            identity.node,
+            policy,
+            config.limits.max_inflight_sends,
+        );
         AppState(Arc::new(Shared {
             delivery,
-            send_calls: Quota::new(config.limits.send_calls_per_second, Duration::from_secs(1)),
-            send_messages: Quota::new(config.limits.send_messages_per_minute, Duration::from_secs(60)),
+            quotas,
+            fanout,
+            presence,
+            bus,
+            identity,
             apps: AppCache::new(store.clone()),
             idempotency_locks: DashMap::new(),
             thumbnail_permits: tokio::sync::Semaphore::new(config.files.thumbnail_workers.max(1)),
@@ -88,6 +112,66 @@ impl AppState {
             config,
             shutdown,
         }))
+    }
+}
+
+/// Why a session could not open.
+#[derive(Debug)]
+pub enum OpenSessionError {
+    /// More devices than `sessions.max_devices_per_user`, on this node or cluster-wide.
+    TooManyDevices,
+    Store(StoreError),
+}
+
+impl AppState {
+    /// Opens a device's session after its login was verified: in this node's hub, in the
+    /// presence every node sees (the device limit is checked there; a session of the same
+    /// resource on another node is told to leave), in the store's device list, and on the
+    /// bus, so events for the user reach this node.
+    pub async fn open_session(
+        &self,
+        app: Uuid,
+        user: &str,
+        device: &DeviceInfo,
+    ) -> Result<SessionRegistration, OpenSessionError> {
+        let reg = self
+            .hub
+            .register(app, user, device.clone())
+            .map_err(|_: RegisterError| OpenSessionError::TooManyDevices)?;
+        let presence = match self.presence.login(app, user, device, reg.id).await {
+            Ok(Ok(replaced)) => Ok(replaced),
+            Ok(Err(TooManyDevices)) => Err(OpenSessionError::TooManyDevices),
+            Err(e) => Err(OpenSessionError::Store(e)),
+        };
+        let replaced = match presence {
+            Ok(r) => r,
+            Err(e) => {
+                self.hub.unregister(app, user, reg.id);
+                return Err(e);
+            }
+        };
+        if let Some(old) = replaced {
+            let target = KickTarget::Session { node: old.node, session: old.session };
+            self.fanout.kick(app, user, target, KickReason::LoginElsewhere);
+        }
+        if let Err(e) = self.store.register_device(app, user, device).await {
+            self.hub.unregister(app, user, reg.id);
+            self.presence.logout(app, user, &device.resource, reg.id).await;
+            return Err(OpenSessionError::Store(e));
+        }
+        if let Some(bus) = &self.bus {
+            bus.watch(app, user).await;
+        }
+        Ok(reg)
+    }
+
+    /// Closes a session `open_session` opened.
+    pub async fn close_session(&self, app: Uuid, user: &str, resource: &str, id: u64) {
+        self.hub.unregister(app, user, id);
+        self.presence.logout(app, user, resource, id).await;
+        if let Some(bus) = &self.bus {
+            bus.unwatch(app, user);
+        }
     }
 }
 

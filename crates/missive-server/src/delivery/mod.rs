@@ -34,6 +34,7 @@ use missive_msync::pb::status::ErrorCode;
 use prost::Message;
 
 use crate::error::ApiError;
+use crate::fanout::Fanout;
 use crate::hub::Hub;
 
 /// Where a message goes.
@@ -147,7 +148,10 @@ fn online_message(
 /// Owns the send path: admission, ids, the commit and online-only hand-off.
 pub struct Delivery {
     store: Arc<dyn Store>,
+    /// This node's sessions: a recipient online here needs no user lookup.
     hub: Arc<Hub>,
+    /// Online-only messages go to a user's devices on every node.
+    fanout: Arc<dyn Fanout>,
     ids: IdGenerator,
     policy: QueuePolicy,
     /// Sends being processed now (REST and SDK); see `limits.max_inflight_sends`.
@@ -158,6 +162,7 @@ impl Delivery {
     pub fn new(
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
+        fanout: Arc<dyn Fanout>,
         node_id: u16,
         policy: QueuePolicy,
         max_inflight: usize,
@@ -165,6 +170,7 @@ impl Delivery {
         Delivery {
             store,
             hub,
+            fanout,
             ids: IdGenerator::new(node_id),
             policy,
             inflight: tokio::sync::Semaphore::new(max_inflight),
@@ -228,7 +234,7 @@ impl Delivery {
                     }),
                     Route::OnlineOnly => {
                         let msg = online_message(&out.app, id, &recipient, &out.from, &out.from, created, payload);
-                        self.hub.push_online(out.app.id, &recipient, &msg, None);
+                        self.fanout.online(out.app.id, &recipient, &msg, None);
                     }
                 }
             }
@@ -247,7 +253,7 @@ impl Delivery {
         self.store.enqueue(EnqueueRequest { messages: stored, policy: self.policy, record }).await?;
         if let SenderCopies::Online { except } = &out.copies {
             for copy in &copies {
-                self.hub.push_online(out.app.id, &out.from, copy, except.as_deref());
+                self.fanout.online(out.app.id, &out.from, copy, except.as_deref());
             }
         }
         Ok(Sent { ids, timestamp: created })

@@ -22,6 +22,7 @@ use super::ctx::{Api, Envelope, JsonBody, SendBody, SendCapacity};
 use super::openapi as doc;
 use crate::delivery::{Outgoing, Route, SenderCopies, UnknownRecipients};
 use crate::error::{ApiError, ApiResult};
+use crate::ratelimit::QuotaVerdict;
 use crate::state::AppState;
 
 /// Reads the optional `Idempotency-Key` header (a Missive extension).
@@ -74,16 +75,17 @@ async fn send_request(
 ) -> ApiResult<Vec<(String, MsgId)>> {
     let content = req.content()?;
     req.check_size(state.config.limits.message_content_bytes)?;
-    if !state.send_calls.try_take(app.id, 1) {
-        return Err(ApiError::reach_limit());
-    }
-    if !state.send_messages.try_take(app.id, req.to.len() as u32) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "message_send_error",
-            "MessageSendException",
-            "message send reach limit",
-        ));
+    match state.quotas.check(app.id, req.to.len() as u32).await {
+        QuotaVerdict::Allowed => {}
+        QuotaVerdict::TooManyCalls => return Err(ApiError::reach_limit()),
+        QuotaVerdict::TooManyMessages => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "message_send_error",
+                "MessageSendException",
+                "message send reach limit",
+            ));
+        }
     }
     // Last, as it may read the store: refused requests cost no I/O.
     let content = super::chatfiles::enrich_media(state, app, content).await;

@@ -38,6 +38,7 @@ pub mod users;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/{org}/{app}/token", post(token::issue_token))
         .route("/{org}/{app}/users", post(users::create_users).get(users::list_users).delete(users::delete_users))
@@ -142,6 +143,36 @@ async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> 
         "sessions": state.hub.session_count(),
     }))
     .into_response()
+}
+
+/// Readiness: whether this node should get traffic. 200 when the store answers, the NATS
+/// connection is up (in a cluster) and the node id lease is live; otherwise 503 with the
+/// failing parts, so a load balancer stops routing to this node until they recover.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "server",
+    responses(
+        (status = 200, description = "Ready for traffic.", body = openapi::Readiness),
+        (status = 503, description = "Not ready: a dependency is down.", body = openapi::Readiness),
+    ),
+    security(()),
+)]
+async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let store_ok =
+        tokio::time::timeout(std::time::Duration::from_secs(2), state.store.app_count()).await.is_ok_and(|r| r.is_ok());
+    let nats = state.bus.as_ref().map(|b| b.connected());
+    let lease_ok = state.identity.healthy();
+    let ok = store_ok && nats != Some(false) && lease_ok;
+    let body = axum::Json(serde_json::json!({
+        "status": if ok { "ready" } else { "not_ready" },
+        "store": if store_ok { "ok" } else { "unreachable" },
+        "nats": match nats { None => "none", Some(true) => "connected", Some(false) => "disconnected" },
+        "node_id": state.identity.node,
+        "lease": if !state.identity.leased() { "none" } else if lease_ok { "ok" } else { "lost" },
+    }));
+    let status = if ok { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
+    (status, body).into_response()
 }
 
 async fn not_found() -> ApiError {

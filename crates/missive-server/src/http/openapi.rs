@@ -38,6 +38,7 @@ use super::{chatfiles, contacts, groups, messages, token, users};
     ),
     paths(
         super::health,
+        super::ready,
         openapi_json,
         token::issue_token,
         users::create_users,
@@ -886,6 +887,20 @@ pub struct Health {
     pub status: String,
     /// MSYNC sessions on this node.
     pub sessions: u64,
+}
+
+/// `/ready`: whether this node should get traffic, and why not.
+#[derive(ToSchema, Serialize)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    /// `ok` or `unreachable`.
+    pub store: String,
+    /// `none` (a single node), `connected` or `disconnected`.
+    pub nats: String,
+    pub node_id: u64,
+    /// `none` (embedded store), `ok` or `lost`.
+    pub lease: String,
 }
 
 // --- schemas built by hand ----------------------------------------------------------------

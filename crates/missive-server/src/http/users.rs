@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::ctx::{Api, Credentials, Envelope, JsonBody};
 use super::openapi as doc;
 use crate::error::{ApiError, ApiResult};
-use crate::hub::KickReason;
+use crate::fanout::{KickReason, KickTarget};
 use crate::state::AppState;
 
 /// The longest nickname Easemob accepts, in characters.
@@ -353,7 +353,7 @@ pub async fn list_users(State(state): State<AppState>, api: Api) -> ApiResult<En
 /// all require, effective at once.
 async fn cut_off(state: &AppState, api: &Api, user: &User, reason: KickReason) -> ApiResult<()> {
     state.auth.revoke_user(api.app.id, user.uuid).await?;
-    state.hub.kick(api.app.id, &user.username, None, reason);
+    state.fanout.kick(api.app.id, &user.username, KickTarget::AllDevices, reason);
     Ok(())
 }
 
@@ -548,8 +548,8 @@ fn user_data(api: &Api, user: &User, suffix: &str, data: impl Into<Value>) -> En
         .set("count", 0)
 }
 
-fn presence(state: &AppState, api: &Api, user: &str) -> &'static str {
-    if state.hub.is_online(api.app.id, user) { "online" } else { "offline" }
+fn presence_word(online: bool) -> &'static str {
+    if online { "online" } else { "offline" }
 }
 
 /// `GET /{org}/{app}/users/{username}/status`
@@ -574,7 +574,8 @@ pub async fn user_status(
     api.require_admin("/users")?;
     let user = path_user(&state, &api, &name).await?;
     let mut data = Map::new();
-    data.insert(user.username.clone(), presence(&state, &api, &user.username).into());
+    let online = state.presence.online(api.app.id, std::slice::from_ref(&user.username)).await?;
+    data.insert(user.username.clone(), presence_word(!online.is_empty()).into());
     Ok(user_data(&api, &user, "status", data))
 }
 
@@ -603,12 +604,17 @@ pub async fn batch_status(State(state): State<AppState>, api: Api, JsonBody(body
     if names.len() > max {
         return Err(ApiError::illegal_argument(format!("request body exceeds maximum limit, maximum limit is {max}")));
     }
-    let mut data = Vec::with_capacity(names.len());
-    for n in names {
-        let raw = n.as_str().ok_or_else(ApiError::invalid_body)?;
-        let status = normalize_username(raw).map(|u| presence(&state, &api, &u)).unwrap_or("offline");
-        data.push(json!({ raw: status }));
-    }
+    let raws: Vec<&str> =
+        names.iter().map(|n| n.as_str().ok_or_else(ApiError::invalid_body)).collect::<Result<_, _>>()?;
+    let users: Vec<String> = raws.iter().filter_map(|r| normalize_username(r).ok()).collect();
+    let online = state.presence.online(api.app.id, &users).await?;
+    let data: Vec<Value> = raws
+        .iter()
+        .map(|raw| {
+            let status = presence_word(normalize_username(raw).is_ok_and(|u| online.contains(&u)));
+            json!({ *raw: status })
+        })
+        .collect();
     Ok(bare(&api, "get batch user status").set("data", data))
 }
 
@@ -692,8 +698,9 @@ pub async fn user_resources(
     api.require_admin("/users")?;
     let user = path_user(&state, &api, &name).await?;
     let data: Vec<Value> = state
-        .hub
-        .resources(api.app.id, &user.username)
+        .presence
+        .devices(api.app.id, &user.username)
+        .await?
         .into_iter()
         .map(|d| json!({"res": d.resource, "device_uuid": d.device_uuid, "device_name": d.device_name}))
         .collect();
@@ -721,7 +728,7 @@ pub async fn disconnect_all(
 ) -> ApiResult<Envelope> {
     api.require_admin("/users")?;
     let user = path_user(&state, &api, &name).await?;
-    state.hub.kick(api.app.id, &user.username, None, KickReason::ByAdmin);
+    state.fanout.kick(api.app.id, &user.username, KickTarget::AllDevices, KickReason::ByAdmin);
     Ok(user_data(&api, &user, "disconnect", json!({"result": true})))
 }
 
@@ -757,7 +764,7 @@ pub async fn disconnect_one(
             e
         }
     })?;
-    state.hub.kick(api.app.id, &user.username, Some(&resource), KickReason::ByAdmin);
+    state.fanout.kick(api.app.id, &user.username, KickTarget::Resource(resource.clone()), KickReason::ByAdmin);
     Ok(api
         .envelope("delete", "/users", &format!("/users/{}/disconnect/{resource}", user.username))
         .set("entities", Vec::<Value>::new())

@@ -26,7 +26,7 @@ use tokio::time::timeout;
 
 use crate::auth::{Principal, TokenError};
 use crate::hub::SessionRegistration;
-use crate::state::AppState;
+use crate::state::{AppState, OpenSessionError};
 
 /// The SDK gives up on a login that gets no PROVISION answer within 10 s; we wait as long
 /// for its first frame.
@@ -126,22 +126,21 @@ pub(super) async fn login(state: &AppState, socket: &mut WebSocket) -> Option<Lo
         device_uuid: provision.device_uuid.clone().unwrap_or_default(),
         device_name: provision.device_name.clone().unwrap_or_default(),
     };
-    let registration = match state.hub.register(app.id, &user.username, device.clone()) {
+    let registration = match state.open_session(app.id, &user.username, &device).await {
         Ok(r) => r,
-        Err(_) => {
+        Err(OpenSessionError::TooManyDevices) => {
             let _ =
                 socket.send(provision_reply(ErrorCode::TooManyDevices, Some("Sorry, too many devices"), None)).await;
             return None;
         }
+        Err(OpenSessionError::Store(e)) => {
+            tracing::warn!(%e, "device registration failed");
+            let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, server is busy")).await;
+            return None;
+        }
     };
-    if let Err(e) = state.store.register_device(app.id, &user.username, &device).await {
-        tracing::warn!(%e, "device registration failed");
-        state.hub.unregister(app.id, &user.username, registration.id);
-        let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, server is busy")).await;
-        return None;
-    }
     if socket.send(provision_reply(ErrorCode::Ok, None, Some(resource))).await.is_err() {
-        state.hub.unregister(app.id, &user.username, registration.id);
+        state.close_session(app.id, &user.username, &device.resource, registration.id).await;
         return None;
     }
     Some(Login { app, user, device, registration })

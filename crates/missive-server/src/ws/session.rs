@@ -23,7 +23,8 @@ use tokio::time::Instant;
 
 use crate::delivery::view::{Batch, Pull, PullStep, SessionQueues};
 use crate::delivery::{Outgoing, Route, SenderCopies, UnknownRecipients};
-use crate::hub::{KickReason, SessionEvent, SessionRegistration};
+use crate::fanout::KickReason;
+use crate::hub::{SessionEvent, SessionRegistration};
 use crate::state::AppState;
 
 use super::login::{Login, frame, login, status};
@@ -58,7 +59,7 @@ pub async fn serve(state: AppState, mut socket: WebSocket) {
     };
     let reason = session.run(&mut socket, registration).await;
     tracing::debug!(user = %session.user, resource = %session.device.resource, reason, "session ended");
-    state.hub.unregister(session.app.id, &session.user, session_id);
+    state.close_session(session.app.id, &session.user, &session.device.resource, session_id).await;
     let _ = socket.send(Message::Close(None)).await;
 }
 
@@ -217,6 +218,26 @@ impl Session {
         socket.send(msg).await.map_err(|_| Gone)
     }
 
+    /// Announcements may have been lost (the bus between nodes was down): the store's last
+    /// sequence of each queue with something pending tells which views are behind; those go
+    /// stale and get a NOTICE, so the device pulls and the pull reads the store.
+    async fn resync(&mut self, socket: &mut WebSocket) -> Result<(), Gone> {
+        let counts = match self.state.store.pending_counts(self.app.id, &self.user, &self.device.resource).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(%e, "resync read failed; the next heartbeat tries again");
+                return Ok(());
+            }
+        };
+        for c in counts {
+            if self.queues.head(&c.queue, c.last_seq) {
+                let n = pb::CommNotice { queue: Some(self.jid(&c.queue)) };
+                self.send(socket, frame(Command::Notice, &n)).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// `UNREAD`: per-queue counts of what this device has not acked (also the heartbeat).
     async fn on_unread(&mut self, socket: &mut WebSocket) -> Result<(), Gone> {
         // The counts come from the durable cursors: let this device's acks land first.
@@ -227,6 +248,10 @@ impl Session {
         match self.state.store.pending_counts(self.app.id, &self.user, &self.device.resource).await {
             Ok(list) => {
                 for c in list {
+                    // The heartbeat doubles as the periodic check that no announcement was
+                    // missed: a view behind the store's last sequence reads again on its
+                    // next pull (the SDK pulls every queue the answer lists).
+                    self.queues.head(&c.queue, c.last_seq);
                     counts.insert(c.queue, c.pending);
                 }
             }
@@ -324,6 +349,7 @@ impl Session {
                 Ok(None)
             }
             SessionEvent::Kick(reason) => return self.kick(socket, reason).await,
+            SessionEvent::Resync => return self.resync(socket).await,
         };
         match notice {
             Ok(Some(queue)) => {

@@ -13,6 +13,7 @@ use crate::common::TestServer;
 /// Every REST route of `http::router()` (`/websocket` is the MSYNC upgrade, not REST).
 const ROUTES: &[(&str, &str)] = &[
     ("GET", "/health"),
+    ("GET", "/ready"),
     ("GET", "/openapi.json"),
     ("POST", "/{org}/{app}/token"),
     ("POST", "/{org}/{app}/users"),
