@@ -44,7 +44,7 @@ async fn a_schema_v1_database_upgrades_and_keeps_its_data() {
     drop(store);
 
     // The upgraded file reports the newest version and opening it again changes nothing.
-    assert_eq!(user_version(&path), 4);
+    assert_eq!(user_version(&path), 5);
     let again = SqliteStore::open(&path, SqliteStoreOptions::default()).await.expect("reopen");
     assert_eq!(again.offline_count(app, "bob").await.unwrap(), 1);
 }
@@ -98,6 +98,7 @@ async fn a_data_directory_of_release_0_1_upgrades_to_queue_sequences() {
             }],
             policy: missive_core::store::QueuePolicy { max_offline_per_user: 500 },
             record: None,
+            outbox: vec![],
         })
         .await
         .unwrap();

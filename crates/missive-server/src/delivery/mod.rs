@@ -244,7 +244,7 @@ impl Delivery {
             created,
         });
         // The store announces the commit to the hub before it answers.
-        self.store.enqueue(EnqueueRequest { messages: stored, policy: self.policy, record }).await?;
+        self.store.enqueue(EnqueueRequest { messages: stored, policy: self.policy, record, outbox: vec![] }).await?;
         if let SenderCopies::Online { except } = &out.copies {
             for copy in &copies {
                 self.hub.push_online(out.app.id, &out.from, copy, except.as_deref());

@@ -7,7 +7,10 @@ use sqlx::PgPool;
 
 use super::rows::PgResultExt;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../../migrations/postgres/0002_notify.sql")),
+];
 
 /// An arbitrary constant naming Missive's migration lock among advisory locks.
 const MIGRATION_LOCK: i64 = 0x006d_6973_7369_7665; // "missive"

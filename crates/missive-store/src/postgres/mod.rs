@@ -10,12 +10,15 @@
 //!
 //! # Layout
 //! - `writer`: the group-commit batch writer. `migrate`: forward-only migrations.
-//! - `rows`: row mapping. `apps`, `users`, `tokens`, `queues`, `files`: one capability each.
+//! - `rows`: row mapping. `apps`, `users`, `tokens`, `queues`, `files`, `outbox`, `notify`:
+//!   one capability each.
 //! - [`ScratchDatabase`]: a throw-away database, for tests and benchmarks.
 
 mod apps;
 mod files;
 mod migrate;
+mod notify;
+mod outbox;
 mod queues;
 mod rows;
 mod tokens;
