@@ -8,6 +8,8 @@
 //! - [`hub`]: online devices on this node and the channels that reach them.
 //! - [`delivery`]: the one path every message takes (id → commit with a queue sequence →
 //!   announce → sessions deliver by sequence), and the per-session queue views.
+//! - [`notify`]: callbacks and offline push — rules, the outbox a send writes with its
+//!   messages, the pre-send check, the dispatcher.
 //! - [`blobs`]: where chat file bytes live (a directory, or S3 for several nodes).
 //! - [`auth`]: tokens and passwords. [`ratelimit`]: per-app quotas. [`error`]: `ApiError`.
 //!
@@ -37,6 +39,7 @@ pub mod delivery;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod notify;
 pub mod ratelimit;
 pub mod state;
 pub mod ws;
@@ -63,6 +66,8 @@ pub enum ServerError {
     Locked(String),
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Notify(#[from] notify::NotifyError),
 }
 
 /// An exclusive lock on the data directory, held for as long as `serve` runs, so two servers
@@ -168,12 +173,16 @@ pub fn router(state: AppState) -> Router {
 
 /// Puts the server together around an open store: the file store, the session hub — wired
 /// as the store's commit listener, so every commit is announced to this node's sessions in
-/// commit order (see [`delivery`]) — and the shared state with the send path.
+/// commit order (see [`delivery`]) — the notifier (callbacks and push; [`run`] starts its
+/// dispatcher), and the shared state with the send path.
 pub fn assemble(config: Config, store: Arc<dyn Store>, shutdown: CancellationToken) -> Result<AppState, ServerError> {
     let blobs = blobs::open(&config)?;
     let hub = Arc::new(hub::Hub::new(config.sessions.send_buffer_frames, config.sessions.max_devices_per_user));
     store.set_commit_listener(hub.clone());
-    Ok(AppState::new(config, store, hub, blobs, shutdown))
+    // Callback and push clients are rustls with ring, like the S3 client.
+    install_crypto_provider();
+    let notifier = Arc::new(notify::Notifier::new(&config, store.clone())?);
+    Ok(AppState::new(config, store, hub, notifier, blobs, shutdown))
 }
 
 /// Serves on `listener` until `shutdown` resolves, then stops accepting, tells sessions to
@@ -186,6 +195,7 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let token = CancellationToken::new();
     let state = assemble(config, store, token.clone())?;
+    state.notifier.start(token.clone()).await;
     let sweeper = tokio::spawn(sweep_forever(state.clone()));
     let file_sweeper = tokio::spawn(http::chatfiles::sweep_forever(state.clone()));
     let app = router(state.clone());

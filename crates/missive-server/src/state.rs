@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::delivery::Delivery;
 use crate::error::{ApiError, ApiResult};
 use crate::hub::Hub;
+use crate::notify::Notifier;
 use crate::ratelimit::Quota;
 
 /// Shared server state; cheap to clone.
@@ -34,6 +35,8 @@ pub struct Shared {
     pub delivery: Delivery,
     /// Online sessions on this node; also the store's commit listener (wired in `crate::run`).
     pub hub: Arc<Hub>,
+    /// Callbacks and push: rules, the pre-send check, the outbox dispatcher, metrics.
+    pub notifier: Arc<Notifier>,
     pub apps: AppCache,
     /// Send calls per second per app.
     pub send_calls: Quota,
@@ -63,6 +66,7 @@ impl AppState {
         config: Config,
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
+        notifier: Arc<Notifier>,
         blobs: Arc<dyn BlobStore>,
         shutdown: CancellationToken,
     ) -> AppState {
@@ -72,8 +76,14 @@ impl AppState {
             config.security.argon2_iterations,
         ));
         let policy = QueuePolicy { max_offline_per_user: config.queue.max_offline_per_user };
-        let delivery =
-            Delivery::new(store.clone(), hub.clone(), config.node_id, policy, config.limits.max_inflight_sends);
+        let delivery = Delivery::new(
+            store.clone(),
+            hub.clone(),
+            notifier.clone(),
+            config.node_id,
+            policy,
+            config.limits.max_inflight_sends,
+        );
         AppState(Arc::new(Shared {
             delivery,
             send_calls: Quota::new(config.limits.send_calls_per_second, Duration::from_secs(1)),
@@ -84,6 +94,7 @@ impl AppState {
             blobs,
             auth,
             hub,
+            notifier,
             store,
             config,
             shutdown,

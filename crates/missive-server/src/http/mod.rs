@@ -17,6 +17,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::error::{ApiError, RenderedError};
 use crate::state::AppState;
 
+/// `/callbacks` and `/msghooks`: callback rules and exception storage.
+pub mod callbacks;
 /// `/chatfiles`: upload, download, thumbnails, expiry.
 pub mod chatfiles;
 /// Request-scoped context: the app from the path, credentials, the success envelope.
@@ -55,6 +57,12 @@ pub fn router() -> Router<AppState> {
         // Uploads stream under their own limit (`files.max_bytes`), not axum's 2 MB default.
         .route("/{org}/{app}/chatfiles", post(chatfiles::upload).layer(axum::extract::DefaultBodyLimit::disable()))
         .route("/{org}/{app}/chatfiles/{file}", get(chatfiles::download))
+        .route("/{org}/{app}/callbacks", get(callbacks::list_callbacks).post(callbacks::add_callback))
+        .route("/{org}/{app}/callbacks/{rule}", put(callbacks::update_callback).delete(callbacks::remove_callback))
+        .route("/{org}/{app}/callbacks/storage/info", get(callbacks::storage_info))
+        .route("/{org}/{app}/callbacks/storage/retry", post(callbacks::storage_retry))
+        .route("/{org}/{app}/msghooks", get(callbacks::list_presend).post(callbacks::add_presend))
+        .route("/{org}/{app}/msghooks/{rule}", axum::routing::delete(callbacks::remove_presend))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

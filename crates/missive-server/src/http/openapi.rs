@@ -20,7 +20,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 
-use super::{chatfiles, messages, token, users};
+use super::{callbacks, chatfiles, messages, token, users};
 
 /// The whole document. `paths(...)` must name every handler of `http::router()`; the
 /// integration test `openapi` fails when a route is missing here.
@@ -62,6 +62,15 @@ use super::{chatfiles, messages, token, users};
         messages::recall_messages,
         chatfiles::upload,
         chatfiles::download,
+        callbacks::add_callback,
+        callbacks::list_callbacks,
+        callbacks::update_callback,
+        callbacks::remove_callback,
+        callbacks::storage_info,
+        callbacks::storage_retry,
+        callbacks::add_presend,
+        callbacks::list_presend,
+        callbacks::remove_presend,
     ),
     components(
         schemas(ErrorBody),
@@ -84,6 +93,7 @@ use super::{chatfiles, messages, token, users};
         (name = "users", description = "The user system."),
         (name = "messages", description = "One-to-one sends and recall."),
         (name = "chatfiles", description = "Chat file upload and download."),
+        (name = "callbacks", description = "Post-send and pre-send callback rules, and exception storage."),
         (name = "server", description = "Health and this document."),
     ),
 )]

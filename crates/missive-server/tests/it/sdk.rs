@@ -49,7 +49,7 @@ fn require_harness() -> PathBuf {
 }
 
 /// One `node sdk-tests/driver.js` process and the events it has printed.
-struct Sdk {
+pub(crate) struct Sdk {
     child: Child,
     stdin: ChildStdin,
     rx: mpsc::UnboundedReceiver<Value>,
@@ -62,7 +62,7 @@ struct Sdk {
 
 impl Sdk {
     /// Starts the driver against the server at `base` (`http://127.0.0.1:port`) for `app_key`.
-    async fn start(base: &str, app_key: &str) -> Sdk {
+    pub(crate) async fn start(base: &str, app_key: &str) -> Sdk {
         let dir = require_harness();
         let node = std::env::var("NODE").unwrap_or_else(|_| "node".into());
         let mut child = Command::new(&node)
@@ -107,14 +107,14 @@ impl Sdk {
         sdk
     }
 
-    fn cmd(&mut self, cmd: Value) {
+    pub(crate) fn cmd(&mut self, cmd: Value) {
         let line = format!("{cmd}\n");
         self.stdin.write_all(line.as_bytes()).and_then(|_| self.stdin.flush()).expect("write to driver");
     }
 
     /// The first event (received earlier and not yet claimed, or arriving within
     /// `EVENT_TIMEOUT`) that matches `pred`; fails the test otherwise.
-    async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         if let Some(i) = self.unclaimed.iter().position(&pred) {
             return self.unclaimed.remove(i).expect("index");
         }
@@ -137,19 +137,19 @@ impl Sdk {
         }
     }
 
-    fn fail(&self, why: &str) -> ! {
+    pub(crate) fn fail(&self, why: &str) -> ! {
         let tail: Vec<String> = self.log.iter().rev().take(40).rev().map(Value::to_string).collect();
         let stderr = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
         panic!("{why}\n--- last SDK events:\n{}\n--- driver stderr:\n{stderr}", tail.join("\n"));
     }
 
     /// Every event received so far that matches `pred`.
-    fn seen(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    pub(crate) fn seen(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
         self.log.iter().filter(|v| pred(v)).cloned().collect()
     }
 
     /// Logs in with a token; waits for `onConnected` and the resolved `open()`.
-    async fn open(&mut self, c: &str, user: &str, token: &str, extra: Value) {
+    pub(crate) async fn open(&mut self, c: &str, user: &str, token: &str, extra: Value) {
         let mut cmd = json!({"op": "open", "c": c, "user": user, "token": token});
         merge(&mut cmd, extra);
         self.cmd(cmd);
@@ -158,7 +158,7 @@ impl Sdk {
     }
 
     /// A message callback (`handler`) at client `c` for message `id`.
-    async fn message(&mut self, c: &str, handler: &str, id: &str) -> Value {
+    pub(crate) async fn message(&mut self, c: &str, handler: &str, id: &str) -> Value {
         let ev = self
             .expect(&format!("{c}: {handler} for {id}"), |v| {
                 is(v, "msg", c) && v["handler"] == handler && v["m"]["id"] == id
@@ -168,7 +168,7 @@ impl Sdk {
     }
 
     /// Sends with `conn.send()`; returns the server id it resolved with.
-    async fn send(&mut self, c: &str, tag: &str, msg: Value) -> String {
+    pub(crate) async fn send(&mut self, c: &str, tag: &str, msg: Value) -> String {
         self.cmd(json!({"op": "send", "c": c, "tag": tag, "msg": msg}));
         let ev = self
             .expect(&format!("{c}: send {tag} settled"), |v| {
@@ -205,7 +205,7 @@ impl Drop for Sdk {
     }
 }
 
-fn is(v: &Value, ev: &str, c: &str) -> bool {
+pub(crate) fn is(v: &Value, ev: &str, c: &str) -> bool {
     v["ev"] == ev && v["c"] == c
 }
 
