@@ -123,7 +123,8 @@ async fn limit_headers(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// Liveness, and the MSYNC sessions on this node (no token needed).
+/// Liveness, the MSYNC sessions on this node, and the callback/push outbox as last read
+/// (about once a second; no token needed).
 #[utoipa::path(
     get,
     path = "/health",
@@ -132,9 +133,17 @@ async fn limit_headers(req: Request, next: Next) -> Response {
     security(()),
 )]
 async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let notify = state.notifier.metrics.snapshot();
     axum::Json(serde_json::json!({
         "status": "ok",
         "sessions": state.hub.session_count(),
+        "outbox": {
+            "due": notify.outbox_due,
+            "scheduled": notify.outbox_scheduled,
+            "leased": notify.outbox_leased,
+            "oldest_due_ms": notify.outbox_oldest_due_ms,
+            "dropped_full": notify.outbox_dropped_full,
+        },
     }))
     .into_response()
 }

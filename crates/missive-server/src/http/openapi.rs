@@ -885,6 +885,12 @@ pub struct Health {
     pub status: String,
     /// MSYNC sessions on this node.
     pub sessions: u64,
+    /// Callbacks and pushes waiting to be sent, store-wide, read about once a second:
+    /// `due`, `scheduled` (backoff, ban), `leased` (being sent), `oldest_due_ms` (age of the
+    /// oldest due entry), `dropped_full` (entries this node did not write because their
+    /// app's outbox was full).
+    #[schema(value_type = Object)]
+    pub outbox: serde_json::Value,
 }
 
 // --- schemas built by hand ----------------------------------------------------------------

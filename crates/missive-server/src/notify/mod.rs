@@ -216,26 +216,24 @@ impl Notifier {
             return Vec::new();
         };
         let offline_list = if offline { vec![recipient.to_owned()] } else { Vec::new() };
-        let mut out: Vec<NewOutboxEntry> =
-            callback::plan(&app_rules.callbacks, &event, &offline_list, &self.settings.host)
-                .into_iter()
-                .map(|p| {
-                    let mut key = format!("{}/{}/{}", p.rule_id, p.event.as_str(), id.0);
-                    if p.event == CallbackEvent::ChatOffline {
-                        key = format!("{key}/{recipient}");
-                    }
-                    NewOutboxEntry {
-                        app_id: app.id,
-                        kind: OutboxKind::Callback,
-                        rule_id: Some(p.rule_id),
-                        dedup_key: key,
-                        payload: Value::Object(p.payload),
-                        due_at: created,
-                        url_override: None,
-                        exception_id: None,
-                    }
-                })
-                .collect();
+        let mut out = Vec::new();
+        for p in callback::plan(&app_rules.callbacks, &event, &offline_list, &self.settings.host) {
+            let Some(due_at) = self.due_at(&app_rules.callbacks, &p.rule_id, created) else { continue };
+            let mut key = format!("{}/{}/{}", p.rule_id, p.event.as_str(), id.0);
+            if p.event == CallbackEvent::ChatOffline {
+                key = format!("{key}/{recipient}");
+            }
+            out.push(NewOutboxEntry {
+                app_id: app.id,
+                kind: OutboxKind::Callback,
+                rule_id: Some(p.rule_id),
+                dedup_key: key,
+                payload: Value::Object(p.payload),
+                due_at,
+                url_override: None,
+                exception_id: None,
+            });
+        }
         if stored && offline && !app_rules.providers.is_empty() && notifiable(&event, recipient) {
             out.push(NewOutboxEntry {
                 app_id: app.id,
@@ -249,6 +247,25 @@ impl Notifier {
             });
         }
         out
+    }
+
+    /// When a new callback of `rule_id` is first due, or `None` when it is not worth writing.
+    /// While the rule's endpoint is banned, a callback with a backoff schedule waits for the
+    /// ban to end, and one that would be dropped unsent (Easemob's rule, no exception storage)
+    /// is dropped now: a dead endpoint then costs the store nothing per message, instead of
+    /// a claim and a settle for each.
+    fn due_at(&self, rules: &[CallbackRule], rule_id: &str, created: i64) -> Option<i64> {
+        let until = lock(&self.health).get(rule_id).and_then(|h| lock(h).banned_until(created));
+        let Some(until) = until else { return Some(created) };
+        let policy = &rules.iter().find(|r| r.id == rule_id)?.retry;
+        if !policy.backoff_ms.is_empty() {
+            Some(until)
+        } else if policy.keep_exceptions {
+            Some(created)
+        } else {
+            NotifyMetrics::add(&self.metrics.callbacks_dropped, 1);
+            None
+        }
     }
 
     /// Applies the per-app bound to a send's entries: all of them fit, or none are written
