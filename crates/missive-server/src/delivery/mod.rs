@@ -269,7 +269,8 @@ impl Delivery {
             created,
         });
         self.notifier.admit(out.app.id, &mut outbox);
-        let wake = !outbox.is_empty();
+        // Entries waiting out a ban are not due: no reason to wake the dispatcher for them.
+        let wake = outbox.iter().any(|e| e.due_at <= created);
         // The store announces the commit to the hub before it answers.
         self.store.enqueue(EnqueueRequest { messages: stored, policy: self.policy, record, outbox }).await?;
         if wake {
