@@ -52,7 +52,14 @@ async fn web_sdk_sends_are_passed_blocked_rewritten_and_timed_out_by_the_app_ser
     }
     let (_, listed) = s.get("/msghooks", Some(&admin)).await;
     assert_eq!(listed["count"], 2, "{listed}");
-    assert_eq!(listed["entities"][0]["onFailure"], "block");
+    let policies: std::collections::BTreeMap<String, String> = listed["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap().to_owned(), r["onFailure"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(policies["text-check"], "block");
+    assert_eq!(policies["custom-check"], "pass");
     let (st, b) = s
         .post(
             "/callbacks",
