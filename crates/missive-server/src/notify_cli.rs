@@ -26,30 +26,37 @@ pub struct AppName {
     app: String,
 }
 
+/// What both kinds of rule are made of.
+#[derive(Args)]
+pub struct RuleArgs {
+    /// http:// or https:// endpoint.
+    #[arg(long)]
+    url: String,
+    /// Signing secret (default: 32 random hex characters).
+    #[arg(long)]
+    secret: Option<String>,
+    /// Unique per app among all its rules (default: the id without dashes).
+    #[arg(long)]
+    name: Option<String>,
+    /// Message types: txt,img,audio,video,file,loc,cmd,custom (default: all).
+    #[arg(long)]
+    types: Option<String>,
+    /// chat,groupchat,chatroom (default: all).
+    #[arg(long)]
+    chat_types: Option<String>,
+}
+
 #[derive(Subcommand)]
 pub enum CallbackCommand {
     /// Add a post-send rule; prints it (with its id and secret).
     Add {
         #[command(flatten)]
         app: AppName,
-        /// http:// or https:// endpoint.
-        #[arg(long)]
-        url: String,
-        /// Signing secret (default: 32 random hex characters).
-        #[arg(long)]
-        secret: Option<String>,
-        /// Unique per app (default: the id without dashes).
-        #[arg(long)]
-        name: Option<String>,
+        #[command(flatten)]
+        rule: RuleArgs,
         /// Any of chat,chat_offline,recall,read_ack (default: all).
         #[arg(long)]
         events: Option<String>,
-        /// Message types of chat events: txt,img,audio,video,file,loc,cmd,custom (default: all).
-        #[arg(long)]
-        types: Option<String>,
-        /// chat,groupchat,chatroom (default: all).
-        #[arg(long)]
-        chat_types: Option<String>,
         /// Report messages sent through the REST API too.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         include_rest: bool,
@@ -85,18 +92,8 @@ pub enum PresendCommand {
     Add {
         #[command(flatten)]
         app: AppName,
-        #[arg(long)]
-        url: String,
-        #[arg(long)]
-        secret: Option<String>,
-        #[arg(long)]
-        name: Option<String>,
-        /// Message types checked (default: all).
-        #[arg(long)]
-        types: Option<String>,
-        /// chat,groupchat,chatroom (default: all).
-        #[arg(long)]
-        chat_types: Option<String>,
+        #[command(flatten)]
+        rule: RuleArgs,
         /// How long to wait for the app server.
         #[arg(long, default_value_t = 200)]
         timeout_ms: u64,
@@ -229,25 +226,14 @@ fn print(v: impl serde::Serialize) -> anyhow::Result<()> {
 
 pub async fn callback(command: CallbackCommand) -> anyhow::Result<()> {
     match command {
-        CallbackCommand::Add {
-            app,
-            url,
-            secret,
-            name,
-            events,
-            types,
-            chat_types,
-            include_rest,
-            backoff,
-            keep_exceptions,
-            store,
-        } => {
+        CallbackCommand::Add { app, rule, events, include_rest, backoff, keep_exceptions, store } => {
             let backoff_ms = match backoff {
                 Some(list) => {
                     list.split(',').filter(|s| !s.trim().is_empty()).map(duration_ms).collect::<anyhow::Result<_>>()?
                 }
                 None => Vec::new(),
             };
+            let RuleArgs { url, secret, name, types, chat_types } = rule;
             let new = NewCallbackRule {
                 url,
                 name,
@@ -288,18 +274,8 @@ async fn remove(
 
 pub async fn presend(command: PresendCommand) -> anyhow::Result<()> {
     match command {
-        PresendCommand::Add {
-            app,
-            url,
-            secret,
-            name,
-            types,
-            chat_types,
-            timeout_ms,
-            on_failure,
-            report_error,
-            store,
-        } => {
+        PresendCommand::Add { app, rule, timeout_ms, on_failure, report_error, store } => {
+            let RuleArgs { url, secret, name, types, chat_types } = rule;
             let pass_on_failure = match on_failure.as_str() {
                 "pass" => true,
                 "block" => false,

@@ -270,11 +270,16 @@ pub async fn remove_callback(
     api: Api,
     Path((_, _, key)): Path<(String, String, String)>,
 ) -> ApiResult<Envelope> {
-    api.require_admin("/callbacks")?;
-    if !admin::remove_rule(&*state.store, api.app.id, NotifyRuleKind::PostSend, &key).await? {
+    remove(&state, &api, NotifyRuleKind::PostSend, "/callbacks", &key).await
+}
+
+/// Removes the app's rule of `kind` named `key` (id or name) under `resource`.
+async fn remove(state: &AppState, api: &Api, kind: NotifyRuleKind, resource: &str, key: &str) -> ApiResult<Envelope> {
+    api.require_admin(resource)?;
+    if !admin::remove_rule(&*state.store, api.app.id, kind, key).await? {
         return Err(ApiError::resource_not_found());
     }
-    Ok(api.envelope("delete", "/callbacks", &format!("/callbacks/{key}")).set("data", json!({"deleted": key})))
+    Ok(api.envelope("delete", resource, &format!("{resource}/{key}")).set("data", json!({"deleted": key})))
 }
 
 /// `GET /{org}/{app}/callbacks/storage/info` — exception storage by 10-minute slice.
@@ -437,9 +442,5 @@ pub async fn remove_presend(
     api: Api,
     Path((_, _, key)): Path<(String, String, String)>,
 ) -> ApiResult<Envelope> {
-    api.require_admin("/msghooks")?;
-    if !admin::remove_rule(&*state.store, api.app.id, NotifyRuleKind::PreSend, &key).await? {
-        return Err(ApiError::resource_not_found());
-    }
-    Ok(api.envelope("delete", "/msghooks", &format!("/msghooks/{key}")).set("data", json!({"deleted": key})))
+    remove(&state, &api, NotifyRuleKind::PreSend, "/msghooks", &key).await
 }
