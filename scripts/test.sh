@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -d sdk-tests/node_modules/easemob-websdk ]; then
+if [ ! -d sdk-tests/node_modules/easemob-websdk ] || [ ! -d sdk-tests/node_modules/agora-chat ]; then
   echo "== installing the Web SDK test harness (npm ci)"
   npm ci --prefix sdk-tests --no-audit --no-fund
 fi
@@ -16,6 +16,17 @@ if ! command -v moto_server >/dev/null 2>&1; then
   echo "== installing moto (local S3 server for blob-store tests)"
   python3 -m pip install --quiet 'moto[server]>=5,<6'
 fi
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing chromium (Debian) for the UIKit browser test"
+  apt-get update -qq && apt-get install -y -qq chromium
+fi
+if [ ! -d sdk-tests/uikit/node_modules/easemob-chat-uikit ]; then
+  echo "== installing the UIKit test app (npm ci)"
+  npm ci --prefix sdk-tests/uikit --no-audit --no-fund
+fi
+echo "== building the UIKit test app"
+npm run build --prefix sdk-tests/uikit
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

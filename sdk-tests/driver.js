@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // Drives the real, unmodified easemob-websdk (npm, pinned in package.json) in Node 20 against
 // a Missive server on loopback. Used by the Rust integration tests
-// (crates/missive-server/tests/it/sdk.rs), and usable by hand.
+// (crates/missive-server/tests/it/sdk.rs, sdk_agora.rs), and usable by hand.
 //
 //   node driver.js <server-base-url> <appKey> [initial-commands-json-array]
+//
+// SDK=agora-chat drives Agora's twin package (same API and protocol) instead; "ready" says
+// which package and version was loaded.
 //
 // Commands are JSON objects, one per line on stdin (and optionally a JSON array in argv[4],
 // run first). Every SDK event and every command result is printed as ONE JSON line on
@@ -12,6 +15,7 @@
 // One process can host several SDK connections ("clients"), each named by "c". Commands:
 //   {"op":"open","c":"bob","user":"bob","token":"..."}            token login (no HTTP)
 //   {"op":"open","c":"bob","user":"bob","pwd":"..."}              password login (POST /token)
+//   {"op":"open","c":"bob","user":"bob","agoraToken":"..."}       agora-chat's token login
 //      optional: "deviceId" (fixes the resource, as localStorage would in a browser),
 //                "delivery": true (automatic delivery receipts)
 //      -> {"ev":"open_ok"} or {"ev":"open_err","type","message"}; also {"ev":"connected"}
@@ -25,6 +29,8 @@
 //         send_ok also has "m", the message as sent
 //   {"op":"recall","c":"bob","tag":"r1","to":"alice","mid":"<server id>"}
 //      -> {"ev":"recall_ok","tag"} or {"ev":"recall_err","tag",...}
+//   {"op":"call","c":"bob","tag":"g1","method":"getJoinedGroups","args":[{...}]}
+//      any promise-returning connection method -> {"ev":"call_ok","tag","r"} or {"ev":"call_err","tag",...}
 //   {"op":"state","c":"bob"}  -> {"ev":"state","logOut","reconnecting","opened","sockets",...}
 //   {"op":"close","c":"bob"}  -> conn.close() (LOGOUT) -> {"ev":"closed"}
 //   {"op":"exit"}             -> exits 0
@@ -87,11 +93,19 @@ globalThis.XMLHttpRequest = class extends XHR {
   }
 };
 
+const SDK_PACKAGE = process.env.SDK || 'easemob-websdk';
+if (!['easemob-websdk', 'agora-chat'].includes(SDK_PACKAGE)) fail(`SDK must be easemob-websdk or agora-chat, not ${SDK_PACKAGE}`);
+// agora-chat (web platform) watches page visibility once connected; without a `document`
+// its open() rejects with "document is not defined" although the socket is up.
+if (SDK_PACKAGE === 'agora-chat' && typeof document === 'undefined') {
+  globalThis.document = { hidden: false, visibilityState: 'visible', addEventListener() {}, removeEventListener() {} };
+}
 let EC;
 try {
-  EC = require('easemob-websdk');
+  EC = require(SDK_PACKAGE);
+  EC = EC.default || EC; // agora-chat's CommonJS build exports { default }
 } catch (e) {
-  fail(`cannot load easemob-websdk (${e.message}): run \`npm ci --prefix sdk-tests\``);
+  fail(`cannot load ${SDK_PACKAGE} (${e.message}): run \`npm ci --prefix sdk-tests\``);
 }
 if (!process.env.SDK_DEBUG) EC.logger.disableAll();
 
@@ -149,7 +163,12 @@ function open(cmd) {
     for (const h of MESSAGE_HANDLERS) handlers[h] = (m) => out({ ev: 'msg', c, handler: h, m: plain(m) });
     conn.addEventHandler('driver', handlers);
   }
-  const args = cmd.pwd !== undefined ? { user: cmd.user, pwd: cmd.pwd } : { user: cmd.user, accessToken: cmd.token };
+  const args =
+    cmd.pwd !== undefined
+      ? { user: cmd.user, pwd: cmd.pwd }
+      : cmd.agoraToken !== undefined
+        ? { user: cmd.user, agoraToken: cmd.agoraToken }
+        : { user: cmd.user, accessToken: cmd.token };
   conn.open(args).then(
     (r) => out({ ev: 'open_ok', c, accessToken: r && r.accessToken, duration: r && r.duration }),
     (e) => out({ ev: 'open_err', c, ...errInfo(e) }),
@@ -201,6 +220,16 @@ function recall(cmd) {
   );
 }
 
+// Calls a connection method that returns a promise (getJoinedGroups, createGroup, ...).
+function call(cmd) {
+  const conn = client(cmd.c);
+  if (typeof conn[cmd.method] !== 'function') throw new Error(`no method ${cmd.method}`);
+  Promise.resolve(conn[cmd.method](...(cmd.args || []))).then(
+    (r) => out({ ev: 'call_ok', c: cmd.c, tag: cmd.tag, r: plain(r) }),
+    (e) => out({ ev: 'call_err', c: cmd.c, tag: cmd.tag, ...errInfo(e) }),
+  );
+}
+
 function run(cmd) {
   try {
     switch (cmd.op) {
@@ -208,6 +237,7 @@ function run(cmd) {
       case 'send': return send(cmd);
       case 'sendImage': return sendImage(cmd);
       case 'recall': return recall(cmd);
+      case 'call': return call(cmd);
       case 'state': {
         const conn = client(cmd.c);
         return out({
@@ -257,4 +287,4 @@ setTimeout(() => {
   out({ ev: 'fatal', message: 'MAX_LIFE_MS reached' });
   process.exit(3);
 }, Number(process.env.MAX_LIFE_MS || 120000)).unref();
-out({ ev: 'ready', sdk: require('easemob-websdk/package.json').version, node: process.version });
+out({ ev: 'ready', package: SDK_PACKAGE, sdk: require(`${SDK_PACKAGE}/package.json`).version, node: process.version });

@@ -15,7 +15,7 @@
 use missive_msync::ext::key_values_to_json;
 use missive_msync::pb;
 use missive_msync::pb::message_body::Content;
-use missive_msync::pb::message_body::content::{Size, Type as ContentType};
+use missive_msync::pb::message_body::content::{Size, SubType, Type as ContentType};
 use serde_json::{Map, Number, Value};
 
 /// The REST `type` of a content: `txt`, `img`, `audio`, `video`, `file`, `loc`, `cmd`,
@@ -34,9 +34,12 @@ pub fn body_type(c: &Content) -> &'static str {
     }
 }
 
-/// Whether this content is a combined (merged-forward) message rather than plain text.
+/// Whether this content is a combined (merged-forward) message rather than plain text: the
+/// SDK marks it with `sub_type` COMBINE (0); a TEXT with another sub-type (SUB_STREAM, 10)
+/// is still text.
 pub fn is_combine(c: &Content) -> bool {
-    c.r#type() == ContentType::Combine || (c.r#type() == ContentType::Text && c.sub_type.is_some())
+    c.r#type() == ContentType::Combine
+        || (c.r#type() == ContentType::Text && c.sub_type == Some(SubType::SubCombine as i32))
 }
 
 /// One entry of `bodies`: the content under its REST field names, `type` included.
@@ -66,6 +69,10 @@ pub fn content_json(c: &Content) -> Map<String, Value> {
             put(&mut m, "size", c.size.as_ref().map(size));
             put_str(&mut m, "thumb", &c.thumbnail_remote_path);
             put_str(&mut m, "thumb_secret", &c.thumbnail_secret_key);
+            // The SDKs show an animated GIF as `isGif` from this (the Web SDK's list decoder).
+            if c.sub_type == Some(SubType::Gif as i32) {
+                m.insert("subType".into(), "sub_gif".into());
+            }
         }
         ContentType::Voice => {
             file(&mut m);
@@ -215,5 +222,23 @@ mod tests {
         assert_eq!(out["combineLevel"], 1);
         assert_eq!(number(20.5), json!(20.5));
         assert_eq!(number(f64::NAN), Value::Null);
+    }
+
+    #[test]
+    fn sub_types_other_than_combine() {
+        let streamed = Content {
+            r#type: Some(ContentType::Text as i32),
+            sub_type: Some(SubType::SubStream as i32),
+            text: Some("partial".into()),
+            ..Default::default()
+        };
+        assert_eq!(Value::Object(content_json(&streamed)), json!({"type": "txt", "msg": "partial"}));
+        let gif = Content {
+            r#type: Some(ContentType::Image as i32),
+            sub_type: Some(SubType::Gif as i32),
+            remote_path: Some("u".into()),
+            ..Default::default()
+        };
+        assert_eq!(Value::Object(content_json(&gif)), json!({"type": "img", "url": "u", "subType": "sub_gif"}));
     }
 }

@@ -1,11 +1,11 @@
-//! `RequestError`: why a request body was refused, as Easemob words it.
+//! `RequestError`: why a request was refused, as Easemob words it.
 //!
 //! Every variant carries what the server needs to render the exact Easemob error body —
 //! HTTP status, `error`, `exception`, `error_description` and, for the size rule, the
 //! numeric `error_code` — without this crate knowing about HTTP types. The server turns it
 //! into its `ApiError` in one `From` impl, so the strings live here and only here.
 
-/// A send request the API refuses. All are client errors (400).
+/// A request the API refuses. All are client errors: 400, except the export's 404.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     /// Malformed JSON, or a field of the wrong JSON type (`invalid_request_body`).
@@ -21,6 +21,20 @@ pub enum RequestError {
     /// servers also number (`error_code` 14007), so clients can tell it apart.
     #[error("message is too large")]
     TooLarge,
+    /// A legacy chat-log `ql` outside the supported subset. Usergrid's parser error, whose
+    /// `column` counts tokens (whitespace runs included) from 0, as Usergrid's does.
+    #[error("The query cannot be parsed. The token '{token}' at column {column} on line 1 cannot be parsed")]
+    QueryParse { token: String, column: usize },
+    /// The hourly export has nothing for an hour it could hold (`storage_object_not_found`).
+    #[error("{0}")]
+    StorageObjectNotFound(String),
+    /// A roaming-delete parameter out of range (`param exception`).
+    #[error("{0}")]
+    Param(String),
+    /// A roaming-delete request missing a required parameter: Easemob answers with the bare
+    /// HTTP reason phrase.
+    #[error("Bad Request")]
+    BadRequest,
 }
 
 impl RequestError {
@@ -31,7 +45,10 @@ impl RequestError {
 
     /// The HTTP status. A `u16`, so this crate needs no HTTP library.
     pub fn status(&self) -> u16 {
-        400
+        match self {
+            RequestError::StorageObjectNotFound(_) => 404,
+            _ => 400,
+        }
     }
 
     /// The body's `error` field.
@@ -40,15 +57,25 @@ impl RequestError {
             RequestError::InvalidBody => "invalid_request_body",
             RequestError::Send(_) | RequestError::TooLarge => "message_send_error",
             RequestError::IllegalArgument(_) => "illegal_argument",
+            RequestError::QueryParse { .. } => "query_parse",
+            RequestError::StorageObjectNotFound(_) => "storage_object_not_found",
+            RequestError::Param(_) => "param exception",
+            RequestError::BadRequest => "Bad Request",
         }
     }
 
-    /// The body's `exception` field (the Java class name Easemob's server reports).
+    /// The body's `exception` field (the Java class name Easemob's server reports; for the
+    /// last three, whose class Easemob's documentation does not show, a name of the same
+    /// form).
     pub fn exception(&self) -> &'static str {
         match self {
             RequestError::InvalidBody => "InvalidRequestBodyException",
             RequestError::Send(_) | RequestError::TooLarge => "MessageSendException",
             RequestError::IllegalArgument(_) => "java.lang.IllegalArgumentException",
+            RequestError::QueryParse { .. } => "org.apache.usergrid.persistence.exceptions.QueryParseException",
+            RequestError::StorageObjectNotFound(_) => "StorageObjectNotFoundException",
+            RequestError::Param(_) => "ParamException",
+            RequestError::BadRequest => "BadRequestException",
         }
     }
 
@@ -88,5 +115,17 @@ mod tests {
         );
         let e = RequestError::IllegalArgument("x".into());
         assert_eq!((e.error(), e.exception()), ("illegal_argument", "java.lang.IllegalArgumentException"));
+        // Usergrid's own wording for a query it cannot parse.
+        let e = RequestError::QueryParse { token: "from".into(), column: 4 };
+        assert_eq!((e.status(), e.error()), (400, "query_parse"));
+        assert_eq!(
+            e.description(),
+            "The query cannot be parsed. The token 'from' at column 4 on line 1 cannot be parsed"
+        );
+        let e = RequestError::StorageObjectNotFound("none".into());
+        assert_eq!((e.status(), e.error()), (404, "storage_object_not_found"));
+        let e = RequestError::BadRequest;
+        assert_eq!((e.status(), e.error(), e.description()), (400, "Bad Request", "Bad Request".into()));
+        assert_eq!(RequestError::Param("p".into()).error(), "param exception");
     }
 }

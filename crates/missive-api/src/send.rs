@@ -51,6 +51,9 @@ pub struct SendRequest {
     pub route_online: bool,
     /// Also deliver to the sender's other devices.
     pub sync_device: bool,
+    /// Lower-cased users (the sender or the recipients) from whose history the message is
+    /// left out: they receive it, but it does not roam.
+    pub roam_ignore_users: Vec<String>,
     /// What the content limit measures: the compact JSON of `body` (legacy: `msg`) as sent,
     /// plus that of `ext` when present, in bytes.
     pub content_bytes: usize,
@@ -186,9 +189,10 @@ fn parse_envelope(
         Some(_) => return Err(RequestError::InvalidBody),
     };
     let sync_device = opt_bool(obj.get("sync_device"))?;
-    if let Some(v) = obj.get("roam_ignore_users").filter(|v| !v.is_null()) {
-        string_list(v)?;
-    }
+    let roam_ignore_users = match obj.get("roam_ignore_users").filter(|v| !v.is_null()) {
+        Some(v) => string_list(v)?.into_iter().map(|u| u.to_ascii_lowercase()).collect(),
+        None => Vec::new(),
+    };
     Ok(SendRequest {
         from,
         to: to.into_iter().map(|t| t.to_ascii_lowercase()).collect(),
@@ -197,6 +201,7 @@ fn parse_envelope(
         ext,
         route_online,
         sync_device,
+        roam_ignore_users,
         content_bytes,
     })
 }
@@ -372,6 +377,8 @@ mod tests {
         assert!(with("routetype", json!("")).is_ok_and(|r| !r.route_online));
         assert_eq!(with("sync_device", json!("true")), Err(RequestError::InvalidBody));
         assert_eq!(with("roam_ignore_users", json!([1])), Err(RequestError::InvalidBody));
+        assert_eq!(with("roam_ignore_users", json!(["Bob", "carol"])).unwrap().roam_ignore_users, ["bob", "carol"]);
+        assert!(with("roam_ignore_users", json!(null)).unwrap().roam_ignore_users.is_empty());
         assert_eq!(parse(json!(["not", "an", "object"])), Err(RequestError::InvalidBody));
     }
 

@@ -4,7 +4,8 @@
 //! - [`config`]: the `Config` struct and its layering (defaults, file, env, flags).
 //! - [`state`]: `AppState`, shared by every handler and session.
 //! - [`http`]: the REST API, one module per Easemob area.
-//! - [`ws`]: `/websocket`, the MSYNC sessions of the client SDKs.
+//! - [`ws`]: `/websocket`, the MSYNC sessions of the client SDKs; `/ws`, the sync gateway of
+//!   the SDK bundled in the UIKit.
 //! - [`hub`]: online devices on this node and the channels that reach them.
 //! - [`delivery`]: the one path every message takes (id → commit with a queue sequence →
 //!   announce → sessions deliver by sequence), and the per-session queue views.
@@ -167,7 +168,7 @@ pub async fn open_store(config: &Config) -> Result<StoreHandle, ServerError> {
 
 /// The whole HTTP surface: REST, `/websocket`, CORS and error stamping.
 pub fn router(state: AppState) -> Router {
-    let routes = http::router().route("/websocket", get(ws::upgrade));
+    let routes = http::router().route("/websocket", get(ws::upgrade)).route("/ws", get(ws::gateway::upgrade));
     http::with_error_stamps(routes).layer(http::cors()).with_state(state)
 }
 

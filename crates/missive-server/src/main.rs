@@ -162,6 +162,9 @@ async fn main() -> anyhow::Result<()> {
         Command::App { command: AppCommand::Push { command } } => notify_cli::push(command).await,
         Command::Backup { file, store } => {
             let config = store.load()?;
+            if let StorageUrl::Postgres(_) = config.storage_url().map_err(anyhow::Error::msg)? {
+                anyhow::bail!("missive backup: {PG_BACKUP_HELP}");
+            }
             anyhow::ensure!(!file.exists(), "{} already exists", file.display());
             let db = open_store(&config).await?;
             let StoreHandle::Sqlite(sqlite) = &db else { anyhow::bail!("missive backup: {PG_BACKUP_HELP}") };

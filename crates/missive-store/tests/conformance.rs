@@ -13,7 +13,10 @@ use missive_core::id::{IdGenerator, MsgId, now_ms};
 use missive_core::model::{
     App, DeviceInfo, FileRecord, IdempotencyRecord, NewMessage, NewUser, QueuedMessage, TokenRecord,
 };
-use missive_core::store::{CommitListener, EnqueueRequest, QueuePolicy, RecallOutcome, Store, StoreError, UserPatch};
+use missive_core::store::{
+    CommitListener, EnqueueRequest, OnlineDevice, PresenceOutcome, QueuePolicy, RecallOutcome, Store, StoreError,
+    UserPatch,
+};
 use notify::*;
 use support::{Backend, TestStore};
 use uuid::Uuid;
@@ -52,6 +55,8 @@ conformance!(
     concurrent_claims_never_share_an_entry,
     exceptions_are_kept_retried_and_swept,
     rules_bans_and_providers_advance_the_generation,
+    node_ids_are_leased_to_one_live_node,
+    presence_limits_devices_and_names_the_replaced_session,
 );
 
 const POLICY: QueuePolicy = QueuePolicy { max_offline_per_user: 500 };
@@ -446,4 +451,55 @@ async fn deleting_a_user_deletes_their_queues(t: TestStore) {
     assert!(s.message(a, sent[1].id).await.unwrap().is_some(), "what bob sent stays with its recipient");
     assert_eq!(s.offline_count(a, "bob").await.unwrap(), 0);
     assert_eq!(s.pending(a, "bob", "phone", "alice", 0, 10).await.unwrap().cursor, 0);
+}
+
+async fn node_ids_are_leased_to_one_live_node(t: TestStore) {
+    let s = t.store.as_ref();
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let now = 1_000_000;
+    assert_eq!(s.lease_node_id(None, 1023, a, now, 30_000).await.unwrap(), Some(0));
+    assert_eq!(s.lease_node_id(None, 1023, b, now, 30_000).await.unwrap(), Some(1));
+    assert_eq!(s.lease_node_id(Some(0), 1023, b, now, 30_000).await.unwrap(), None, "0 is a's while it lives");
+    assert_eq!(s.lease_node_id(Some(0), 1023, a, now, 30_000).await.unwrap(), Some(0), "a keeps its own id");
+    assert_eq!(s.lease_node_id(None, 1, Uuid::new_v4(), now, 30_000).await.unwrap(), None, "all taken");
+    assert!(s.renew_node(0, a, now + 10_000, 30_000).await.unwrap());
+    // a stops renewing: once its lease is past, b may take the id, and a learns it lost it.
+    let later = now + 10_000 + 30_001;
+    assert_eq!(s.lease_node_id(Some(0), 1023, b, later, 30_000).await.unwrap(), Some(0));
+    assert!(!s.renew_node(0, a, later, 30_000).await.unwrap());
+    s.release_node(0, b).await.unwrap();
+    assert_eq!(s.lease_node_id(Some(0), 1023, a, later, 30_000).await.unwrap(), Some(0));
+}
+
+async fn presence_limits_devices_and_names_the_replaced_session(t: TestStore) {
+    let s = t.store.as_ref();
+    let (app, owner) = (Uuid::new_v4(), Uuid::new_v4());
+    let now = 5_000_000;
+    let node = s.lease_node_id(None, 1023, owner, now, 30_000).await.unwrap().unwrap();
+    let dev = |r: &str, session: u64| OnlineDevice {
+        resource: r.into(),
+        device_uuid: format!("{r}-uuid"),
+        device_name: "web".into(),
+        node,
+        session,
+    };
+    let register =
+        |d: OnlineDevice, at: i64| async move { s.register_presence(app, "bob", &d, 2, at, 30_000).await.unwrap() };
+    assert_eq!(register(dev("phone", 1), now).await, PresenceOutcome::Registered { replaced: None });
+    assert_eq!(register(dev("web", 2), now).await, PresenceOutcome::Registered { replaced: None });
+    assert_eq!(register(dev("tablet", 3), now).await, PresenceOutcome::TooManyDevices);
+    // The same resource again replaces, and names, the live session it takes over.
+    assert_eq!(register(dev("phone", 4), now).await, PresenceOutcome::Registered { replaced: Some(dev("phone", 1)) });
+    let online = s.online_devices(app, &["bob".into(), "carol".into()], now).await.unwrap();
+    assert_eq!(online, vec![("bob".to_owned(), dev("phone", 4)), ("bob".to_owned(), dev("web", 2))]);
+    // An old session's logout does not remove the session that replaced it.
+    s.unregister_presence(app, "bob", "phone", node, 1).await.unwrap();
+    assert_eq!(s.online_devices(app, &["bob".into()], now).await.unwrap().len(), 2);
+    s.unregister_presence(app, "bob", "web", node, 2).await.unwrap();
+    assert_eq!(s.online_devices(app, &["bob".into()], now).await.unwrap(), vec![("bob".to_owned(), dev("phone", 4))]);
+    // Renewal keeps rows alive; a node that stops renewing loses them.
+    assert!(s.renew_node(node, owner, now + 20_000, 30_000).await.unwrap());
+    assert_eq!(s.online_devices(app, &["bob".into()], now + 40_000).await.unwrap().len(), 1);
+    assert!(s.online_devices(app, &["bob".into()], now + 50_001).await.unwrap().is_empty());
+    assert_eq!(register(dev("tablet", 5), now + 50_001).await, PresenceOutcome::Registered { replaced: None });
 }

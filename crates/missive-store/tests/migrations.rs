@@ -44,7 +44,7 @@ async fn a_schema_v1_database_upgrades_and_keeps_its_data() {
     drop(store);
 
     // The upgraded file reports the newest version and opening it again changes nothing.
-    assert_eq!(user_version(&path), 5);
+    assert_eq!(user_version(&path), missive_store::sqlite::schema_version());
     let again = SqliteStore::open(&path, SqliteStoreOptions::default()).await.expect("reopen");
     assert_eq!(again.offline_count(app, "bob").await.unwrap(), 1);
 }

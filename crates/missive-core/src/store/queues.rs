@@ -56,6 +56,9 @@ pub enum RecallOutcome {
 pub struct QueueCount {
     pub queue: String,
     pub pending: u32,
+    /// The highest sequence stored in the queue: a session whose view of the queue ends
+    /// below it has missed an announcement and reads the queue again.
+    pub last_seq: u64,
 }
 
 /// One read of a queue for a device.

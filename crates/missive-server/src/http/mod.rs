@@ -21,8 +21,12 @@ use crate::state::AppState;
 pub mod callbacks;
 /// `/chatfiles`: upload, download, thumbnails, expiry.
 pub mod chatfiles;
+/// Contacts before they exist: SDK 5's roster version.
+pub mod contacts;
 /// Request-scoped context: the app from the path, credentials, the success envelope.
 pub mod ctx;
+/// Groups and chat rooms before they exist: empty listings, creation refused.
+pub mod groups;
 /// The send API, its legacy form and recall.
 pub mod messages;
 /// The OpenAPI description of these routes, served at `/openapi.json`.
@@ -50,6 +54,13 @@ pub fn router() -> Router<AppState> {
         .route("/{org}/{app}/users/{username}/resources", get(users::user_resources))
         .route("/{org}/{app}/users/{username}/disconnect", get(users::disconnect_all))
         .route("/{org}/{app}/users/{username}/disconnect/{resource}", axum::routing::delete(users::disconnect_one))
+        .route("/{org}/{app}/users/{username}/joined_chatgroups", get(groups::joined_chatgroups))
+        .route("/{org}/{app}/users/{username}/joined_chatrooms", get(groups::joined_chatrooms))
+        .route("/{org}/{app}/user/{username}/roster/metadata/version", get(contacts::roster_version))
+        .route("/{org}/{app}/publicchatgroups", get(groups::public_chatgroups))
+        .route("/{org}/{app}/chatgroups", get(groups::list_chatgroups).post(groups::create_chatgroup))
+        .route("/{org}/{app}/chatgroups/user/{username}", get(groups::user_chatgroups))
+        .route("/{org}/{app}/chatrooms", get(groups::list_chatrooms).post(groups::create_chatroom))
         .route("/{org}/{app}/messages", post(messages::send_legacy))
         .route("/{org}/{app}/messages/users", post(messages::send_user_messages))
         .route("/{org}/{app}/messages/msg_recall", post(messages::recall_message))
@@ -68,7 +79,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Browser clients (the Web SDK in a page) call the REST API cross-origin with
-/// `Authorization` and, for uploads, `restrict-access` and thumbnail headers.
+/// `Authorization` and, for uploads, `restrict-access` and thumbnail headers; the SDK bundled
+/// in `easemob-chat-uikit` (SDK 5) adds `X-Request-Id` to every request.
 pub fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
@@ -83,6 +95,7 @@ pub fn cors() -> CorsLayer {
             HeaderName::from_static("thumbnail"),
             HeaderName::from_static("share-secret"),
             HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-request-id"),
         ])
         .max_age(std::time::Duration::from_secs(86400))
 }

@@ -50,9 +50,24 @@ pub fn parse_username(raw: &str) -> ApiResult<String> {
 }
 
 /// Loads the user named in the path; any invalid or unknown name is 404.
-async fn path_user(state: &AppState, api: &Api, raw: &str) -> ApiResult<User> {
+pub(super) async fn path_user(state: &AppState, api: &Api, raw: &str) -> ApiResult<User> {
     let name = normalize_username(raw).map_err(|_| ApiError::resource_not_found())?;
     state.store.user_by_name(api.app.id, &name).await?.ok_or_else(ApiError::resource_not_found)
+}
+
+/// Loads the user named in the path for a call the user itself or the app may make: no token
+/// or a bad one is 401 before the name is even looked at, then 404 for an unknown user, then
+/// 401 for another user's token (naming `resource` in the refusal).
+pub(super) async fn path_user_for_self_or_admin(
+    state: &AppState,
+    api: &Api,
+    raw: &str,
+    resource: &str,
+) -> ApiResult<User> {
+    api.require_any()?;
+    let user = path_user(state, api, raw).await?;
+    api.require_admin_or_self(&user, resource)?;
+    Ok(user)
 }
 
 fn duplicate(api: &Api, name: &str) -> ApiError {

@@ -4,6 +4,12 @@
 //! token. Every refusal is a PROVISION reply with the status and reason string the SDK maps
 //! to the right error (PROTOCOL.md §3.2); success registers the device with the hub and the
 //! store and echoes the resource the SDK adopts.
+//!
+//! Two generations of the handshake arrive here (docs/protocol.md, "SDK 5 (UIKit) vs SDK
+//! 4"): `easemob-websdk` 4.x and `agora-chat` put `"$t$" + token` in `MSync.auth` (and
+//! repeat it in `Provision.auth_token`); the SDK bundled in `easemob-chat-uikit` 3.x ("SDK
+//! 5", `action_version` v6.0) sends the token only in `Provision.auth_token`, as JSON
+//! `{"token":"$t$…"}`. Both need the same reply.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,8 +83,8 @@ pub(super) async fn login(state: &AppState, socket: &mut WebSocket) -> Option<Lo
         }
     };
     let username = guid.name.unwrap_or_default().to_ascii_lowercase();
-    let token = env.auth.as_deref().and_then(|a| a.strip_prefix("$t$")).unwrap_or("");
-    let principal = state.auth.verify(app.id, token).await;
+    let token = provision_token(env.auth.as_deref(), provision.auth_token.as_deref()).unwrap_or_default();
+    let principal = state.auth.verify(app.id, &token).await;
     let user = match state.store.user_by_name(app.id, &username).await {
         Ok(u) => u,
         Err(e) => {
@@ -139,4 +145,50 @@ pub(super) async fn login(state: &AppState, socket: &mut WebSocket) -> Option<Lo
         return None;
     }
     Some(Login { app, user, device, registration })
+}
+
+/// The access token of a PROVISION: `MSync.auth` when the client set it (SDK 4), else
+/// `Provision.auth_token` (SDK 5), either as its JSON form `{"token":"$t$…"}` or as a bare
+/// token; the `$t$` prefix is optional in every form. `None` when neither carries one.
+fn provision_token(msync_auth: Option<&str>, auth_token: Option<&str>) -> Option<String> {
+    fn unprefixed(t: &str) -> &str {
+        t.strip_prefix("$t$").unwrap_or(t)
+    }
+    if let Some(auth) = msync_auth.filter(|a| !a.is_empty()) {
+        return Some(unprefixed(auth).to_owned());
+    }
+    let auth_token = auth_token.map(str::trim).filter(|t| !t.is_empty())?;
+    if auth_token.starts_with('{') {
+        let json: serde_json::Value = serde_json::from_str(auth_token).ok()?;
+        return json.get("token").and_then(serde_json::Value::as_str).map(|t| unprefixed(t).to_owned());
+    }
+    Some(unprefixed(auth_token).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::provision_token;
+
+    #[test]
+    fn sdk4_token_comes_from_msync_auth() {
+        let t = provision_token(Some("$t$YWMtabc"), Some(r#"{"token":"$t$YWMtother"}"#));
+        assert_eq!(t.as_deref(), Some("YWMtabc"));
+    }
+
+    #[test]
+    fn sdk5_token_comes_from_provision_auth_token() {
+        assert_eq!(provision_token(None, Some(r#"{"token":"$t$YWMtabc"}"#)).as_deref(), Some("YWMtabc"));
+        assert_eq!(provision_token(Some(""), Some(r#"{"token":"YWMtabc"}"#)).as_deref(), Some("YWMtabc"));
+        assert_eq!(provision_token(None, Some("$t$YWMtabc")).as_deref(), Some("YWMtabc"));
+        assert_eq!(provision_token(None, Some("YWMtabc")).as_deref(), Some("YWMtabc"));
+    }
+
+    #[test]
+    fn no_token_anywhere_is_none() {
+        assert_eq!(provision_token(None, None), None);
+        assert_eq!(provision_token(None, Some("  ")), None);
+        assert_eq!(provision_token(None, Some(r#"{"expires_in":1}"#)), None);
+        assert_eq!(provision_token(None, Some(r#"{"token":"#)), None);
+        assert_eq!(provision_token(None, Some(r#"{"token":7}"#)), None);
+    }
 }

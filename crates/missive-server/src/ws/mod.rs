@@ -8,6 +8,8 @@
 //!
 //! See docs/protocol.md and PROTOCOL.md §3 for the frames and the SDK's rules this follows.
 
+/// `/ws`: SDK 5's sync gateway (conversations, contacts, joined groups).
+pub mod gateway;
 mod login;
 mod session;
 

@@ -648,7 +648,8 @@ async fn unknown_routes_wrong_methods_and_cors_preflight() {
     let h = |k: &str| r.headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
     assert_eq!(h("access-control-allow-origin"), "https://web.example.com");
     let allowed = h("access-control-allow-headers");
-    for want in ["authorization", "restrict-access", "content-type"] {
+    // `x-request-id`: the UIKit's SDK 5 sends it on every REST call.
+    for want in ["authorization", "restrict-access", "content-type", "x-request-id"] {
         assert!(allowed.split(',').any(|x| x.trim() == want), "{want} not in allow-headers {allowed:?}");
     }
     assert!(h("access-control-allow-methods").contains("post"), "{:?}", r.headers);

@@ -9,7 +9,7 @@
 //! arrive after it (same queue, same socket), never after a sleep.
 //!
 //! Needs `node` (20) and `npm ci --prefix sdk-tests`; without them these tests fail and say
-//! so.
+//! so. `sdk_agora.rs` drives Agora's twin package through the same driver.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -36,7 +36,8 @@ fn sdk_dir() -> PathBuf {
 /// Fails the test with the fix when the SDK harness is not installed.
 fn require_harness() -> PathBuf {
     let dir = sdk_dir();
-    for module in ["easemob-websdk/Easemob-chat.js", "ws/package.json", "xhr2/package.json"] {
+    for module in ["easemob-websdk/Easemob-chat.js", "agora-chat/Agora-chat.js", "ws/package.json", "xhr2/package.json"]
+    {
         let path = dir.join("node_modules").join(module);
         assert!(
             path.exists(),
@@ -61,13 +62,21 @@ pub(crate) struct Sdk {
 }
 
 impl Sdk {
-    /// Starts the driver against the server at `base` (`http://127.0.0.1:port`) for `app_key`.
+    /// Starts the driver against the server at `base` (`http://127.0.0.1:port`) for `app_key`,
+    /// hosting `easemob-websdk`.
     pub(crate) async fn start(base: &str, app_key: &str) -> Sdk {
+        Sdk::start_package(base, app_key, "easemob-websdk", "4.21.1").await
+    }
+
+    /// Starts the driver hosting the npm `package` (`easemob-websdk` or `agora-chat`), which
+    /// must be at `version`.
+    pub(crate) async fn start_package(base: &str, app_key: &str, package: &str, version: &str) -> Sdk {
         let dir = require_harness();
         let node = std::env::var("NODE").unwrap_or_else(|_| "node".into());
         let mut child = Command::new(&node)
             .arg(dir.join("driver.js"))
             .args([base, app_key])
+            .env("SDK", package)
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -103,7 +112,7 @@ impl Sdk {
         });
         let mut sdk = Sdk { child, stdin, rx, log: Vec::new(), unclaimed: VecDeque::new(), stderr };
         let ready = sdk.expect("the driver to start", |v| v["ev"] == "ready").await;
-        assert_eq!(ready["sdk"], "4.21.1", "unexpected SDK version: {ready}");
+        assert_eq!((ready["package"].as_str(), ready["sdk"].as_str()), (Some(package), Some(version)), "{ready}");
         sdk
     }
 
@@ -181,19 +190,19 @@ impl Sdk {
         id
     }
 
-    async fn state(&mut self, c: &str) -> Value {
+    pub(crate) async fn state(&mut self, c: &str) -> Value {
         self.cmd(json!({"op": "state", "c": c}));
         self.expect(&format!("{c}: state"), |v| is(v, "state", c)).await
     }
 
     /// `conn.close()` (LOGOUT) and the `onDisconnected` it causes.
-    async fn close(&mut self, c: &str) {
+    pub(crate) async fn close(&mut self, c: &str) {
         self.cmd(json!({"op": "close", "c": c}));
         self.expect(&format!("{c}: onDisconnected after close()"), |v| is(v, "disconnected", c)).await;
     }
 
     /// Ids of the messages client `c` has been handed so far, in order.
-    fn message_ids(&self, c: &str) -> Vec<String> {
+    pub(crate) fn message_ids(&self, c: &str) -> Vec<String> {
         self.seen(|v| is(v, "msg", c)).iter().filter_map(|v| v["m"]["id"].as_str().map(str::to_owned)).collect()
     }
 }
@@ -225,18 +234,18 @@ fn attachment_url(base: &str, remote: &str, secret: Option<&str>) -> String {
     }
 }
 
-fn base(s: &TestServer) -> String {
+pub(crate) fn base(s: &TestServer) -> String {
     format!("http://{}", s.addr)
 }
 
 /// `POST /messages/users` with the JSON text as given; returns the id for `to`.
-async fn rest_send(s: &TestServer, admin: &str, body: &str, to: &str) -> String {
+pub(crate) async fn rest_send(s: &TestServer, admin: &str, body: &str, to: &str) -> String {
     let (st, b) = s.post_raw("/messages/users", Some(admin), body).await;
     assert_eq!(st, StatusCode::OK, "{body} -> {b}");
     b["data"][to].as_str().unwrap_or_else(|| panic!("id for {to} in {b}")).to_owned()
 }
 
-async fn rest_text(s: &TestServer, admin: &str, from: &str, to: &str, text: &str) -> String {
+pub(crate) async fn rest_text(s: &TestServer, admin: &str, from: &str, to: &str, text: &str) -> String {
     let body = json!({"from": from, "to": [to], "type": "txt", "body": {"msg": text}});
     rest_send(s, admin, &body.to_string(), to).await
 }
@@ -826,7 +835,7 @@ async fn sdk_receives_what_was_accepted_before_kill_9() {
 /// A PNG of deterministic noise: incompressible, so (at 400 × 300) well above the 10 KiB under
 /// which an image is its own thumbnail, and far below the SDK's part-upload threshold
 /// (1.5 × 5 MiB).
-fn noisy_png(w: u32, h: u32) -> Vec<u8> {
+pub(crate) fn noisy_png(w: u32, h: u32) -> Vec<u8> {
     let mut x = 0x2545_f491_4f6c_dd1d_u64;
     let pixels = (0..w * h * 3)
         .map(|_| {

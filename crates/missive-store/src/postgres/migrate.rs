@@ -10,6 +10,7 @@ use super::rows::PgResultExt;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../migrations/postgres/0002_notify.sql")),
+    (5, include_str!("../../migrations/postgres/0005_cluster.sql")),
 ];
 
 /// An arbitrary constant naming Missive's migration lock among advisory locks.
@@ -18,10 +19,13 @@ const MIGRATION_LOCK: i64 = 0x006d_6973_7369_7665; // "missive"
 pub(crate) async fn migrate(pool: &PgPool) -> StoreResult<()> {
     let mut tx = pool.begin().await.store()?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await.store()?;
-    sqlx::query("CREATE TABLE IF NOT EXISTS missive_schema (version bigint NOT NULL)")
-        .execute(&mut *tx)
-        .await
-        .store()?;
+    // Checked first: `CREATE TABLE IF NOT EXISTS` on an existing table logs a server notice
+    // at every start.
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('missive_schema') IS NOT NULL").fetch_one(&mut *tx).await.store()?;
+    if !exists {
+        sqlx::query("CREATE TABLE missive_schema (version bigint NOT NULL)").execute(&mut *tx).await.store()?;
+    }
     let current: Option<i64> =
         sqlx::query_scalar("SELECT MAX(version) FROM missive_schema").fetch_one(&mut *tx).await.store()?;
     let current = current.unwrap_or(0);

@@ -88,7 +88,7 @@ impl QueueStore for PgStore {
 
     async fn pending_counts(&self, app: Uuid, owner: &str, resource: &str) -> StoreResult<Vec<QueueCount>> {
         let rows = sqlx::query(
-            "SELECT m.queue, COUNT(*) AS n FROM messages m \
+            "SELECT m.queue, COUNT(*) AS n, MAX(m.seq) AS last_seq FROM messages m \
              LEFT JOIN cursors c ON c.app_id = m.app_id AND c.owner = m.owner AND c.queue = m.queue \
              AND c.resource = $1 \
              WHERE m.app_id = $2 AND m.owner = $3 AND m.seq > COALESCE(c.acked, 0) \
@@ -103,7 +103,8 @@ impl QueueStore for PgStore {
         rows.iter()
             .map(|r| {
                 let n: i64 = r.try_get("n").store()?;
-                Ok(QueueCount { queue: r.try_get("queue").store()?, pending: n as u32 })
+                let last: i64 = r.try_get("last_seq").store()?;
+                Ok(QueueCount { queue: r.try_get("queue").store()?, pending: n as u32, last_seq: last as u64 })
             })
             .collect()
     }

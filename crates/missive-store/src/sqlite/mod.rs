@@ -9,11 +9,12 @@
 //! # Layout
 //! - `writer`: the group-commit writer and queue sequences. `reader`: the read pool.
 //! - `migrate`: forward-only migrations. `backup`: backup and restore. `rows`: row mapping.
-//! - `apps`, `users`, `tokens`, `queues`, `files`, `outbox`, `notify`: one `Store` capability
-//!   each.
+//! - `apps`, `users`, `tokens`, `queues`, `files`, `cluster`, `outbox`, `notify`: one `Store`
+//!   capability each.
 
 mod apps;
 mod backup;
+mod cluster;
 mod files;
 mod migrate;
 mod notify;
@@ -34,6 +35,11 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 pub use backup::restore;
+
+/// The schema version this build writes (`PRAGMA user_version` after the migrations).
+pub fn schema_version() -> i64 {
+    migrate::latest()
+}
 use reader::ReadPool;
 use rows::SqlResultExt;
 use writer::{SqliteJob, SqliteWriter, exec_job};

@@ -90,7 +90,7 @@ impl QueueStore for SqliteStore {
         let (owner, resource) = (owner.to_owned(), resource.to_owned());
         self.read(move |c| {
             c.prepare_cached(
-                "SELECT m.queue, COUNT(*) FROM messages m \
+                "SELECT m.queue, COUNT(*), MAX(m.seq) FROM messages m \
                  LEFT JOIN cursors c ON c.app_id = m.app_id AND c.owner = m.owner AND c.queue = m.queue \
                  AND c.resource = ?1 \
                  WHERE m.app_id = ?2 AND m.owner = ?3 AND m.seq > COALESCE(c.acked, 0) \
@@ -98,7 +98,11 @@ impl QueueStore for SqliteStore {
             )
             .store()?
             .query_map(params![resource, app.to_string(), owner], |r| {
-                Ok(QueueCount { queue: r.get(0)?, pending: r.get::<_, i64>(1)? as u32 })
+                Ok(QueueCount {
+                    queue: r.get(0)?,
+                    pending: r.get::<_, i64>(1)? as u32,
+                    last_seq: r.get::<_, i64>(2)? as u64,
+                })
             })
             .store()?
             .collect::<rusqlite::Result<Vec<_>>>()
