@@ -13,7 +13,7 @@
 //! - [`report`]: latency recorders, the JSON summary, `.hgrm` files and SVG plots.
 //! - [`probe`]: the `/health` probe that watches a server under load from its own thread.
 //! - [`procfs`]: `/proc` readings and the periodic sampler. [`scenario`]: one module per
-//!   subcommand.
+//!   subcommand. [`sink`]: the callback receiver of `send --callback`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +27,7 @@ mod procfs;
 mod report;
 mod scenario;
 mod setup;
+mod sink;
 mod target;
 
 use scenario::{baseline, connections, fanout, offline, overload, sdk, send};

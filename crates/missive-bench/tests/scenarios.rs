@@ -74,6 +74,20 @@ fn send_open_loop_with_sync_device_copies() {
 }
 
 #[test]
+fn send_with_a_callback_rule_calls_back_every_message() {
+    let v = bench(&["send", "--recipients", "3", "--concurrency", "4", "--messages", "40", "--callback", "ok"]);
+    assert_eq!(v["rest"]["accepted_total"], 40, "{v}");
+    assert_eq!(v["callbacks"]["received"], 40, "{v}");
+    assert_eq!(v["callbacks"]["all_received"], true, "{v}");
+    let down = bench(&["send", "--recipients", "3", "--concurrency", "4", "--messages", "40", "--callback", "down"]);
+    assert_eq!(down["all_delivered"], true, "{down}");
+    let outbox = &down["callbacks"]["outbox"];
+    let waiting =
+        outbox["due"].as_u64().unwrap() + outbox["scheduled"].as_u64().unwrap() + outbox["leased"].as_u64().unwrap();
+    assert_eq!(waiting, 40, "every callback waits in the outbox: {down}");
+}
+
+#[test]
 fn overload_sheds_with_easemob_bodies_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();

@@ -3,8 +3,9 @@
 //! Easemob promises app servers two kinds of callbacks and promises users offline push;
 //! this crate holds the rules and the clients for all three, with no storage and no part of
 //! the delivery path. The server decides *when* (after a commit, per offline recipient, on
-//! an SDK upload) and keeps the durable state (the outbox, rules, bindings) behind the
-//! traits of [`store`]; this crate decides *what* is sent, *whether*, and *how*.
+//! an SDK upload) and keeps the durable state (the outbox, rules, providers) in its store
+//! (`missive_core::store::{outbox, notify}`); this crate decides *what* is sent, *whether*,
+//! and *how*.
 //!
 //! # Layout
 //!
@@ -19,7 +20,6 @@
 //! - [`transport`]: the one HTTP client wrapper every outbound request goes through
 //!   (bounded concurrency, deadlines, bounded response bodies).
 //! - [`jwt`]: PEM keys and JWT signing with ring (ES256 for APNs, RS256 for Google OAuth).
-//! - [`store`]: the storage this crate needs, as traits for the server's backends.
 //!
 //! TLS: the HTTP client is built with `rustls-no-provider`; the process installs ring as
 //! rustls's default provider before building a [`transport::Transport`] (the server does
@@ -30,7 +30,6 @@ pub mod event;
 pub mod jwt;
 pub mod presend;
 pub mod push;
-pub mod store;
 pub mod transport;
 
 pub use event::{ChatType, EventKind, MessageEvent, Origin};

@@ -31,6 +31,8 @@ pub struct Config {
     pub messages: MessagesConfig,
     pub files: FilesConfig,
     pub storage: StorageConfig,
+    pub callbacks: CallbacksConfig,
+    pub push: PushConfig,
     pub cluster: ClusterConfig,
 }
 
@@ -150,6 +152,8 @@ impl Default for Config {
             messages: MessagesConfig::default(),
             files: FilesConfig::default(),
             storage: StorageConfig::default(),
+            callbacks: CallbacksConfig::default(),
+            push: PushConfig::default(),
             cluster: ClusterConfig::default(),
         }
     }
@@ -345,6 +349,82 @@ impl Default for FilesConfig {
     }
 }
 
+/// Post-send and pre-send callbacks, and the outbox both callbacks and pushes are sent from
+/// (docs/callbacks.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CallbacksConfig {
+    /// `host` in callback bodies; empty: `missive@{node_id}`.
+    pub host: String,
+    /// Whole-request deadline of one callback attempt (Easemob: 10 s).
+    pub timeout_ms: u64,
+    /// Callback and push deliveries in flight at once on this node.
+    pub max_in_flight: usize,
+    /// Outbox entries claimed at once.
+    pub claim_batch: u32,
+    /// How long claimed entries are this node's before another node may take them; longer
+    /// than the slowest delivery (two attempts of `timeout_ms`).
+    pub lease_secs: u64,
+    /// How often the outbox is looked at when no send on this node woke the dispatcher.
+    pub poll_interval_ms: u64,
+    /// How often rule and provider changes (CLI, other nodes) are looked for.
+    pub refresh_interval_ms: u64,
+    /// Entries one app may have waiting; past it, that app's new callbacks and pushes are
+    /// dropped (counted and logged) and sends go on at full speed.
+    pub max_outbox_per_app: u64,
+    /// Zone of exception-storage date keys, minutes east of UTC (Easemob: Beijing, 480).
+    pub date_key_utc_offset_minutes: i32,
+    /// The ban rule: this many failures within `ban_window_ms` ban a rule, the n-th ban
+    /// within a day for n × `ban_step_ms` (Easemob: 90 in 30 s, 5 min).
+    pub ban_max_failures: u32,
+    pub ban_window_ms: i64,
+    pub ban_step_ms: i64,
+}
+
+impl Default for CallbacksConfig {
+    fn default() -> Self {
+        CallbacksConfig {
+            host: String::new(),
+            timeout_ms: 10_000,
+            max_in_flight: 64,
+            claim_batch: 256,
+            lease_secs: 60,
+            poll_interval_ms: 200,
+            refresh_interval_ms: 500,
+            max_outbox_per_app: 100_000,
+            date_key_utc_offset_minutes: 480,
+            ban_max_failures: 90,
+            ban_window_ms: 30_000,
+            ban_step_ms: 5 * 60_000,
+        }
+    }
+}
+
+/// Offline push (docs/push.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PushConfig {
+    /// Whole-request deadline of one request to a provider.
+    pub timeout_ms: u64,
+    /// Zone of do-not-disturb hours, minutes east of UTC (Easemob: Beijing, 480).
+    pub dnd_utc_offset_minutes: i32,
+    /// Delays of the attempts after a failed push; then it is dropped.
+    pub retry_backoff_secs: Vec<u64>,
+    /// PEM certificates to trust instead of the system's (a private push gateway).
+    pub trusted_roots_pem_file: Option<PathBuf>,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            timeout_ms: 10_000,
+            dnd_utc_offset_minutes: 480,
+            retry_backoff_secs: vec![5, 30, 120, 600],
+            trusted_roots_pem_file: None,
+        }
+    }
+}
+
 /// Where uploaded bytes are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -397,8 +477,20 @@ impl Config {
         }
         // Only our own sections: other MISSIVE_* variables (test settings, say) are not config.
         const SECTIONS: &[&str] = &[
-            "listen", "data", "node_id", "limits", "queue", "tokens", "sessions", "security", "messages", "files",
-            "storage", "cluster",
+            "listen",
+            "data",
+            "node_id",
+            "limits",
+            "queue",
+            "tokens",
+            "sessions",
+            "security",
+            "messages",
+            "files",
+            "storage",
+            "callbacks",
+            "push",
+            "cluster",
         ];
         fig = fig.merge(Env::prefixed("MISSIVE_").split("__").filter(|k| {
             let k = k.as_str().to_ascii_lowercase();

@@ -11,6 +11,8 @@
 //!   the NATS bus and shared presence for several nodes.
 //! - [`delivery`]: the one path every message takes (id → commit with a queue sequence →
 //!   announce → sessions deliver by sequence), and the per-session queue views.
+//! - [`notify`]: callbacks and offline push — rules, the outbox a send writes with its
+//!   messages, the pre-send check, the dispatcher.
 //! - [`blobs`]: where chat file bytes live (a directory, or S3 for several nodes).
 //! - [`auth`]: tokens and passwords. [`ratelimit`]: per-app quotas. [`error`]: `ApiError`.
 //!
@@ -42,6 +44,7 @@ pub mod error;
 pub mod fanout;
 pub mod http;
 pub mod hub;
+pub mod notify;
 pub mod ratelimit;
 pub mod state;
 pub mod ws;
@@ -68,6 +71,8 @@ pub enum ServerError {
     Locked(String),
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Notify(#[from] notify::NotifyError),
 }
 
 /// An exclusive lock on the data directory, held for as long as `serve` runs, so two servers
@@ -175,7 +180,8 @@ pub fn router(state: AppState) -> Router {
 /// this node's identity (a leased node id on PostgreSQL), the session hub, the fan-out —
 /// the hub alone, or the NATS bus in a cluster — wired as the store's commit listener, so
 /// every commit is announced in commit order (see [`delivery`]), the presence every node
-/// sees, the send quotas, and the shared state with the send path.
+/// sees, the send quotas, the notifier (callbacks and push; [`run`] starts its
+/// dispatcher), and the shared state with the send path.
 pub async fn assemble(
     config: Config,
     store: Arc<dyn Store>,
@@ -232,7 +238,10 @@ pub async fn assemble(
         (hub.clone(), None, cluster::Presence::local(hub.clone()), quotas)
     };
     store.set_commit_listener(fanout.clone());
-    let parts = state::Parts { hub, fanout, presence, bus, identity, quotas, blobs };
+    // Callback and push clients are rustls with ring, like the S3 client.
+    install_crypto_provider();
+    let notifier = Arc::new(notify::Notifier::new(&config, store.clone(), identity.node)?);
+    let parts = state::Parts { hub, fanout, presence, bus, identity, quotas, blobs, notifier };
     Ok(AppState::new(config, store, parts, shutdown))
 }
 
@@ -246,6 +255,7 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let token = CancellationToken::new();
     let state = assemble(config, store, token.clone()).await?;
+    state.notifier.start(token.clone()).await;
     let sweeper = tokio::spawn(sweep_forever(state.clone()));
     let file_sweeper = tokio::spawn(http::chatfiles::sweep_forever(state.clone()));
     let app = router(state.clone());

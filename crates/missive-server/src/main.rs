@@ -8,6 +8,7 @@ use missive_server::{
     Config, StorageUrl, StoreHandle, app_credentials_json, create_app, lock_data_dir, open_store, run,
 };
 
+mod notify_cli;
 mod terminal;
 
 #[derive(Parser)]
@@ -111,6 +112,21 @@ enum AppCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Post-send callback rules (docs/callbacks.md).
+    Callback {
+        #[command(subcommand)]
+        command: notify_cli::CallbackCommand,
+    },
+    /// Pre-send callback rules (docs/callbacks.md).
+    Presend {
+        #[command(subcommand)]
+        command: notify_cli::PresendCommand,
+    },
+    /// Push providers (docs/push.md).
+    Push {
+        #[command(subcommand)]
+        command: notify_cli::PushCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -141,6 +157,9 @@ async fn main() -> anyhow::Result<()> {
             db.close().await;
             Ok(())
         }
+        Command::App { command: AppCommand::Callback { command } } => notify_cli::callback(command).await,
+        Command::App { command: AppCommand::Presend { command } } => notify_cli::presend(command).await,
+        Command::App { command: AppCommand::Push { command } } => notify_cli::push(command).await,
         Command::Backup { file, store } => {
             let config = store.load()?;
             if let StorageUrl::Postgres(_) = config.storage_url().map_err(anyhow::Error::msg)? {

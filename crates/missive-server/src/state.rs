@@ -22,6 +22,7 @@ use crate::delivery::Delivery;
 use crate::error::{ApiError, ApiResult};
 use crate::fanout::{Fanout, KickReason, KickTarget};
 use crate::hub::{Hub, RegisterError, SessionRegistration};
+use crate::notify::Notifier;
 use crate::ratelimit::SendQuotas;
 
 /// What `crate::assemble` builds around the store before the state exists.
@@ -33,6 +34,7 @@ pub struct Parts {
     pub identity: Arc<NodeIdentity>,
     pub quotas: SendQuotas,
     pub blobs: Arc<dyn BlobStore>,
+    pub notifier: Arc<Notifier>,
 }
 
 /// Shared server state; cheap to clone.
@@ -56,6 +58,8 @@ pub struct Shared {
     pub bus: Option<Arc<NatsBus>>,
     /// This node's id and lease.
     pub identity: Arc<NodeIdentity>,
+    /// Callbacks and push: rules, the pre-send check, the outbox dispatcher, metrics.
+    pub notifier: Arc<Notifier>,
     pub apps: AppCache,
     /// Send calls per second and messages per minute, per app (node-local or via Redis).
     pub quotas: SendQuotas,
@@ -80,7 +84,7 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(config: Config, store: Arc<dyn Store>, parts: Parts, shutdown: CancellationToken) -> AppState {
-        let Parts { hub, fanout, presence, bus, identity, quotas, blobs } = parts;
+        let Parts { hub, fanout, presence, bus, identity, quotas, blobs, notifier } = parts;
         let auth = Arc::new(Authenticator::new(
             store.clone(),
             config.security.argon2_memory_kib,
@@ -91,6 +95,7 @@ impl AppState {
             store.clone(),
             hub.clone(),
             fanout.clone(),
+            notifier.clone(),
             identity.node,
             policy,
             config.limits.max_inflight_sends,
@@ -108,6 +113,7 @@ impl AppState {
             blobs,
             auth,
             hub,
+            notifier,
             store,
             config,
             shutdown,

@@ -27,3 +27,8 @@ pub(crate) fn conflict_as(rule: &'static str) -> impl Fn(StoreError) -> StoreErr
         other => other,
     }
 }
+
+/// A fresh fencing token for an outbox claim: random, so two claims never share one.
+pub(crate) fn claim_token() -> i64 {
+    uuid::Uuid::new_v4().as_u64_pair().0 as i64
+}

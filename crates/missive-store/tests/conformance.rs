@@ -3,6 +3,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`, dropped afterwards). The suite checks
 //! meaning, not SQL: what a caller of `Store` may rely on, whichever backend it holds.
 
+mod notify;
 mod support;
 
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use missive_core::store::{
     CommitListener, EnqueueRequest, OnlineDevice, PresenceOutcome, QueuePolicy, RecallOutcome, Store, StoreError,
     UserPatch,
 };
+use notify::*;
 use support::{Backend, TestStore};
 use uuid::Uuid;
 
@@ -48,6 +50,11 @@ conformance!(
     the_per_user_cap_evicts_the_oldest_undelivered,
     sweeps_remove_old_messages_and_stale_devices,
     deleting_a_user_deletes_their_queues,
+    outbox_entries_commit_with_their_messages,
+    claims_lease_and_fence,
+    concurrent_claims_never_share_an_entry,
+    exceptions_are_kept_retried_and_swept,
+    rules_bans_and_providers_advance_the_generation,
     node_ids_are_leased_to_one_live_node,
     presence_limits_devices_and_names_the_replaced_session,
 );
@@ -103,7 +110,7 @@ fn message(ids: &IdGenerator, app: Uuid, owner: &str, queue: &str, text: &str) -
 }
 
 async fn send(store: &dyn Store, messages: Vec<NewMessage>) -> Vec<Arc<QueuedMessage>> {
-    store.enqueue(EnqueueRequest { messages, policy: POLICY, record: None }).await.unwrap()
+    store.enqueue(EnqueueRequest { messages, policy: POLICY, record: None, outbox: vec![] }).await.unwrap()
 }
 
 fn device(resource: &str) -> DeviceInfo {
@@ -383,6 +390,7 @@ async fn idempotency_records_commit_with_their_messages(t: TestStore) {
             messages: vec![message(&ids, a, "bob", "alice", "x")],
             policy: POLICY,
             record: Some(record.clone()),
+            outbox: vec![],
         })
         .await
         .unwrap();
@@ -390,7 +398,9 @@ async fn idempotency_records_commit_with_their_messages(t: TestStore) {
     assert_eq!(s.idempotency_record(a, "k1").await.unwrap(), Some(record));
     // A record alone (a send whose recipients all were unknown) is kept too.
     let alone = IdempotencyRecord { app_id: a, key: "k2".into(), response: "{}".into(), created: 5_000 };
-    s.enqueue(EnqueueRequest { messages: vec![], policy: POLICY, record: Some(alone.clone()) }).await.unwrap();
+    s.enqueue(EnqueueRequest { messages: vec![], policy: POLICY, record: Some(alone.clone()), outbox: vec![] })
+        .await
+        .unwrap();
     assert_eq!(s.idempotency_record(a, "k2").await.unwrap(), Some(alone));
     assert_eq!(s.sweep_idempotency(2_000).await.unwrap(), 1);
     assert!(s.idempotency_record(a, "k1").await.unwrap().is_none());
@@ -406,7 +416,7 @@ async fn the_per_user_cap_evicts_the_oldest_undelivered(t: TestStore) {
         let q = if i % 2 == 0 { "alice" } else { "carol" };
         let m = message(&ids, a, "bob", q, &i.to_string());
         all.push(m.id);
-        s.enqueue(EnqueueRequest { messages: vec![m], policy: cap, record: None }).await.unwrap();
+        s.enqueue(EnqueueRequest { messages: vec![m], policy: cap, record: None, outbox: vec![] }).await.unwrap();
     }
     assert_eq!(s.offline_count(a, "bob").await.unwrap(), 3);
     assert!(s.message(a, all[0]).await.unwrap().is_none() && s.message(a, all[1]).await.unwrap().is_none());

@@ -8,6 +8,9 @@
 //! `--rate` switches to open loop, where both latencies run from the scheduled send time.
 //! `--sync-device` sends from logged-in users with `sync_device: true`, so each message
 //! also reaches the sender's own device: those copies are measured separately.
+//! `--callback ok|slow|down` adds a post-send callback rule for every message, to a local
+//! receiver that answers at once, answers after 5 s, or is not there (`crate::sink`); the
+//! summary then reports the callbacks received and the outbox the server was left with.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +27,7 @@ use crate::report::{Clock, Recorder, ratio};
 use crate::setup::{
     Kind, LoginPlan, Received, Receivers, e2e_started, login_all, reconcile, run_prefix, users_with_tokens,
 };
+use crate::sink::{self, Sink};
 use crate::target::{Target, round3};
 
 #[derive(Args, Clone, Debug)]
@@ -54,6 +58,9 @@ pub struct SendArgs {
     /// How long to wait for the last deliveries after the senders stop.
     #[arg(long, default_value_t = 30.0)]
     pub drain_timeout: f64,
+    /// A post-send callback rule to a local receiver that is `ok`, `slow` or `down`.
+    #[arg(long, value_enum)]
+    pub callback: Option<Sink>,
 }
 
 /// R recipients logged in over MSYNC, each watched by a receiver that timestamps what it
@@ -115,6 +122,14 @@ pub async fn run(args: SendArgs) -> anyhow::Result<(Value, Vec<(String, Recorder
     anyhow::ensure!(!args.sync_device || args.recipients >= 2, "--sync-device needs at least 2 recipients");
     let target = Target::open(&args.common.target, &[]).await?;
     let online = Online::start(&target, args.recipients).await?;
+    let receiver = match args.callback {
+        Some(mode) => {
+            let r = sink::Receiver::start(mode).await?;
+            sink::add_rule(&target, &online.admin, &r.url).await?;
+            Some(r)
+        }
+        None => None,
+    };
     let clock = online.clock;
     let make = online.body(args.sync_device);
     let post = online.post(&target);
@@ -131,6 +146,31 @@ pub async fn run(args: SendArgs) -> anyhow::Result<(Value, Vec<(String, Recorder
     let copies = if args.sync_device { 2 } else { 1 };
     let expected = load.accepted_seqs.len() as u64 * copies;
     let all = online.wait_for(expected, Duration::from_secs_f64(args.drain_timeout)).await;
+    let callbacks = match (&receiver, args.callback) {
+        (Some(r), Some(mode)) => {
+            let accepted = load.accepted_seqs.len() as u64;
+            let stopped = std::time::Instant::now();
+            let received_at_stop = r.received();
+            if mode == Sink::Ok {
+                let deadline = stopped + Duration::from_secs_f64(args.drain_timeout);
+                while r.received() < accepted && std::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            } else {
+                // `/health`'s outbox figures are refreshed about once a second.
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+            }
+            json!({
+                "mode": format!("{mode:?}").to_lowercase(),
+                "received_when_senders_stopped": received_at_stop,
+                "received": r.received(),
+                "all_received": r.received() >= accepted,
+                "drain_s": round3(stopped.elapsed().as_secs_f64()),
+                "outbox": sink::outbox(&target).await?,
+            })
+        }
+        _ => Value::Null,
+    };
     let rss_kib = target.rss_kib();
     let seen = online.finish().await?;
 
@@ -147,6 +187,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<(Value, Vec<(String, Recorder
         "concurrency": args.concurrency,
         "recipients": args.recipients,
         "sync_device": args.sync_device,
+        "callbacks": callbacks,
         "server": target.describe(),
         "server_rss_kib": rss_kib,
         "all_delivered": all,

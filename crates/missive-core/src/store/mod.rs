@@ -2,7 +2,7 @@
 //!
 //! Callers hold an `Arc<dyn Store>` and never see SQL. `Store` is the sum of one capability
 //! trait per area ([`AppStore`], [`UserStore`], [`TokenStore`], [`QueueStore`],
-//! [`FileStore`], [`ClusterStore`]), each in its own module, so a new area adds a trait and its two
+//! [`FileStore`], [`ClusterStore`], [`OutboxStore`], [`NotifyConfigStore`]), each in its own module, so a new area adds a trait and its two
 //! implementations without touching the others. Every backend (SQLite, the embedded default;
 //! PostgreSQL, for clusters) implements all of them with the same meaning, which one
 //! conformance suite (`missive-store/tests/conformance.rs`) checks against both. Every method
@@ -12,6 +12,8 @@
 mod apps;
 mod cluster;
 mod files;
+mod notify;
+mod outbox;
 mod queues;
 mod tokens;
 mod users;
@@ -19,6 +21,8 @@ mod users;
 pub use apps::AppStore;
 pub use cluster::{ClusterStore, OnlineDevice, PresenceOutcome};
 pub use files::FileStore;
+pub use notify::{NotifyConfigStore, NotifyRule, NotifyRuleKind, PushProviderRecord, RuleBan};
+pub use outbox::{ExceptionSlice, NewException, NewOutboxEntry, OutboxDepth, OutboxEntry, OutboxKind, OutboxStore};
 pub use queues::{
     AckReceipt, CommitListener, EnqueueRequest, PendingPage, QueueCount, QueuePolicy, QueueStore, RecallOutcome,
 };
@@ -28,7 +32,9 @@ pub use users::{UserPatch, UserStore};
 /// Every capability trait, for callers that hold a concrete store or `dyn Store` and call
 /// its methods: `use missive_core::store::prelude::*;`.
 pub mod prelude {
-    pub use super::{AppStore, ClusterStore, FileStore, QueueStore, Store, TokenStore, UserStore};
+    pub use super::{
+        AppStore, ClusterStore, FileStore, NotifyConfigStore, OutboxStore, QueueStore, Store, TokenStore, UserStore,
+    };
 }
 
 /// Storage failures that callers can act on; everything else is `Backend`.
@@ -53,11 +59,31 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Everything a backend stores. Implemented automatically for any type that implements every
 /// capability trait, so `Arc<dyn Store>` reaches all of them.
 pub trait Store:
-    AppStore + UserStore + TokenStore + QueueStore + FileStore + ClusterStore + Send + Sync + 'static
+    AppStore
+    + UserStore
+    + TokenStore
+    + QueueStore
+    + FileStore
+    + ClusterStore
+    + OutboxStore
+    + NotifyConfigStore
+    + Send
+    + Sync
+    + 'static
 {
 }
 
 impl<T> Store for T where
-    T: AppStore + UserStore + TokenStore + QueueStore + FileStore + ClusterStore + Send + Sync + 'static
+    T: AppStore
+        + UserStore
+        + TokenStore
+        + QueueStore
+        + FileStore
+        + ClusterStore
+        + OutboxStore
+        + NotifyConfigStore
+        + Send
+        + Sync
+        + 'static
 {
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::StoreResult;
+use super::{NewOutboxEntry, StoreResult};
 use crate::id::MsgId;
 use crate::model::{DeviceInfo, IdempotencyRecord, NewMessage, QueuedMessage};
 
@@ -35,6 +35,9 @@ pub struct EnqueueRequest {
     /// Written in the same transaction: either the messages and the record are durable, or
     /// neither is (idempotent sends).
     pub record: Option<IdempotencyRecord>,
+    /// The callbacks and pushes these messages cause, written in the same transaction, so a
+    /// crash after the sender was answered cannot lose one (`store::outbox`).
+    pub outbox: Vec<NewOutboxEntry>,
 }
 
 /// What a recall found.

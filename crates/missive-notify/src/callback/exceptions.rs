@@ -4,7 +4,7 @@
 //! `POST /{org}/{app}/callbacks/storage/retry`. Kept 3 days.
 //!
 //! This module owns the date keys and the two endpoints' JSON; the records themselves live
-//! in the store ([`crate::store::ExceptionStore`]).
+//! in the store (`missive_core::store::OutboxStore`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

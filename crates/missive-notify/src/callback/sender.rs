@@ -86,7 +86,7 @@ impl CallbackSender {
         &self,
         delivery: Delivery<'_>,
         health: &Mutex<EndpointHealth>,
-        clock: &dyn Fn() -> i64,
+        clock: &(dyn Fn() -> i64 + Sync),
     ) -> Report {
         let body = Bytes::from(payload::sign(delivery.payload, &delivery.rule.secret));
         let mut report =

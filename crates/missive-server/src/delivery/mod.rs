@@ -16,6 +16,9 @@
 //! Late, lost or duplicated announcements cannot lose or reorder a message: a session only
 //! sends a prefix it knows completely, and anything it missed it finds by sequence. REST
 //! sends, SDK uploads, receipts and recall notices all come through [`Delivery::send`].
+//!
+//! The callbacks and pushes a message causes (`crate::notify`) are planned at step 3 and
+//! committed at step 4 with the message, in one transaction.
 //! Online-only traffic (`ROUTE_ONLINE`, copies to the sender's other devices) skips steps 4–5
 //! and goes to the devices online at that moment.
 
@@ -36,6 +39,9 @@ use prost::Message;
 use crate::error::ApiError;
 use crate::fanout::Fanout;
 use crate::hub::Hub;
+use crate::notify::Notifier;
+
+pub use missive_notify::Origin;
 
 /// Where a message goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +84,11 @@ pub struct Outgoing {
     pub route: Route,
     pub copies: SenderCopies,
     pub unknown: UnknownRecipients,
+    /// Who sent it: callback rules may leave out REST-sent messages.
+    pub origin: Origin,
+    /// The id of the (single) recipient's copy, when the caller already gave it out (a
+    /// pre-send check named it); otherwise every copy gets a fresh one.
+    pub id: Option<MsgId>,
 }
 
 /// The id each recipient's copy got, in the order of `Outgoing::to` (duplicates removed).
@@ -152,6 +163,7 @@ pub struct Delivery {
     hub: Arc<Hub>,
     /// Online-only messages go to a user's devices on every node.
     fanout: Arc<dyn Fanout>,
+    notifier: Arc<Notifier>,
     ids: IdGenerator,
     policy: QueuePolicy,
     /// Sends being processed now (REST and SDK); see `limits.max_inflight_sends`.
@@ -163,6 +175,7 @@ impl Delivery {
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
         fanout: Arc<dyn Fanout>,
+        notifier: Arc<Notifier>,
         node_id: u16,
         policy: QueuePolicy,
         max_inflight: usize,
@@ -171,6 +184,7 @@ impl Delivery {
             store,
             hub,
             fanout,
+            notifier,
             ids: IdGenerator::new(node_id),
             policy,
             inflight: tokio::sync::Semaphore::new(max_inflight),
@@ -197,8 +211,9 @@ impl Delivery {
         // A recipient with a session on this node is a registered user (login checked, and
         // removing a user ends its sessions), so only the others are looked up: a send to
         // online users costs no read.
-        let mut known: HashSet<String> =
+        let online: HashSet<String> =
             recipients.iter().filter(|r| self.hub.is_online(out.app.id, r)).cloned().collect();
+        let mut known = online.clone();
         if known.len() < recipients.len() {
             let offline: Vec<String> = recipients.iter().filter(|r| !known.contains(*r)).cloned().collect();
             known.extend(self.store.existing_users(out.app.id, &offline).await?);
@@ -209,19 +224,29 @@ impl Delivery {
             return Err(SendError::UnknownRecipient(r.clone()));
         }
         let created = now_ms() as i64;
+        let watched = self.notifier.watches(out.app.id);
+        let mut outbox = Vec::new();
+        let mut given_id = out.id.filter(|_| recipients.len() == 1);
         let mut ids = Vec::with_capacity(recipients.len());
         let mut stored = Vec::new();
         let mut copies = Vec::new();
         let mut body = out.body;
         body.from = Some(pb::Jid { name: Some(out.from.clone()), ..Default::default() });
         for recipient in recipients {
-            let id = self.ids.next_id();
+            let id = given_id.take().unwrap_or_else(|| self.ids.next_id());
             body.to = Some(pb::Jid { name: Some(recipient.clone()), ..Default::default() });
             let payload = Bytes::from(body.encode_to_vec());
             if out.copies != SenderCopies::None {
                 copies.push(online_message(&out.app, id, &out.from, &recipient, &out.from, created, payload.clone()));
             }
             if known.contains(&recipient) {
+                if watched {
+                    let stored = out.route == Route::Stored;
+                    let offline = stored && !online.contains(&recipient);
+                    outbox.extend(
+                        self.notifier.plan(&out.app, out.origin, id, created, &body, &recipient, offline, stored),
+                    );
+                }
                 match out.route {
                     Route::Stored => stored.push(NewMessage {
                         id,
@@ -249,8 +274,14 @@ impl Delivery {
             .to_string(),
             created,
         });
+        self.notifier.admit(out.app.id, &mut outbox);
+        // Entries waiting out a ban are not due: no reason to wake the dispatcher for them.
+        let wake = outbox.iter().any(|e| e.due_at <= created);
         // The store announces the commit to the hub before it answers.
-        self.store.enqueue(EnqueueRequest { messages: stored, policy: self.policy, record }).await?;
+        self.store.enqueue(EnqueueRequest { messages: stored, policy: self.policy, record, outbox }).await?;
+        if wake {
+            self.notifier.wake();
+        }
         if let SenderCopies::Online { except } = &out.copies {
             for copy in &copies {
                 self.fanout.online(out.app.id, &out.from, copy, except.as_deref());

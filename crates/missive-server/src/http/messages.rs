@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use super::ctx::{Api, Envelope, JsonBody, SendBody, SendCapacity};
 use super::openapi as doc;
-use crate::delivery::{Outgoing, Route, SenderCopies, UnknownRecipients};
+use crate::delivery::{Origin, Outgoing, Route, SenderCopies, UnknownRecipients};
 use crate::error::{ApiError, ApiResult};
 use crate::ratelimit::QuotaVerdict;
 use crate::state::AppState;
@@ -98,6 +98,8 @@ async fn send_request(
         route: if req.route_online { Route::OnlineOnly } else { Route::Stored },
         copies: if req.sync_device { SenderCopies::Online { except: None } } else { SenderCopies::None },
         unknown: UnknownRecipients::Skip,
+        origin: Origin::Rest,
+        id: None,
     };
     Ok(state.delivery.send(out, key).await?.ids)
 }
@@ -230,6 +232,8 @@ async fn recall_one(state: &AppState, app: &Arc<App>, item: &Map<String, Value>)
                 route: Route::Stored,
                 copies: SenderCopies::None,
                 unknown: UnknownRecipients::Skip,
+                origin: Origin::Rest,
+                id: None,
             };
             state.delivery.send(notice, None).await?;
         }

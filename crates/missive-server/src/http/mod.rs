@@ -17,6 +17,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::error::{ApiError, RenderedError};
 use crate::state::AppState;
 
+/// `/callbacks` and `/msghooks`: callback rules and exception storage.
+pub mod callbacks;
 /// `/chatfiles`: upload, download, thumbnails, expiry.
 pub mod chatfiles;
 /// Contacts before they exist: SDK 5's roster version.
@@ -67,6 +69,12 @@ pub fn router() -> Router<AppState> {
         // Uploads stream under their own limit (`files.max_bytes`), not axum's 2 MB default.
         .route("/{org}/{app}/chatfiles", post(chatfiles::upload).layer(axum::extract::DefaultBodyLimit::disable()))
         .route("/{org}/{app}/chatfiles/{file}", get(chatfiles::download))
+        .route("/{org}/{app}/callbacks", get(callbacks::list_callbacks).post(callbacks::add_callback))
+        .route("/{org}/{app}/callbacks/{rule}", put(callbacks::update_callback).delete(callbacks::remove_callback))
+        .route("/{org}/{app}/callbacks/storage/info", get(callbacks::storage_info))
+        .route("/{org}/{app}/callbacks/storage/retry", post(callbacks::storage_retry))
+        .route("/{org}/{app}/msghooks", get(callbacks::list_presend).post(callbacks::add_presend))
+        .route("/{org}/{app}/msghooks/{rule}", axum::routing::delete(callbacks::remove_presend))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -129,7 +137,8 @@ async fn limit_headers(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// Liveness, and the MSYNC sessions on this node (no token needed).
+/// Liveness, the MSYNC sessions on this node, and the callback/push outbox as last read
+/// (about once a second; no token needed).
 #[utoipa::path(
     get,
     path = "/health",
@@ -138,9 +147,17 @@ async fn limit_headers(req: Request, next: Next) -> Response {
     security(()),
 )]
 async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let notify = state.notifier.metrics.snapshot();
     axum::Json(serde_json::json!({
         "status": "ok",
         "sessions": state.hub.session_count(),
+        "outbox": {
+            "due": notify.outbox_due,
+            "scheduled": notify.outbox_scheduled,
+            "leased": notify.outbox_leased,
+            "oldest_due_ms": notify.outbox_oldest_due_ms,
+            "dropped_full": notify.outbox_dropped_full,
+        },
     }))
     .into_response()
 }

@@ -20,7 +20,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 
-use super::{chatfiles, contacts, groups, messages, token, users};
+use super::{callbacks, chatfiles, contacts, groups, messages, token, users};
 
 /// The whole document. `paths(...)` must name every handler of `http::router()`; the
 /// integration test `openapi` fails when a route is missing here.
@@ -72,6 +72,15 @@ use super::{chatfiles, contacts, groups, messages, token, users};
         messages::recall_messages,
         chatfiles::upload,
         chatfiles::download,
+        callbacks::add_callback,
+        callbacks::list_callbacks,
+        callbacks::update_callback,
+        callbacks::remove_callback,
+        callbacks::storage_info,
+        callbacks::storage_retry,
+        callbacks::add_presend,
+        callbacks::list_presend,
+        callbacks::remove_presend,
     ),
     components(
         schemas(ErrorBody),
@@ -94,6 +103,7 @@ use super::{chatfiles, contacts, groups, messages, token, users};
         (name = "users", description = "The user system."),
         (name = "messages", description = "One-to-one sends and recall."),
         (name = "chatfiles", description = "Chat file upload and download."),
+        (name = "callbacks", description = "Post-send and pre-send callback rules, and exception storage."),
         (name = "contacts", description = "Contacts: only the roster version so far (every roster is empty)."),
         (name = "groups", description = "Groups and chat rooms: not open yet (empty listings, creation refused)."),
         (name = "server", description = "Health and this document."),
@@ -887,6 +897,12 @@ pub struct Health {
     pub status: String,
     /// MSYNC sessions on this node.
     pub sessions: u64,
+    /// Callbacks and pushes waiting to be sent, store-wide, read about once a second:
+    /// `due`, `scheduled` (backoff, ban), `leased` (being sent), `oldest_due_ms` (age of the
+    /// oldest due entry), `dropped_full` (entries this node did not write because their
+    /// app's outbox was full).
+    #[schema(value_type = Object)]
+    pub outbox: serde_json::Value,
 }
 
 /// `/ready`: whether this node should get traffic, and why not.

@@ -18,11 +18,12 @@ use missive_core::store::AckReceipt;
 use missive_msync::pb;
 use missive_msync::pb::m_sync::Command;
 use missive_msync::pb::status::ErrorCode;
+use missive_notify::presend::PreSendVerdict;
 use prost::Message as _;
 use tokio::time::Instant;
 
 use crate::delivery::view::{Batch, Pull, PullStep, SessionQueues};
-use crate::delivery::{Outgoing, Route, SenderCopies, UnknownRecipients};
+use crate::delivery::{Origin, Outgoing, Route, SenderCopies, UnknownRecipients};
 use crate::fanout::KickReason;
 use crate::hub::{SessionEvent, SessionRegistration};
 use crate::state::AppState;
@@ -80,6 +81,15 @@ struct Session {
 
 /// A write to the client failed, or the client must be dropped: the connection is over.
 struct Gone;
+
+/// The app server's pre-send callback refused a message.
+struct Blocked {
+    /// The id the message would have had (a hidden block answers with it).
+    given: MsgId,
+    /// What the sender's SDK shows (`MESSAGE_EXTERNAL_LOGIC_BLOCKED`).
+    reason: String,
+    report_error: bool,
+}
 
 fn jid(app_key: &str, name: &str) -> pb::Jid {
     pb::Jid {
@@ -468,6 +478,18 @@ impl Session {
         }
         // The sender is whoever logged in, whatever the body claims.
         body.from = None;
+        let mut id = None;
+        if kind == Type::Chat && self.state.notifier.has_presend(self.app.id) {
+            match self.presend(&mut body, &to).await {
+                Ok(given) => id = Some(given),
+                Err(Blocked { given, report_error: false, .. }) => {
+                    // The rule hides the block: the sender sees a normal send of a message
+                    // that goes nowhere.
+                    return Ok((given.0, now_ms()));
+                }
+                Err(Blocked { reason, .. }) => return Err((ErrorCode::PermissionDeniedExternal, reason)),
+            }
+        }
         let route_online = meta.routetype == Some(pb::meta::RouteType::RouteOnline as i32);
         let out = Outgoing {
             app: self.app.clone(),
@@ -488,10 +510,34 @@ impl Session {
             } else {
                 UnknownRecipients::Refuse
             },
+            origin: Origin::Sdk,
+            id,
         };
         match self.state.delivery.send(out, None).await {
             Ok(sent) => Ok((sent.ids[0].1.0, sent.timestamp as u64)),
             Err(e) => Err(e.msync_status()),
+        }
+    }
+
+    /// The app's pre-send check (easemob-api.md §6.2) of a chat message to `to`: the id the
+    /// message will have, with `body` rewritten if the app server replaced its text or ext.
+    async fn presend(&self, body: &mut pb::MessageBody, to: &str) -> Result<MsgId, Blocked> {
+        let given = self.state.delivery.next_id();
+        let mut probe = body.clone();
+        probe.from = Some(pb::Jid { name: Some(self.user.clone()), ..Default::default() });
+        probe.to = Some(pb::Jid { name: Some(to.to_owned()), ..Default::default() });
+        match self.state.notifier.presend(&self.app, given, now_ms() as i64, &probe).await {
+            None | Some(PreSendVerdict::Pass { replacement: None }) => Ok(given),
+            Some(PreSendVerdict::Pass { replacement: Some(r) }) => {
+                if let (Some(text), Some(content)) = (r.text, body.contents.first_mut()) {
+                    content.text = Some(text);
+                }
+                if let Some(ext) = r.ext {
+                    body.ext = missive_msync::json_to_key_values(&ext);
+                }
+                Ok(given)
+            }
+            Some(PreSendVerdict::Block { reason, report_error }) => Err(Blocked { given, reason, report_error }),
         }
     }
 

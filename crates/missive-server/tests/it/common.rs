@@ -199,6 +199,12 @@ impl TestServer {
         &self.data
     }
 
+    /// The `missive` binary with `args` on this server's store (`--data`, `--database-url`),
+    /// for commands that work beside a running server.
+    pub fn missive(&self, args: &[&str]) -> Command {
+        self.store_data.as_ref().expect("a server started by TestServer::start").missive(args)
+    }
+
     /// `http://addr/testorg/testapp{path}`
     pub fn url(&self, path: &str) -> String {
         format!("http://{}/{}/{}{}", self.addr, self.app.org, self.app.name, path)
@@ -323,8 +329,17 @@ impl ProcessServer {
         ProcessServer::start_wrapped(data, &[]).await
     }
 
+    /// Like `start`, with extra environment (`MISSIVE_…` config).
+    pub async fn start_env(data: &TestData, env: &[(&str, &str)]) -> ProcessServer {
+        ProcessServer::spawn(data, &[], env).await
+    }
+
     /// Like `start`, run through a wrapper command (e.g. `prlimit --nofile=64:64 --`).
     pub async fn start_wrapped(data: &TestData, wrapper: &[&str]) -> ProcessServer {
+        ProcessServer::spawn(data, wrapper, &[]).await
+    }
+
+    async fn spawn(data: &TestData, wrapper: &[&str], env: &[(&str, &str)]) -> ProcessServer {
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut cmd = match wrapper.split_first() {
@@ -343,6 +358,7 @@ impl ProcessServer {
             // Crash tests push as fast as they can; quotas are tested elsewhere.
             .env("MISSIVE_LIMITS__SEND_CALLS_PER_SECOND", "0")
             .env("MISSIVE_LIMITS__SEND_MESSAGES_PER_MINUTE", "0")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -2,6 +2,7 @@
 //! over HTTP and WebSocket. One test binary (modules below) so the server links once.
 
 mod auth_matrix;
+mod callbacks;
 mod common;
 mod durability;
 mod faults;
@@ -12,6 +13,9 @@ mod hostile;
 mod idempotency;
 mod openapi;
 mod operations;
+mod presend;
+mod push;
+mod receiver;
 mod rest_limits;
 mod rest_messages;
 mod rest_smoke;

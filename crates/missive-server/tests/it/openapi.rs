@@ -48,6 +48,15 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/{org}/{app}/messages/recall"),
     ("POST", "/{org}/{app}/chatfiles"),
     ("GET", "/{org}/{app}/chatfiles/{file}"),
+    ("GET", "/{org}/{app}/callbacks"),
+    ("POST", "/{org}/{app}/callbacks"),
+    ("PUT", "/{org}/{app}/callbacks/{rule}"),
+    ("DELETE", "/{org}/{app}/callbacks/{rule}"),
+    ("GET", "/{org}/{app}/callbacks/storage/info"),
+    ("POST", "/{org}/{app}/callbacks/storage/retry"),
+    ("GET", "/{org}/{app}/msghooks"),
+    ("POST", "/{org}/{app}/msghooks"),
+    ("DELETE", "/{org}/{app}/msghooks/{rule}"),
 ];
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE"];
@@ -176,6 +185,7 @@ async fn the_router_serves_exactly_the_documented_routes() {
             .replace("{msg_id}", "1")
             .replace("{resource}", "res")
             .replace("{file}", "00000000-0000-0000-0000-000000000000")
+            .replace("{rule}", "r1")
     };
     let paths: BTreeSet<&str> = ROUTES.iter().map(|(_, p)| *p).collect();
     for path in paths {

@@ -146,7 +146,7 @@ impl Sdk {
         }
     }
 
-    fn fail(&self, why: &str) -> ! {
+    pub(crate) fn fail(&self, why: &str) -> ! {
         let tail: Vec<String> = self.log.iter().rev().take(40).rev().map(Value::to_string).collect();
         let stderr = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
         panic!("{why}\n--- last SDK events:\n{}\n--- driver stderr:\n{stderr}", tail.join("\n"));

@@ -1,5 +1,5 @@
-//! Forward-only migrations for PostgreSQL, embedded in the binary. The version lives in
-//! `missive_schema`; each migration runs in one transaction holding an advisory lock, so
+//! Forward-only migrations for PostgreSQL, embedded in the binary. Applied versions are
+//! recorded in `missive_schema`; each migration runs in one transaction holding an advisory lock, so
 //! several nodes starting at once apply it exactly once.
 
 use missive_core::store::{StoreError, StoreResult};
@@ -9,6 +9,7 @@ use super::rows::PgResultExt;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../../migrations/postgres/0002_notify.sql")),
     (5, include_str!("../../migrations/postgres/0005_cluster.sql")),
 ];
 
@@ -25,9 +26,11 @@ pub(crate) async fn migrate(pool: &PgPool) -> StoreResult<()> {
     if !exists {
         sqlx::query("CREATE TABLE missive_schema (version bigint NOT NULL)").execute(&mut *tx).await.store()?;
     }
-    let current: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(version) FROM missive_schema").fetch_one(&mut *tx).await.store()?;
-    let current = current.unwrap_or(0);
+    // Every applied version is recorded, so a migration numbered below one already applied
+    // (branches merged in another order) still runs.
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM missive_schema").fetch_all(&mut *tx).await.store()?;
+    let current = applied.iter().copied().max().unwrap_or(0);
     let latest = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
     if current > latest {
         return Err(StoreError::Backend(format!(
@@ -35,7 +38,7 @@ pub(crate) async fn migrate(pool: &PgPool) -> StoreResult<()> {
         )));
     }
     for (version, sql) in MIGRATIONS {
-        if *version <= current {
+        if applied.contains(version) {
             continue;
         }
         sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await.store()?;

@@ -10,13 +10,16 @@
 //!
 //! # Layout
 //! - `writer`: the group-commit batch writer. `migrate`: forward-only migrations.
-//! - `rows`: row mapping. `apps`, `users`, `tokens`, `queues`, `files`, `cluster`: one capability each.
+//! - `rows`: row mapping. `apps`, `users`, `tokens`, `queues`, `files`, `cluster`, `outbox`,
+//!   `notify`: one capability each.
 //! - [`ScratchDatabase`]: a throw-away database, for tests and benchmarks.
 
 mod apps;
 mod cluster;
 mod files;
 mod migrate;
+mod notify;
+mod outbox;
 mod queues;
 mod rows;
 mod tokens;

@@ -22,7 +22,7 @@ impl QueueStore for PgStore {
     }
 
     async fn enqueue(&self, request: EnqueueRequest) -> StoreResult<Vec<Arc<QueuedMessage>>> {
-        if request.messages.is_empty() && request.record.is_none() {
+        if request.messages.is_empty() && request.record.is_none() && request.outbox.is_empty() {
             return Ok(Vec::new());
         }
         self.jobs.enqueue(request).await

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use missive_core::model::QueuedMessage;
-use missive_core::store::{RecallOutcome, StoreResult};
+use missive_core::store::{NewOutboxEntry, RecallOutcome, StoreResult};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
@@ -119,6 +119,10 @@ impl PgWriter {
                 };
                 bounds.push((a.app, a.owner.to_owned(), bound));
             }
+        }
+        let outbox: Vec<&NewOutboxEntry> = enqueues.iter().flat_map(|(_, e)| &e.outbox).collect();
+        if !outbox.is_empty() {
+            super::outbox::insert_entries(&mut tx, &outbox).await?;
         }
         for (i, e) in &enqueues {
             if let Some(record) = &e.record {

@@ -12,6 +12,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/sqlite/0002_files.sql")),
     (3, include_str!("../../migrations/sqlite/0003_idempotency.sql")),
     (4, include_str!("../../migrations/sqlite/0004_queue_sequences.sql")),
+    (5, include_str!("../../migrations/sqlite/0005_notify.sql")),
     (8, include_str!("../../migrations/sqlite/0008_cluster.sql")),
 ];
 

@@ -190,6 +190,9 @@ impl SqliteWriter {
                 .execute(params![record.app_id.to_string(), record.key, record.response, record.created])
                 .store()?;
         }
+        if !request.outbox.is_empty() {
+            super::outbox::insert_entries(&self.conn, &request.outbox, missive_core::id::now_ms() as i64)?;
+        }
         let cap = request.policy.max_offline_per_user;
         for a in backlog::added(request.messages.iter().map(|m| (m, cap))) {
             let bound = match self.backlog.within_cap(&a) {
