@@ -212,13 +212,13 @@ pub async fn assemble(
             );
         }
         let bus = cluster::NatsBus::connect(&config.cluster, hub.clone(), identity.instance).await?;
-        let presence = cluster::Presence::shared(
+        let presence = Arc::new(cluster::Presence::shared(
             hub.clone(),
             store.clone(),
             identity.clone(),
             sessions.max_devices_per_user as u32,
             ttl,
-        );
+        ));
         let quotas = if config.cluster.redis_url.trim().is_empty() {
             tracing::warn!("cluster without cluster.redis_url: send quotas are enforced per node, not cluster-wide");
             ratelimit::SendQuotas::local(limits.send_calls_per_second, limits.send_messages_per_minute)
@@ -235,7 +235,7 @@ pub async fn assemble(
         (bus.clone(), Some(bus), presence, quotas)
     } else {
         let quotas = ratelimit::SendQuotas::local(limits.send_calls_per_second, limits.send_messages_per_minute);
-        (hub.clone(), None, cluster::Presence::local(hub.clone()), quotas)
+        (hub.clone(), None, Arc::new(cluster::Presence::local(hub.clone())), quotas)
     };
     store.set_commit_listener(fanout.clone());
     // Callback and push clients are rustls with ring, like the S3 client.

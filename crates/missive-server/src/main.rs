@@ -59,6 +59,13 @@ enum Command {
         /// Listen address.
         #[arg(long, env = "MISSIVE_LISTEN")]
         listen: Option<std::net::SocketAddr>,
+        /// NATS server(s) linking the nodes of a cluster (config `cluster.nats_url`).
+        #[arg(long, env = "MISSIVE_NATS_URL", hide_env_values = true)]
+        nats_url: Option<String>,
+        /// This node's id, 0-1023 (config `node_id`); on PostgreSQL checked against the leases
+        /// of the live nodes.
+        #[arg(long, env = "MISSIVE_NODE_ID")]
+        node_id: Option<u16>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -148,7 +155,7 @@ async fn main() -> anyhow::Result<()> {
     init_logs();
     missive_server::install_crypto_provider();
     match cli.command {
-        Command::Serve { listen, store } => serve(listen, store).await,
+        Command::Serve { listen, nats_url, node_id, store } => serve(listen, nats_url, node_id, store).await,
         Command::App { command: AppCommand::Create { org, app, open_registration, store } } => {
             let config = store.load()?;
             let db = open_store(&config).await?;
@@ -192,10 +199,21 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(listen: Option<std::net::SocketAddr>, args: StoreArgs) -> anyhow::Result<()> {
+async fn serve(
+    listen: Option<std::net::SocketAddr>,
+    nats_url: Option<String>,
+    node_id: Option<u16>,
+    args: StoreArgs,
+) -> anyhow::Result<()> {
     let mut config = args.load()?;
     if let Some(l) = listen {
         config.listen = l;
+    }
+    if let Some(url) = nats_url {
+        config.cluster.nats_url = url;
+    }
+    if node_id.is_some() {
+        config.node_id = node_id;
     }
     let _lock = lock_data_dir(&config)?;
     let store = open_store(&config).await?;

@@ -18,7 +18,7 @@ use crate::auth::Authenticator;
 use crate::blobs::BlobStore;
 use crate::cluster::{NatsBus, NodeIdentity, Presence, TooManyDevices};
 use crate::config::Config;
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, DeliveryLinks};
 use crate::error::{ApiError, ApiResult};
 use crate::fanout::{Fanout, KickReason, KickTarget};
 use crate::hub::{Hub, RegisterError, SessionRegistration};
@@ -29,7 +29,7 @@ use crate::ratelimit::SendQuotas;
 pub struct Parts {
     pub hub: Arc<Hub>,
     pub fanout: Arc<dyn Fanout>,
-    pub presence: Presence,
+    pub presence: Arc<Presence>,
     pub bus: Option<Arc<NatsBus>>,
     pub identity: Arc<NodeIdentity>,
     pub quotas: SendQuotas,
@@ -53,7 +53,7 @@ pub struct Shared {
     /// cluster. Also the store's commit listener (wired in `crate::assemble`).
     pub fanout: Arc<dyn Fanout>,
     /// Who is online, on this node or cluster-wide.
-    pub presence: Presence,
+    pub presence: Arc<Presence>,
     /// The NATS bus, in a cluster.
     pub bus: Option<Arc<NatsBus>>,
     /// This node's id and lease.
@@ -91,15 +91,14 @@ impl AppState {
             config.security.argon2_iterations,
         ));
         let policy = QueuePolicy { max_offline_per_user: config.queue.max_offline_per_user };
-        let delivery = Delivery::new(
-            store.clone(),
-            hub.clone(),
-            fanout.clone(),
-            notifier.clone(),
-            identity.node,
-            policy,
-            config.limits.max_inflight_sends,
-        );
+        let links = DeliveryLinks {
+            store: store.clone(),
+            hub: hub.clone(),
+            fanout: fanout.clone(),
+            notifier: notifier.clone(),
+            presence: presence.clone(),
+        };
+        let delivery = Delivery::new(links, identity.node, policy, config.limits.max_inflight_sends);
         AppState(Arc::new(Shared {
             delivery,
             quotas,

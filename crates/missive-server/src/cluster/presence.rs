@@ -52,6 +52,11 @@ impl Presence {
         Presence { hub, shared: Some(Shared { store, identity, max_devices, ttl }) }
     }
 
+    /// Whether presence is shared by several nodes (else it is this node's hub).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
     /// Registers session `session` (already in this node's hub) of `device`. Returns the
     /// session of the same resource it replaced on another node, if any: that one must be told
     /// to leave.

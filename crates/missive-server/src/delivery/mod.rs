@@ -36,6 +36,7 @@ use missive_msync::pb;
 use missive_msync::pb::status::ErrorCode;
 use prost::Message;
 
+use crate::cluster::Presence;
 use crate::error::ApiError;
 use crate::fanout::Fanout;
 use crate::hub::Hub;
@@ -164,27 +165,32 @@ pub struct Delivery {
     /// Online-only messages go to a user's devices on every node.
     fanout: Arc<dyn Fanout>,
     notifier: Arc<Notifier>,
+    /// Who is online on any node (for `chat_offline` callbacks and pushes).
+    presence: Arc<Presence>,
     ids: IdGenerator,
     policy: QueuePolicy,
     /// Sends being processed now (REST and SDK); see `limits.max_inflight_sends`.
     inflight: tokio::sync::Semaphore,
 }
 
+/// What the send path talks to.
+pub struct DeliveryLinks {
+    pub store: Arc<dyn Store>,
+    pub hub: Arc<Hub>,
+    pub fanout: Arc<dyn Fanout>,
+    pub notifier: Arc<Notifier>,
+    pub presence: Arc<Presence>,
+}
+
 impl Delivery {
-    pub fn new(
-        store: Arc<dyn Store>,
-        hub: Arc<Hub>,
-        fanout: Arc<dyn Fanout>,
-        notifier: Arc<Notifier>,
-        node_id: u16,
-        policy: QueuePolicy,
-        max_inflight: usize,
-    ) -> Delivery {
+    pub fn new(links: DeliveryLinks, node_id: u16, policy: QueuePolicy, max_inflight: usize) -> Delivery {
+        let DeliveryLinks { store, hub, fanout, notifier, presence } = links;
         Delivery {
             store,
             hub,
             fanout,
             notifier,
+            presence,
             ids: IdGenerator::new(node_id),
             policy,
             inflight: tokio::sync::Semaphore::new(max_inflight),
@@ -225,6 +231,15 @@ impl Delivery {
         }
         let created = now_ms() as i64;
         let watched = self.notifier.watches(out.app.id);
+        // Callbacks and pushes need "offline" to mean no device on any node; only then is it
+        // worth asking the shared presence about recipients not online here.
+        let mut online = online;
+        if watched && self.presence.is_shared() {
+            let elsewhere: Vec<String> = recipients.iter().filter(|r| !online.contains(*r)).cloned().collect();
+            if !elsewhere.is_empty() {
+                online.extend(self.presence.online(out.app.id, &elsewhere).await?);
+            }
+        }
         let mut outbox = Vec::new();
         let mut given_id = out.id.filter(|_| recipients.len() == 1);
         let mut ids = Vec::with_capacity(recipients.len());

@@ -59,6 +59,8 @@ pub struct TestData {
     dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pg: Option<ScratchDatabase>,
+    /// A database this data uses but does not own (another node's of the same cluster).
+    shared_url: Option<String>,
 }
 
 impl TestData {
@@ -71,12 +73,18 @@ impl TestData {
         } else {
             None
         };
-        TestData { dir: tmp.path().to_path_buf(), _tmp: Some(tmp), pg }
+        TestData { dir: tmp.path().to_path_buf(), _tmp: Some(tmp), pg, shared_url: None }
+    }
+
+    /// A fresh data directory on the PostgreSQL database at `url` (a cluster's next node).
+    pub fn sharing(url: &str) -> TestData {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        TestData { dir: tmp.path().to_path_buf(), _tmp: Some(tmp), pg: None, shared_url: Some(url.to_owned()) }
     }
 
     /// The embedded store in `dir` (which the caller owns), whatever the suite's backend.
     pub fn sqlite_at(dir: &Path) -> TestData {
-        TestData { dir: dir.to_path_buf(), _tmp: None, pg: None }
+        TestData { dir: dir.to_path_buf(), _tmp: None, pg: None, shared_url: None }
     }
 
     pub fn path(&self) -> &Path {
@@ -84,7 +92,7 @@ impl TestData {
     }
 
     pub fn database_url(&self) -> Option<&str> {
-        self.pg.as_ref().map(|p| p.url.as_str())
+        self.pg.as_ref().map(|p| p.url.as_str()).or(self.shared_url.as_deref())
     }
 
     /// Points `config` at this data.
@@ -360,7 +368,12 @@ impl ProcessServer {
             .env("MISSIVE_LIMITS__SEND_MESSAGES_PER_MINUTE", "0")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // MISSIVE_TEST_SERVER_LOGS=1 shows the servers' logs when a test needs debugging.
+            .stderr(if std::env::var_os("MISSIVE_TEST_SERVER_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("spawn missive");
         let server = ProcessServer { child, addr };
@@ -381,7 +394,7 @@ impl Drop for ProcessServer {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 

@@ -3,6 +3,7 @@
 
 mod auth_matrix;
 mod callbacks;
+mod cluster;
 mod common;
 mod durability;
 mod faults;
