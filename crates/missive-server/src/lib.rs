@@ -8,7 +8,10 @@
 //! - [`hub`]: online devices on this node and the channels that reach them.
 //! - [`delivery`]: the one path every message takes (id → persist → notify).
 //! - [`blobs`]: where chat file bytes live (a directory, or S3 for several nodes).
-//! - [`auth`]: tokens and passwords. [`ratelimit`]: per-app quotas. [`error`]: `ApiError`.
+//! - [`media`]: what media messages learn from the chat files they point at.
+//! - [`auth`]: tokens. [`passwords`]: Argon2 on a bounded pool ([`workers`], also the
+//!   thumbnails'). [`ratelimit`]: per-app quotas. [`error`]: `ApiError`.
+//! - [`telemetry`]: metrics, logs, request ids.
 //!
 //! [`run`] is the seam tests and `main` share: the caller owns the listener and the
 //! shutdown signal.
@@ -36,8 +39,12 @@ pub mod delivery;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod media;
+pub mod passwords;
 pub mod ratelimit;
 pub mod state;
+pub mod telemetry;
+pub mod workers;
 pub mod ws;
 
 pub use config::Config;
@@ -107,10 +114,14 @@ pub async fn open_store(config: &Config) -> Result<SqliteStore, ServerError> {
     Ok(SqliteStore::open(&config.database_path(), options).await?)
 }
 
-/// The whole HTTP surface: REST, `/websocket`, CORS and error stamping.
+/// The whole HTTP surface: REST, `/websocket`, CORS, error stamping, and (outermost) request
+/// ids, access logs and latency metrics.
 pub fn router(state: AppState) -> Router {
     let routes = http::router().route("/websocket", get(ws::upgrade));
-    http::with_error_stamps(routes).layer(http::cors()).with_state(state)
+    http::with_error_stamps(routes)
+        .layer(http::cors())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), http::observe::observe))
+        .with_state(state)
 }
 
 /// Serves on `listener` until `shutdown` resolves, then stops accepting, tells sessions to
@@ -125,7 +136,9 @@ pub async fn run(
     let blobs = blobs::open(&config)?;
     let state = AppState::new(config, store, blobs, token.clone());
     let sweeper = tokio::spawn(sweep_forever(state.clone()));
-    let file_sweeper = tokio::spawn(http::chatfiles::sweep_forever(state.clone()));
+    let file_sweeper = tokio::spawn(http::files::sweep_forever(state.clone()));
+    let metrics_stop = token.clone();
+    http::scrape::serve_separately(&state, async move { metrics_stop.cancelled().await }).await?;
     let app = router(state.clone());
     let stop = token.clone();
     // TCP_NODELAY: MSYNC is small request/response frames; with Nagle on, a NOTICE written

@@ -21,6 +21,8 @@ use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::hub::Hub;
 use crate::ratelimit::Quota;
+use crate::telemetry::Telemetry;
+use crate::workers::WorkerPool;
 
 /// Shared server state; cheap to clone.
 #[derive(Clone)]
@@ -49,9 +51,11 @@ pub struct Shared {
     pub inflight_sends: tokio::sync::Semaphore,
     /// Where chat file bytes live (local directory or S3).
     pub blobs: Arc<dyn BlobStore>,
-    /// Thumbnails being generated; each holds an image and its pixels in memory, so the
-    /// count is bounded (`files.thumbnail_workers`).
-    pub thumbnail_permits: tokio::sync::Semaphore,
+    /// The thumbnail workers: each holds an image and its pixels in memory, so there are
+    /// `files.thumbnail_workers` of them, and at most `files.thumbnail_queue` waiting.
+    pub thumbnails: WorkerPool<()>,
+    /// Metrics and request ids.
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl Deref for AppState {
@@ -68,11 +72,7 @@ impl AppState {
         blobs: Arc<dyn BlobStore>,
         shutdown: CancellationToken,
     ) -> AppState {
-        let auth = Arc::new(Authenticator::new(
-            store.clone(),
-            config.security.argon2_memory_kib,
-            config.security.argon2_iterations,
-        ));
+        let auth = Arc::new(Authenticator::new(store.clone(), &config.security));
         let hub = Arc::new(Hub::new(config.sessions.send_buffer_frames, config.sessions.max_devices_per_user));
         store.set_commit_listener(hub.clone());
         AppState(Arc::new(Shared {
@@ -83,7 +83,8 @@ impl AppState {
             apps: AppCache::new(store.clone()),
             idempotency_locks: DashMap::new(),
             inflight_sends: tokio::sync::Semaphore::new(config.limits.max_inflight_sends),
-            thumbnail_permits: tokio::sync::Semaphore::new(config.files.thumbnail_workers.max(1)),
+            thumbnails: crate::http::files::thumbnail::pool(&config.files),
+            telemetry: Arc::new(Telemetry::new()),
             blobs,
             auth,
             hub,

@@ -17,14 +17,18 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::error::{ApiError, RenderedError};
 use crate::state::AppState;
 
-/// `/chatfiles`: upload, download, thumbnails, expiry.
-pub mod chatfiles;
 /// Request-scoped context: the app from the path, credentials, the success envelope.
 pub mod ctx;
+/// `/chatfiles`: upload, download, thumbnails, expiry.
+pub mod files;
 /// The send API, its legacy form and recall.
 pub mod messages;
+/// Request ids, the request span and access log line, request latency metrics.
+pub mod observe;
 /// The OpenAPI description of these routes, served at `/openapi.json`.
 pub mod openapi;
+/// `GET /metrics` (Prometheus), behind `metrics.token` or on `metrics.listen`.
+pub mod scrape;
 /// `POST /token`.
 pub mod token;
 /// The user system.
@@ -35,6 +39,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/openapi.json", get(openapi::openapi_json))
+        .route("/metrics", get(scrape::metrics_with_token))
         .route("/{org}/{app}/token", post(token::issue_token))
         .route("/{org}/{app}/users", post(users::create_users).get(users::list_users).delete(users::delete_users))
         .route("/{org}/{app}/users/batch/status", post(users::batch_status))
@@ -53,8 +58,8 @@ pub fn router() -> Router<AppState> {
         .route("/{org}/{app}/messages/msg_recall", post(messages::recall_message))
         .route("/{org}/{app}/messages/recall", post(messages::recall_messages))
         // Uploads stream under their own limit (`files.max_bytes`), not axum's 2 MB default.
-        .route("/{org}/{app}/chatfiles", post(chatfiles::upload).layer(axum::extract::DefaultBodyLimit::disable()))
-        .route("/{org}/{app}/chatfiles/{file}", get(chatfiles::download))
+        .route("/{org}/{app}/chatfiles", post(files::upload::upload).layer(axum::extract::DefaultBodyLimit::disable()))
+        .route("/{org}/{app}/chatfiles/{file}", get(files::download::download))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -20,7 +20,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 
-use super::{chatfiles, messages, token, users};
+use super::{files, messages, token, users};
 
 /// The whole document. `paths(...)` must name every handler of `http::router()`; the
 /// integration test `openapi` fails when a route is missing here.
@@ -60,8 +60,8 @@ use super::{chatfiles, messages, token, users};
         messages::send_user_messages,
         messages::recall_message,
         messages::recall_messages,
-        chatfiles::upload,
-        chatfiles::download,
+        files::upload::upload,
+        files::download::download,
     ),
     components(
         schemas(ErrorBody),
