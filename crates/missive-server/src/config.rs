@@ -401,3 +401,19 @@ impl Config {
         include_str!("../../../config/example.toml")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `missive config example` promises "shown values are the defaults": every key it shows
+    /// parses, and together they are exactly `Config::default()`.
+    #[test]
+    fn the_example_file_states_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("example.toml");
+        std::fs::write(&file, Config::example()).unwrap();
+        let loaded = Config::load(Some(&file)).expect("the example parses");
+        assert_eq!(serde_json::to_value(&loaded).unwrap(), serde_json::to_value(Config::default()).unwrap());
+    }
+}
