@@ -171,7 +171,7 @@ async fn traffic(s: &LoggedServer) -> Vec<String> {
         resource: Some("web".into()),
     };
     let mut a = MsyncClient::connect(connect("alice", &alice), ClientOptions::default()).await.expect("alice online");
-    let mut b = MsyncClient::connect(connect("bob", &bob), ClientOptions::default()).await.expect("bob online");
+    let b = MsyncClient::connect(connect("bob", &bob), ClientOptions::default()).await.expect("bob online");
     b.send("alice", text_body("bob", "alice", SDK_TEXT, None)).await.expect("sdk send");
     let mut texts = Vec::new();
     while texts.len() < 2 {
