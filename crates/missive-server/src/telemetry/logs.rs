@@ -14,9 +14,10 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
-/// The WebSocket library logs every frame with its payload (message content) at TRACE:
-/// capped at DEBUG unless the filter names it, so `MISSIVE_LOG=trace` stays free of content.
-const PAYLOAD_LOGGERS: &str = "tungstenite=debug,tokio_tungstenite=debug";
+/// The WebSocket library logs every frame with its payload (message content) at TRACE, and
+/// handshake chatter at DEBUG: held at INFO unless the filter names it, so
+/// `MISSIVE_LOG=trace` stays free of message content.
+const PAYLOAD_LOGGERS: &str = "tungstenite=info,tokio_tungstenite=info";
 
 /// Installs the subscriber for this process. Call once, early in `main`.
 pub fn init(config: &LogConfig) {
@@ -45,8 +46,8 @@ mod tests {
 
     #[test]
     fn the_environment_wins_and_frame_payloads_stay_capped() {
-        assert_eq!(directives(None, "info"), "info,tungstenite=debug,tokio_tungstenite=debug");
-        assert_eq!(directives(Some("trace".into()), "info"), "trace,tungstenite=debug,tokio_tungstenite=debug");
+        assert_eq!(directives(None, "info"), "info,tungstenite=info,tokio_tungstenite=info");
+        assert_eq!(directives(Some("trace".into()), "info"), "trace,tungstenite=info,tokio_tungstenite=info");
         assert_eq!(directives(Some("tungstenite=trace".into()), "info"), "tungstenite=trace");
         assert!(EnvFilter::try_new(directives(None, "warn,missive::access=off")).is_ok());
     }
