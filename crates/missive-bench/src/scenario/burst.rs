@@ -319,26 +319,25 @@ async fn register_burst(
     }))
 }
 
-/// `logins` password logins, each on a connection opened beforehand, released together.
-async fn login_burst(target: &Target, names: &[String], logins: usize, retry_for: Duration) -> anyhow::Result<Outcome> {
-    let mut conns = Vec::with_capacity(logins);
-    for _ in 0..logins {
-        let mut c = Conn::new(target.addr);
-        c.connect().await?;
-        conns.push(c);
-    }
-    let gate = Arc::new(tokio::sync::Barrier::new(logins + 1));
-    let path = target.path("/token");
-    let mut tasks = Vec::with_capacity(logins);
-    for (i, mut conn) in conns.into_iter().enumerate() {
-        let body = json!({"grant_type": "password", "username": names[i % names.len()], "password": PASSWORD});
-        let call = Call::json(&path, None, &body);
+/// Sends every call on a connection of its own, opened beforehand, all released together;
+/// each answer must have the JSON field at `pointer`.
+async fn all_at_once(
+    target: &Target,
+    calls: Vec<Call>,
+    pointer: &'static str,
+    retry_for: Duration,
+) -> anyhow::Result<Outcome> {
+    let gate = Arc::new(tokio::sync::Barrier::new(calls.len() + 1));
+    let mut tasks = Vec::with_capacity(calls.len());
+    for call in calls {
+        let mut conn = Conn::new(target.addr);
+        conn.connect().await?;
         let gate = gate.clone();
         tasks.push(tokio::spawn(async move {
             gate.wait().await;
             let (outcome, answer) = call.until_accepted(&mut conn, retry_for).await?;
             let v: Value = serde_json::from_slice(&answer)?;
-            anyhow::ensure!(v["access_token"].is_string(), "no access_token in {v}");
+            anyhow::ensure!(v.pointer(pointer).is_some_and(Value::is_string), "no {pointer} in {v}");
             Ok(outcome)
         }));
     }
@@ -348,6 +347,18 @@ async fn login_burst(target: &Target, names: &[String], logins: usize, retry_for
         all.merge(t.await??);
     }
     Ok(all)
+}
+
+/// `logins` password logins released together (users reused when there are fewer).
+async fn login_burst(target: &Target, names: &[String], logins: usize, retry_for: Duration) -> anyhow::Result<Outcome> {
+    let path = target.path("/token");
+    let calls = (0..logins)
+        .map(|i| {
+            let body = json!({"grant_type": "password", "username": names[i % names.len()], "password": PASSWORD});
+            Call::json(&path, None, &body)
+        })
+        .collect();
+    all_at_once(target, calls, "/access_token", retry_for).await
 }
 
 /// `uploads` multipart uploads of `image`, released together.
@@ -374,26 +385,7 @@ async fn upload_burst(
         content_type: HeaderValue::from_str(&format!("multipart/form-data; boundary={BOUNDARY}"))?,
         body: Bytes::from(body),
     };
-    let gate = Arc::new(tokio::sync::Barrier::new(uploads + 1));
-    let mut tasks = Vec::with_capacity(uploads);
-    for _ in 0..uploads {
-        let mut conn = Conn::new(target.addr);
-        conn.connect().await?;
-        let (gate, call) = (gate.clone(), call.clone());
-        tasks.push(tokio::spawn(async move {
-            gate.wait().await;
-            let (outcome, answer) = call.until_accepted(&mut conn, retry_for).await?;
-            let v: Value = serde_json::from_slice(&answer)?;
-            anyhow::ensure!(v["entities"][0]["uuid"].is_string(), "no uuid in {v}");
-            Ok(outcome)
-        }));
-    }
-    gate.wait().await;
-    let mut all = Outcome::new();
-    for t in tasks {
-        all.merge(t.await??);
-    }
-    Ok(all)
+    all_at_once(target, vec![call; uploads], "/entities/0/uuid", retry_for).await
 }
 
 /// A JPEG of about `bytes` bytes with about as many pixels as a phone photo of that size
