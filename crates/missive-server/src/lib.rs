@@ -135,10 +135,10 @@ pub async fn run(
     let token = CancellationToken::new();
     let blobs = blobs::open(&config)?;
     let state = AppState::new(config, store, blobs, token.clone());
-    let sweeper = tokio::spawn(sweep_forever(state.clone()));
-    let file_sweeper = tokio::spawn(http::files::sweep_forever(state.clone()));
     let metrics_stop = token.clone();
     http::scrape::serve_separately(&state, async move { metrics_stop.cancelled().await }).await?;
+    let sweeper = tokio::spawn(sweep_forever(state.clone()));
+    let file_sweeper = tokio::spawn(http::files::sweep_forever(state.clone()));
     let app = router(state.clone());
     let stop = token.clone();
     // TCP_NODELAY: MSYNC is small request/response frames; with Nagle on, a NOTICE written
