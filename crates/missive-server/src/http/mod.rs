@@ -80,7 +80,10 @@ pub fn cors() -> CorsLayer {
             HeaderName::from_static("thumbnail"),
             HeaderName::from_static("share-secret"),
             HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-request-id"),
         ])
+        // A page's script may read the id to quote it in a bug report.
+        .expose_headers([HeaderName::from_static("x-request-id")])
         .max_age(std::time::Duration::from_secs(86400))
 }
 
