@@ -60,13 +60,25 @@ impl Conn {
         auth: Option<&HeaderValue>,
         body: Bytes,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.send_typed(method, path, auth, HeaderValue::from_static("application/json"), body).await
+    }
+
+    /// [`Conn::send`] with a body of another type (a multipart upload).
+    pub async fn send_typed(
+        &mut self,
+        method: Method,
+        path: &str,
+        auth: Option<&HeaderValue>,
+        content_type: HeaderValue,
+        body: Bytes,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         let host = self.host.clone();
         let result = async {
             let sender = self.open().await?;
             sender.ready().await?;
             let mut req = Request::builder().method(method).uri(path).header(HOST, host);
             if !body.is_empty() {
-                req = req.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                req = req.header(CONTENT_TYPE, content_type);
             }
             if let Some(a) = auth {
                 req = req.header(AUTHORIZATION, a);

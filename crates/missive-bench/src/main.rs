@@ -1,7 +1,8 @@
 //! `missive-bench`: the load generator and benchmark driver for Missive.
 //!
 //! Each subcommand is one scenario of issue 5 (`send`, `fanout`, `connections`, `offline`,
-//! `sdk`, `baseline`) or issue 6 (`overload`); it drives a running Missive by URL and app credentials or, by
+//! `sdk`, `baseline`), issue 6 (`overload`) or issue 12 (`burst`); it drives a running
+//! Missive by URL and app credentials or, by
 //! default, starts one with a temporary data directory, shows a progress bar on stderr
 //! while it runs, and prints a one-line JSON summary on stdout when done. `--out DIR`
 //! also writes the latency histograms and a latency-over-time plot. See docs/benchmarks.md.
@@ -30,7 +31,7 @@ mod setup;
 mod sink;
 mod target;
 
-use scenario::{baseline, connections, fanout, offline, overload, sdk, send};
+use scenario::{baseline, burst, connections, fanout, offline, overload, sdk, send};
 
 #[derive(Parser)]
 #[command(name = "missive-bench", about = "Load generator and benchmarks for Missive", version)]
@@ -45,6 +46,9 @@ enum Command {
     Send(send::SendArgs),
     /// Sends offered at twice the sustainable rate: shedding, health, memory, deliveries.
     Overload(overload::OverloadArgs),
+    /// Registrations, password logins and image uploads in bursts, with the default Argon2
+    /// cost: the server's memory peak and how soon it returns (issue 12).
+    Burst(burst::BurstArgs),
     /// Calls with up to 600 online recipients: deliveries per CPU-second, call completion.
     Fanout(fanout::FanoutArgs),
     /// Idle authenticated MSYNC sessions: memory per session, login rate; soak options.
@@ -83,6 +87,7 @@ fn main() -> anyhow::Result<()> {
             Command::ServeMissive { listen, data } => return serve_missive(listen, data).await,
             Command::Send(a) => ("send", a.common.out.clone(), send::run(a).await),
             Command::Overload(a) => ("overload", a.common.out.clone(), overload::run(a).await),
+            Command::Burst(a) => ("burst", a.common.out.clone(), burst::run(a).await),
             Command::Fanout(a) => ("fanout", a.common.out.clone(), fanout::run(a).await),
             Command::Connections(a) => ("connections", a.common.out.clone(), connections::run(a).await),
             Command::Offline(a) => ("offline", a.common.out.clone(), offline::run(a).await),

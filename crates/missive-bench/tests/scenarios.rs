@@ -160,6 +160,51 @@ fn overload_sheds_with_easemob_bodies_and_loses_nothing() {
 }
 
 #[test]
+fn burst_registers_logs_in_and_uploads_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    // The server's own password pool (two workers, a queue of 2) against 12 logins at once:
+    // refusals are retried until every call got its 200, and each refusal must carry the
+    // Easemob body. Memory is reported, not judged (`--check` is the script's job).
+    let v = bench(&[
+        "burst",
+        "--users",
+        "12",
+        "--batch",
+        "3",
+        "--batches-at-once",
+        "4",
+        "--logins",
+        "12",
+        "--uploads",
+        "2",
+        "--upload-mb",
+        "0.2",
+        "--settle-secs",
+        "0.3",
+        "--server-env",
+        "MISSIVE_SECURITY__PASSWORD_WORKERS=2",
+        "--server-env",
+        "MISSIVE_SECURITY__PASSWORD_QUEUE=2",
+        "--out",
+        out,
+    ]);
+    assert_eq!(v["scenario"], "burst");
+    assert_eq!(v["argon2"]["memory_kib"], 19456, "{v}");
+    assert_eq!(v["register"]["latency"]["count"], 4, "{v}");
+    assert_eq!(v["logins"]["latency"]["count"], 12, "{v}");
+    assert_eq!(v["uploads"]["latency"]["count"], 2, "{v}");
+    for phase in ["register", "logins", "uploads"] {
+        assert_eq!(v[phase]["refusals_without_easemob_body"], 0, "{v}");
+    }
+    assert!(v["upload_bytes"].as_u64().unwrap() >= 200_000, "{v}");
+    let memory = &v["memory_mib"];
+    assert!(memory["peak"].as_f64().unwrap() >= memory["idle"].as_f64().unwrap(), "{v}");
+    assert!(v["samples"].as_array().unwrap().len() >= 2, "{v}");
+    assert!(dir.path().join("burst-memory.svg").is_file());
+}
+
+#[test]
 fn fanout_counts_every_recipient() {
     let v = bench(&["fanout", "--recipients", "10", "--calls", "5", "--concurrency", "2"]);
     assert_eq!(v["accepted_calls"], 5, "{v}");

@@ -901,6 +901,35 @@ impl Session {
     }
 }
 
+/// The MSYNC endpoint of a server named as a person would name it: its HTTP base URL
+/// (`http://127.0.0.1:8080`, `https://im.example.com/prefix`: the SDK's `apiUrl`), a bare
+/// `host:port`, or the WebSocket URL itself. `http` becomes `ws` and `https` `wss`; a URL
+/// without a path (or whose path does not end in `/websocket`) gets `/websocket`
+/// appended; a `ws`/`wss` URL with a path is taken as given. `None` for another scheme.
+pub fn websocket_url(server: &str) -> Option<String> {
+    let server = server.trim();
+    let (scheme, rest) = match server.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None => ("http".to_owned(), server),
+    };
+    let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+    if host.is_empty() {
+        return None;
+    }
+    let path = path.trim_end_matches('/');
+    let ws_scheme = match scheme.as_str() {
+        "ws" | "wss" if !path.is_empty() => return Some(format!("{scheme}://{host}/{path}")),
+        "http" | "ws" => "ws",
+        "https" | "wss" => "wss",
+        _ => return None,
+    };
+    Some(match path {
+        "" => format!("{ws_scheme}://{host}/websocket"),
+        p if p == "websocket" || p.ends_with("/websocket") => format!("{ws_scheme}://{host}/{p}"),
+        p => format!("{ws_scheme}://{host}/{p}/websocket"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1019,5 +1048,24 @@ mod tests {
     #[test]
     fn login_debug_hides_the_token() {
         assert!(!format!("{:?}", login()).contains("TESTTOKEN123"));
+    }
+
+    #[test]
+    fn websocket_urls_from_what_people_type() {
+        for (given, want) in [
+            ("http://127.0.0.1:8080", "ws://127.0.0.1:8080/websocket"),
+            ("http://127.0.0.1:8080/", "ws://127.0.0.1:8080/websocket"),
+            ("127.0.0.1:8080", "ws://127.0.0.1:8080/websocket"),
+            ("https://im.example.com", "wss://im.example.com/websocket"),
+            ("HTTPS://im.example.com/im/", "wss://im.example.com/im/websocket"),
+            ("http://h:1/websocket", "ws://h:1/websocket"),
+            ("ws://127.0.0.1:8080/websocket", "ws://127.0.0.1:8080/websocket"),
+            ("ws://127.0.0.1:8080", "ws://127.0.0.1:8080/websocket"),
+            ("wss://h/ws/other", "wss://h/ws/other"),
+        ] {
+            assert_eq!(websocket_url(given).as_deref(), Some(want), "{given}");
+        }
+        assert_eq!(websocket_url("ftp://h"), None);
+        assert_eq!(websocket_url("http://"), None);
     }
 }

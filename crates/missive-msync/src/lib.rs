@@ -54,6 +54,6 @@ pub mod gateway {
     }
 }
 
-pub use client::{ClientError, ClientEvent, ClientOptions, Login, MsyncClient, Received, SendAck};
+pub use client::{ClientError, ClientEvent, ClientOptions, Login, MsyncClient, Received, SendAck, websocket_url};
 pub use ext::{json_to_key_values, key_values_to_json};
 pub use frame::{USER_DOMAIN, decode_frame, encode_frame, jid};

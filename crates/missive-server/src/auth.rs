@@ -6,13 +6,11 @@
 //! revocation removes a user's tokens from the store *and* the cache in the same call, so it
 //! takes effect at once on this node.
 //!
-//! Passwords are hashed with Argon2id on the blocking pool: a hash takes tens of
-//! milliseconds and must not stall the async workers.
+//! Passwords are hashed and checked on the bounded pool of [`crate::passwords`], which the
+//! authenticator owns.
 
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dashmap::DashMap;
@@ -22,7 +20,9 @@ use missive_core::store::Store;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::config::SecurityConfig;
 use crate::error::{ApiError, ApiResult};
+use crate::passwords::Passwords;
 
 const TOKEN_PREFIX: &str = "YWMt";
 const TOKEN_RANDOM_BYTES: usize = 32;
@@ -57,7 +57,8 @@ pub struct MintedToken {
 pub struct Authenticator {
     store: Arc<dyn Store>,
     cache: DashMap<[u8; 32], CachedToken>,
-    argon: Argon2<'static>,
+    /// Password hashing: take a slot, then hash or check through it.
+    pub passwords: Passwords,
 }
 
 /// Why a token was refused (each has its own Easemob body).
@@ -79,10 +80,8 @@ impl From<TokenError> for ApiError {
 }
 
 impl Authenticator {
-    pub fn new(store: Arc<dyn Store>, argon2_memory_kib: u32, argon2_iterations: u32) -> Authenticator {
-        let params = Params::new(argon2_memory_kib.max(8), argon2_iterations.max(1), 1, None)
-            .unwrap_or_else(|_| Params::default());
-        Authenticator { store, cache: DashMap::new(), argon: Argon2::new(Algorithm::Argon2id, Version::V0x13, params) }
+    pub fn new(store: Arc<dyn Store>, security: &SecurityConfig) -> Authenticator {
+        Authenticator { store, cache: DashMap::new(), passwords: Passwords::new(security) }
     }
 
     /// Mints and stores a token. `ttl_secs == 0` never expires.
@@ -155,32 +154,18 @@ impl Authenticator {
         }
         self.cache.insert(hash, token);
     }
-
-    /// Hashes a password (Argon2id, PHC string) on the blocking pool.
-    pub async fn hash_password(self: &Arc<Self>, password: String) -> ApiResult<String> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            this.argon.hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|_| ApiError::internal())
-        })
-        .await
-        .map_err(|_| ApiError::internal())?
-    }
-
-    /// Checks a password against a stored PHC hash on the blocking pool.
-    pub async fn check_password(self: &Arc<Self>, password: String, hash: String) -> bool {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            PasswordVerifier::<str>::verify_password(&this.argon, password.as_bytes(), &hash).is_ok()
-        })
-        .await
-        .unwrap_or(false)
-    }
 }
 
 fn well_formed(token: &str) -> bool {
     token.len() == TOKEN_PREFIX.len() + 43
         && token.starts_with(TOKEN_PREFIX)
         && token[TOKEN_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Compares secrets (client secrets, share-secrets, the metrics token) without leaking
+/// through timing where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn token_hash(token: &str) -> [u8; 32] {

@@ -34,6 +34,8 @@ pub struct Config {
     pub callbacks: CallbacksConfig,
     pub push: PushConfig,
     pub cluster: ClusterConfig,
+    pub log: LogConfig,
+    pub metrics: MetricsConfig,
 }
 
 /// Several nodes as one server (docs/cluster.md): PostgreSQL for state, NATS between nodes.
@@ -155,6 +157,8 @@ impl Default for Config {
             callbacks: CallbacksConfig::default(),
             push: PushConfig::default(),
             cluster: ClusterConfig::default(),
+            log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -282,11 +286,24 @@ pub struct SecurityConfig {
     pub argon2_iterations: u32,
     /// Whether apps created without saying otherwise allow unauthenticated registration.
     pub open_registration: bool,
+    /// Threads hashing and checking passwords; each holds one Argon2 memory block, so
+    /// password work never takes more than this × `argon2_memory_kib`. 0: one per core.
+    pub password_workers: usize,
+    /// Requests waiting for a password worker; past this, 503 (a flood is refused at once,
+    /// not queued). A batch registration is one request, hashing its users one by one.
+    pub password_queue: usize,
 }
 
 impl Default for SecurityConfig {
     fn default() -> Self {
-        SecurityConfig { argon2_memory_kib: 19456, argon2_iterations: 2, open_registration: false }
+        SecurityConfig {
+            argon2_memory_kib: 19456,
+            argon2_iterations: 2,
+            open_registration: false,
+            password_workers: 0,
+            // At ≈ 30 ms a hash, 128 waiting requests on two workers wait ≈ 2 s at most.
+            password_queue: 128,
+        }
     }
 }
 
@@ -323,8 +340,11 @@ pub struct FilesConfig {
     /// Largest image (width × height) decoded for a thumbnail; bigger ones (or decompression
     /// bombs) keep the original as their thumbnail.
     pub max_image_pixels: u64,
-    /// Thumbnails generated at once; each holds the image and its decoded pixels in memory.
+    /// Threads making thumbnails; each holds one image and its decoded pixels in memory.
     pub thumbnail_workers: usize,
+    /// Uploads waiting for a thumbnail worker; past this, the original serves as the
+    /// thumbnail (the upload itself still succeeds).
+    pub thumbnail_queue: usize,
     /// `local` (a directory) or `s3` (an S3-compatible bucket, for several nodes).
     pub backend: BlobBackend,
     /// Directory of the `local` backend; default `<data>/files`.
@@ -342,6 +362,7 @@ impl Default for FilesConfig {
             own_thumbnail_bytes: 10 * 1024,
             max_image_pixels: 25_000_000,
             thumbnail_workers: 2,
+            thumbnail_queue: 32,
             backend: BlobBackend::Local,
             dir: None,
             s3: S3Config::default(),
@@ -425,6 +446,53 @@ impl Default for PushConfig {
     }
 }
 
+/// Server logs (stderr).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `text` (human-readable lines) or `json` (one object per line, for log shippers).
+    pub format: LogFormat,
+    /// What to log, in `tracing` filter syntax (`info`, `warn,missive::access=off`, …);
+    /// the `MISSIVE_LOG` environment variable, when set, takes precedence.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, filter: "info".into() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `GET /metrics` (Prometheus text format). Off unless one of the two is set: metrics tell
+/// an outsider how busy the server is and which routes exist.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` on the main listener to requests with `Authorization: Bearer TOKEN`.
+    /// Empty: not served there.
+    pub token: String,
+    /// Serve `/metrics` (no token) on this separate address, e.g. `127.0.0.1:9090`, for a
+    /// scraper on a private network.
+    pub listen: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for MetricsConfig {
+    /// Redacts the token: configs end up in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsConfig")
+            .field("token", &if self.token.is_empty() { "" } else { "<redacted>" })
+            .field("listen", &self.listen)
+            .finish()
+    }
+}
+
 /// Where uploaded bytes are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -491,10 +559,16 @@ impl Config {
             "callbacks",
             "push",
             "cluster",
+            "log",
+            "metrics",
         ];
         fig = fig.merge(Env::prefixed("MISSIVE_").split("__").filter(|k| {
             let k = k.as_str().to_ascii_lowercase();
-            SECTIONS.iter().any(|s| k == *s || k.starts_with(&format!("{s}__")) || k.starts_with(&format!("{s}.")))
+            // `MISSIVE_LOG` is the log filter (read by `telemetry::logs`), not the `[log]` table.
+            k != "log"
+                && SECTIONS
+                    .iter()
+                    .any(|s| k == *s || k.starts_with(&format!("{s}__")) || k.starts_with(&format!("{s}.")))
         }));
         fig.extract().map_err(Box::new)
     }
@@ -530,5 +604,21 @@ impl Config {
     /// A commented example configuration (`missive config example`).
     pub fn example() -> &'static str {
         include_str!("../../../config/example.toml")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `missive config example` promises "shown values are the defaults": every key it shows
+    /// parses, and together they are exactly `Config::default()`.
+    #[test]
+    fn the_example_file_states_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("example.toml");
+        std::fs::write(&file, Config::example()).unwrap();
+        let loaded = Config::load(Some(&file)).expect("the example parses");
+        assert_eq!(serde_json::to_value(&loaded).unwrap(), serde_json::to_value(Config::default()).unwrap());
     }
 }

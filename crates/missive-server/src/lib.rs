@@ -14,7 +14,10 @@
 //! - [`notify`]: callbacks and offline push — rules, the outbox a send writes with its
 //!   messages, the pre-send check, the dispatcher.
 //! - [`blobs`]: where chat file bytes live (a directory, or S3 for several nodes).
-//! - [`auth`]: tokens and passwords. [`ratelimit`]: per-app quotas. [`error`]: `ApiError`.
+//! - [`media`]: what media messages learn from the chat files they point at.
+//! - [`auth`]: tokens. [`passwords`]: Argon2 on a bounded pool ([`workers`], also the
+//!   thumbnails'). [`ratelimit`]: per-app quotas. [`error`]: `ApiError`.
+//! - [`telemetry`]: metrics, logs, request ids.
 //!
 //! [`run`] is the seam tests and `main` share: the caller owns the listener and the
 //! shutdown signal.
@@ -44,9 +47,13 @@ pub mod error;
 pub mod fanout;
 pub mod http;
 pub mod hub;
+pub mod media;
 pub mod notify;
+pub mod passwords;
 pub mod ratelimit;
 pub mod state;
+pub mod telemetry;
+pub mod workers;
 pub mod ws;
 
 pub use config::{Config, StorageUrl};
@@ -170,10 +177,14 @@ pub async fn open_store(config: &Config) -> Result<StoreHandle, ServerError> {
     }
 }
 
-/// The whole HTTP surface: REST, `/websocket`, CORS and error stamping.
+/// The whole HTTP surface: REST, `/websocket`, CORS, error stamping, and (outermost) request
+/// ids, access logs and latency metrics.
 pub fn router(state: AppState) -> Router {
     let routes = http::router().route("/websocket", get(ws::upgrade)).route("/ws", get(ws::gateway::upgrade));
-    http::with_error_stamps(routes).layer(http::cors()).with_state(state)
+    http::with_error_stamps(routes)
+        .layer(http::cors())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), http::observe::observe))
+        .with_state(state)
 }
 
 /// Puts the server together around an open store, in the order the architecture reads:
@@ -256,8 +267,10 @@ pub async fn run(
     let token = CancellationToken::new();
     let state = assemble(config, store, token.clone()).await?;
     state.notifier.start(token.clone()).await;
+    let metrics_stop = token.clone();
+    http::scrape::serve_separately(&state, async move { metrics_stop.cancelled().await }).await?;
     let sweeper = tokio::spawn(sweep_forever(state.clone()));
-    let file_sweeper = tokio::spawn(http::chatfiles::sweep_forever(state.clone()));
+    let file_sweeper = tokio::spawn(http::files::sweep_forever(state.clone()));
     let app = router(state.clone());
     let stop = token.clone();
     // TCP_NODELAY: MSYNC is small request/response frames; with Nagle on, a NOTICE written

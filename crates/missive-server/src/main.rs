@@ -4,12 +4,33 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use missive_server::config::LogConfig;
 use missive_server::{
     Config, StorageUrl, StoreHandle, app_credentials_json, create_app, lock_data_dir, open_store, run,
 };
 
 mod notify_cli;
 mod terminal;
+
+/// jemalloc rather than glibc's malloc: after a burst (registrations, logins, uploads) glibc
+/// kept tens of MB in its per-thread arenas indefinitely; jemalloc with a background thread
+/// gives freed pages back within its decay time (10 s). Measured in docs/reliability.md,
+/// "Bursts" (glibc, glibc with `MALLOC_*` tuning, mimalloc, jemalloc).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc purges freed pages only when some thread allocates; an idle server after a
+/// burst would keep them. One background thread purges on time.
+fn return_freed_memory() {
+    #[cfg(not(target_env = "msvc"))]
+    {
+        let _ = tikv_jemalloc_ctl::max_background_threads::write(1);
+        if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+            tracing::warn!(%e, "jemalloc background thread not started: freed memory returns more slowly");
+        }
+    }
+}
 
 #[derive(Parser)]
 #[command(name = "missive", version, about = "A self-hosted, Easemob-compatible instant-messaging server")]
@@ -142,17 +163,17 @@ enum ConfigCommand {
     Example,
 }
 
-fn init_logs() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("MISSIVE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Logs go to stderr: stdout carries only the JSON some commands print.
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logs();
+    // `serve` logs as its configuration says (`[log]`); the one-shot commands as text. A
+    // configuration that does not load is reported by `serve` itself, just below.
+    let log = match &cli.command {
+        Command::Serve { store, .. } => store.load().map(|c| c.log).unwrap_or_default(),
+        _ => LogConfig::default(),
+    };
+    missive_server::telemetry::logs::init(&log);
+    return_freed_memory();
     missive_server::install_crypto_provider();
     match cli.command {
         Command::Serve { listen, nats_url, node_id, store } => serve(listen, nats_url, node_id, store).await,

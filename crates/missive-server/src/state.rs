@@ -24,6 +24,8 @@ use crate::fanout::{Fanout, KickReason, KickTarget};
 use crate::hub::{Hub, RegisterError, SessionRegistration};
 use crate::notify::Notifier;
 use crate::ratelimit::SendQuotas;
+use crate::telemetry::Telemetry;
+use crate::workers::WorkerPool;
 
 /// What `crate::assemble` builds around the store before the state exists.
 pub struct Parts {
@@ -70,9 +72,11 @@ pub struct Shared {
     pub idempotency_locks: DashMap<(uuid::Uuid, String), Arc<tokio::sync::Mutex<()>>>,
     /// Where chat file bytes live (local directory or S3).
     pub blobs: Arc<dyn BlobStore>,
-    /// Thumbnails being generated; each holds an image and its pixels in memory, so the
-    /// count is bounded (`files.thumbnail_workers`).
-    pub thumbnail_permits: tokio::sync::Semaphore,
+    /// The thumbnail workers: each holds an image and its pixels in memory, so there are
+    /// `files.thumbnail_workers` of them, and at most `files.thumbnail_queue` waiting.
+    pub thumbnails: WorkerPool<()>,
+    /// Metrics and request ids.
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl Deref for AppState {
@@ -85,11 +89,7 @@ impl Deref for AppState {
 impl AppState {
     pub fn new(config: Config, store: Arc<dyn Store>, parts: Parts, shutdown: CancellationToken) -> AppState {
         let Parts { hub, fanout, presence, bus, identity, quotas, blobs, notifier } = parts;
-        let auth = Arc::new(Authenticator::new(
-            store.clone(),
-            config.security.argon2_memory_kib,
-            config.security.argon2_iterations,
-        ));
+        let auth = Arc::new(Authenticator::new(store.clone(), &config.security));
         let policy = QueuePolicy { max_offline_per_user: config.queue.max_offline_per_user };
         let links = DeliveryLinks {
             store: store.clone(),
@@ -108,7 +108,8 @@ impl AppState {
             identity,
             apps: AppCache::new(store.clone()),
             idempotency_locks: DashMap::new(),
-            thumbnail_permits: tokio::sync::Semaphore::new(config.files.thumbnail_workers.max(1)),
+            thumbnails: crate::http::files::thumbnail::pool(&config.files),
+            telemetry: Arc::new(Telemetry::new()),
             blobs,
             auth,
             hub,

@@ -1,9 +1,9 @@
 //! `missive listen` and `missive chat`: watch messages arrive, and talk, from a terminal,
 //! through the same MSYNC client the tests and the load generator use.
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use missive_msync::client::text_body;
-use missive_msync::{ClientEvent, ClientOptions, Login, MsyncClient, Received, key_values_to_json};
+use missive_msync::{ClientEvent, ClientOptions, Login, MsyncClient, Received, key_values_to_json, websocket_url};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// How to reach a server as a user.
@@ -11,8 +11,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 pub struct Connect {
     /// The user to log in as.
     pub user: String,
-    /// WebSocket URL of the server.
-    #[arg(long, default_value = "ws://127.0.0.1:8080/websocket")]
+    /// The server: its HTTP base URL (as for the REST API) or its WebSocket URL
+    /// (`ws://…/websocket`).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// App key, `org#app`.
     #[arg(long, default_value = "demo#demo")]
@@ -27,16 +28,17 @@ pub struct Connect {
 
 impl Connect {
     async fn open(&self) -> anyhow::Result<MsyncClient> {
+        let url = websocket_url(&self.url).ok_or_else(|| {
+            anyhow!("--url {}: give http(s)://HOST[:PORT] or ws(s)://HOST[:PORT]/websocket", self.url)
+        })?;
         let login = Login {
-            url: self.url.clone(),
+            url: url.clone(),
             app_key: self.app_key.clone(),
             user: self.user.clone(),
             token: self.token.clone(),
             resource: self.resource.clone(),
         };
-        MsyncClient::connect(login, ClientOptions::default())
-            .await
-            .with_context(|| format!("logging in to {}", self.url))
+        MsyncClient::connect(login, ClientOptions::default()).await.with_context(|| format!("logging in to {url}"))
     }
 }
 

@@ -2,6 +2,7 @@
 //! `--out` writes.
 
 pub mod baseline;
+pub mod burst;
 pub mod connections;
 pub mod fanout;
 pub mod offline;

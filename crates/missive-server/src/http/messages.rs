@@ -88,7 +88,7 @@ async fn send_request(
         }
     }
     // Last, as it may read the store: refused requests cost no I/O.
-    let content = super::chatfiles::enrich_media(state, app, content).await;
+    let content = crate::media::enrich_media(state, app, content).await;
     let body = chat_body(content, &req.ext);
     let out = Outgoing {
         app: app.clone(),

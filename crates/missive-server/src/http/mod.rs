@@ -19,18 +19,22 @@ use crate::state::AppState;
 
 /// `/callbacks` and `/msghooks`: callback rules and exception storage.
 pub mod callbacks;
-/// `/chatfiles`: upload, download, thumbnails, expiry.
-pub mod chatfiles;
 /// Contacts before they exist: SDK 5's roster version.
 pub mod contacts;
 /// Request-scoped context: the app from the path, credentials, the success envelope.
 pub mod ctx;
+/// `/chatfiles`: upload, download, thumbnails, expiry.
+pub mod files;
 /// Groups and chat rooms before they exist: empty listings, creation refused.
 pub mod groups;
 /// The send API, its legacy form and recall.
 pub mod messages;
+/// Request ids, the request span and access log line, request latency metrics.
+pub mod observe;
 /// The OpenAPI description of these routes, served at `/openapi.json`.
 pub mod openapi;
+/// `GET /metrics` (Prometheus), behind `metrics.token` or on `metrics.listen`.
+pub mod scrape;
 /// `POST /token`.
 pub mod token;
 /// The user system.
@@ -42,6 +46,7 @@ pub fn router() -> Router<AppState> {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/openapi.json", get(openapi::openapi_json))
+        .route("/metrics", get(scrape::metrics_with_token))
         .route("/{org}/{app}/token", post(token::issue_token))
         .route("/{org}/{app}/users", post(users::create_users).get(users::list_users).delete(users::delete_users))
         .route("/{org}/{app}/users/batch/status", post(users::batch_status))
@@ -67,8 +72,8 @@ pub fn router() -> Router<AppState> {
         .route("/{org}/{app}/messages/msg_recall", post(messages::recall_message))
         .route("/{org}/{app}/messages/recall", post(messages::recall_messages))
         // Uploads stream under their own limit (`files.max_bytes`), not axum's 2 MB default.
-        .route("/{org}/{app}/chatfiles", post(chatfiles::upload).layer(axum::extract::DefaultBodyLimit::disable()))
-        .route("/{org}/{app}/chatfiles/{file}", get(chatfiles::download))
+        .route("/{org}/{app}/chatfiles", post(files::upload::upload).layer(axum::extract::DefaultBodyLimit::disable()))
+        .route("/{org}/{app}/chatfiles/{file}", get(files::download::download))
         .route("/{org}/{app}/callbacks", get(callbacks::list_callbacks).post(callbacks::add_callback))
         .route("/{org}/{app}/callbacks/{rule}", put(callbacks::update_callback).delete(callbacks::remove_callback))
         .route("/{org}/{app}/callbacks/storage/info", get(callbacks::storage_info))
@@ -98,6 +103,8 @@ pub fn cors() -> CorsLayer {
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("x-request-id"),
         ])
+        // A page's script may read the id to quote it in a bug report.
+        .expose_headers([HeaderName::from_static("x-request-id")])
         .max_age(std::time::Duration::from_secs(86400))
 }
 

@@ -20,7 +20,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 
-use super::{callbacks, chatfiles, contacts, groups, messages, token, users};
+use super::{callbacks, contacts, files, groups, messages, token, users};
 
 /// The whole document. `paths(...)` must name every handler of `http::router()`; the
 /// integration test `openapi` fails when a route is missing here.
@@ -70,8 +70,8 @@ use super::{callbacks, chatfiles, contacts, groups, messages, token, users};
         messages::send_user_messages,
         messages::recall_message,
         messages::recall_messages,
-        chatfiles::upload,
-        chatfiles::download,
+        files::upload::upload,
+        files::download::download,
         callbacks::add_callback,
         callbacks::list_callbacks,
         callbacks::update_callback,

@@ -12,9 +12,17 @@ use serde_json::{Value, json};
 use super::ctx::{Api, JsonBody};
 use super::openapi as doc;
 use super::users::{parse_username, user_entity};
-use crate::auth::Principal;
+use crate::auth::{Principal, constant_time_eq};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::telemetry::metrics::{Grant, LoginFailure};
+
+// The `invalid_grant` descriptions, named so that [`failure_reason`] can classify them.
+const USER_NOT_FOUND: &str = "user not found";
+const INVALID_PASSWORD: &str = "invalid password";
+const NOT_ACTIVATED: &str = "user not activated";
+const CLIENT_ID_MISMATCH: &str = "client_id does not match";
+const CLIENT_SECRET_MISMATCH: &str = "client_secret does not match";
 
 fn invalid_grant(status: StatusCode, description: &str) -> ApiError {
     ApiError::new(
@@ -71,12 +79,30 @@ pub async fn issue_token(State(state): State<AppState>, api: Api, JsonBody(body)
     if !body.is_object() {
         return Err(ApiError::invalid_body());
     }
-    match string_field(&body, "grant_type")? {
-        Some("client_credentials") => client_credentials(&state, &api, &body).await,
-        Some("password") => password(&state, &api, &body).await,
-        Some("inherit") => inherit(&state, &api, &body).await,
-        Some(other) => Err(ApiError::illegal_argument(format!("unsupported grant_type: {other}"))),
-        None => Err(ApiError::illegal_argument("grant_type must be provided")),
+    let (grant, issued) = match string_field(&body, "grant_type")? {
+        Some("client_credentials") => (Grant::ClientCredentials, client_credentials(&state, &api, &body).await),
+        Some("password") => (Grant::Password, password(&state, &api, &body).await),
+        Some("inherit") => (Grant::Inherit, inherit(&state, &api, &body).await),
+        Some(other) => return Err(ApiError::illegal_argument(format!("unsupported grant_type: {other}"))),
+        None => return Err(ApiError::illegal_argument("grant_type must be provided")),
+    };
+    let metrics = &state.telemetry.metrics;
+    match &issued {
+        Ok(_) => metrics.login(grant),
+        Err(e) => metrics.login_failed(grant, failure_reason(e)),
+    }
+    issued
+}
+
+/// Why a token request was refused, for `missive_login_failures_total`.
+fn failure_reason(e: &ApiError) -> LoginFailure {
+    match (e.status, e.description.as_str()) {
+        (_, USER_NOT_FOUND | CLIENT_ID_MISMATCH) => LoginFailure::UnknownUser,
+        (_, INVALID_PASSWORD | CLIENT_SECRET_MISMATCH) => LoginFailure::BadCredentials,
+        (_, NOT_ACTIVATED) => LoginFailure::NotActivated,
+        (StatusCode::SERVICE_UNAVAILABLE, _) => LoginFailure::Busy,
+        (StatusCode::TOO_MANY_REQUESTS, _) => LoginFailure::Flood,
+        _ => LoginFailure::Invalid,
     }
 }
 
@@ -86,10 +112,10 @@ async fn client_credentials(state: &AppState, api: &Api, body: &Value) -> ApiRes
     let secret = string_field(body, "client_secret")?
         .ok_or_else(|| ApiError::illegal_argument("client_secret must be provided"))?;
     if id != api.app.client_id {
-        return Err(invalid_grant(StatusCode::BAD_REQUEST, "client_id does not match"));
+        return Err(invalid_grant(StatusCode::BAD_REQUEST, CLIENT_ID_MISMATCH));
     }
     if !constant_time_eq(secret.as_bytes(), api.app.client_secret.as_bytes()) {
-        return Err(invalid_grant(StatusCode::BAD_REQUEST, "client_secret does not match"));
+        return Err(invalid_grant(StatusCode::BAD_REQUEST, CLIENT_SECRET_MISMATCH));
     }
     let ttl = parse_ttl(body, state.config.tokens.app_ttl_secs)?;
     let token = state.auth.issue(api.app.id, Principal::App, ttl).await?;
@@ -102,18 +128,20 @@ async fn client_credentials(state: &AppState, api: &Api, body: &Value) -> ApiRes
 }
 
 async fn password(state: &AppState, api: &Api, body: &Value) -> ApiResult<Response> {
-    let raw = string_field(body, "username")?.ok_or_else(|| invalid_grant(StatusCode::NOT_FOUND, "user not found"))?;
+    let raw = string_field(body, "username")?.ok_or_else(|| invalid_grant(StatusCode::NOT_FOUND, USER_NOT_FOUND))?;
     let password = string_field(body, "password")?.unwrap_or_default().to_owned();
     let ttl = parse_ttl(body, state.config.tokens.user_ttl_secs)?;
     let username = parse_username(raw)?;
     let Some(user) = state.store.user_by_name(api.app.id, &username).await? else {
-        return Err(invalid_grant(StatusCode::NOT_FOUND, "user not found"));
+        return Err(invalid_grant(StatusCode::NOT_FOUND, USER_NOT_FOUND));
     };
-    if !state.auth.check_password(password, user.password_hash.clone()).await {
-        return Err(invalid_grant(StatusCode::BAD_REQUEST, "invalid password"));
+    let mut passwords = state.auth.passwords.admit_login(api.app.id, &user.username)?;
+    if !passwords.verify(password, user.password_hash.clone()).await? {
+        return Err(invalid_grant(StatusCode::BAD_REQUEST, INVALID_PASSWORD));
     }
+    drop(passwords);
     if !user.activated {
-        return Err(invalid_grant(StatusCode::BAD_REQUEST, "user not activated"));
+        return Err(invalid_grant(StatusCode::BAD_REQUEST, NOT_ACTIVATED));
     }
     user_token_response(state, api, &user, ttl).await
 }
@@ -121,7 +149,7 @@ async fn password(state: &AppState, api: &Api, body: &Value) -> ApiResult<Respon
 async fn inherit(state: &AppState, api: &Api, body: &Value) -> ApiResult<Response> {
     // Only the app token may mint tokens for users; a user token gets the permission 401.
     api.require_admin("/token")?;
-    let raw = string_field(body, "username")?.ok_or_else(|| invalid_grant(StatusCode::NOT_FOUND, "user not found"))?;
+    let raw = string_field(body, "username")?.ok_or_else(|| invalid_grant(StatusCode::NOT_FOUND, USER_NOT_FOUND))?;
     let auto_create = match body.get("autoCreateUser") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -135,7 +163,7 @@ async fn inherit(state: &AppState, api: &Api, body: &Value) -> ApiResult<Respons
             // A user created this way has no usable password until one is set.
             let mut random = [0u8; 24];
             getrandom::fill(&mut random).map_err(|_| ApiError::internal())?;
-            let hash = state.auth.hash_password(base64_random(&random)).await?;
+            let hash = state.auth.passwords.admit()?.hash(base64_random(&random)).await?;
             let new = NewUser { username: username.clone(), password_hash: hash, nickname: None };
             match state.store.create_user(api.app.id, &new).await {
                 Ok(u) => u,
@@ -152,10 +180,10 @@ async fn inherit(state: &AppState, api: &Api, body: &Value) -> ApiResult<Respons
                 Err(e) => return Err(e.into()),
             }
         }
-        None => return Err(invalid_grant(StatusCode::NOT_FOUND, "user not found")),
+        None => return Err(invalid_grant(StatusCode::NOT_FOUND, USER_NOT_FOUND)),
     };
     if !user.activated {
-        return Err(invalid_grant(StatusCode::BAD_REQUEST, "user not activated"));
+        return Err(invalid_grant(StatusCode::BAD_REQUEST, NOT_ACTIVATED));
     }
     user_token_response(state, api, &user, ttl).await
 }
@@ -178,9 +206,4 @@ async fn user_token_response(
 fn base64_random(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Compares secrets without leaking where they differ through timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -16,6 +16,7 @@ use super::ctx::{Api, Credentials, Envelope, JsonBody};
 use super::openapi as doc;
 use crate::error::{ApiError, ApiResult};
 use crate::fanout::{KickReason, KickTarget};
+use crate::passwords::PasswordSlot;
 use crate::state::AppState;
 
 /// The longest nickname Easemob accepts, in characters.
@@ -117,8 +118,15 @@ fn parse_registration(v: &Value) -> ApiResult<Registration> {
     Ok(Registration { username, password, nickname })
 }
 
-async fn register_one(state: &AppState, api: &Api, r: Registration) -> ApiResult<Result<User, ()>> {
-    let hash = state.auth.hash_password(r.password).await?;
+/// Hashes through `passwords` (the request's one slot, so a batch hashes its users one after
+/// another instead of fanning out) and stores the user; `Err(())` if the name is taken.
+async fn register_one(
+    state: &AppState,
+    api: &Api,
+    passwords: &mut PasswordSlot,
+    r: Registration,
+) -> ApiResult<Result<User, ()>> {
+    let hash = passwords.hash(r.password).await?;
     let new = NewUser { username: r.username, password_hash: hash, nickname: r.nickname };
     match state.store.create_user(api.app.id, &new).await {
         Ok(u) => Ok(Ok(u)),
@@ -164,7 +172,8 @@ pub async fn create_users(State(state): State<AppState>, api: Api, JsonBody(body
         Value::Object(_) => {
             let reg = parse_registration(&body)?;
             let name = reg.username.clone();
-            match register_one(&state, &api, reg).await? {
+            let mut passwords = state.auth.passwords.admit()?;
+            match register_one(&state, &api, &mut passwords, reg).await? {
                 Ok(u) => Ok(env.set("entities", vec![user_entity(&u)]).into_response()),
                 Err(()) => Err(duplicate(&api, &name)),
             }
@@ -180,6 +189,7 @@ pub async fn create_users(State(state): State<AppState>, api: Api, JsonBody(body
             if items.is_empty() {
                 return Err(ApiError::invalid_body());
             }
+            let mut passwords = state.auth.passwords.admit()?;
             let mut entities = Vec::new();
             let mut failures = Vec::new();
             for item in &items {
@@ -188,7 +198,7 @@ pub async fn create_users(State(state): State<AppState>, api: Api, JsonBody(body
                     Err(e) => failures.push(json!({"username": shown, "registerUserFailReason": e.description})),
                     Ok(reg) => {
                         let name = reg.username.clone();
-                        match register_one(&state, &api, reg).await? {
+                        match register_one(&state, &api, &mut passwords, reg).await? {
                             Ok(u) => entities.push(user_entity(&u)),
                             Err(()) => failures
                                 .push(json!({"username": name, "registerUserFailReason": format!("the {name} already exists")})),
@@ -465,20 +475,24 @@ pub async fn set_password(
         return Err(ApiError::illegal_argument("newpassword is required"));
     };
     let is_self = matches!(api.credentials, Credentials::Valid(crate::auth::Principal::User(u)) if u == user.uuid);
-    if is_self {
+    let mut passwords = if is_self {
         let Some(old) = field("oldpassword") else {
             return Err(ApiError::illegal_argument("oldPassword is required"));
         };
-        if !state.auth.check_password(old, user.password_hash.clone()).await {
+        // Checking the old password is a login attempt: the same per-account limit applies.
+        let mut slot = state.auth.passwords.admit_login(api.app.id, &user.username)?;
+        if !slot.verify(old, user.password_hash.clone()).await? {
             return Err(ApiError::illegal_argument("oldPassword is incorrect"));
         }
+        slot
     } else {
         api.require_admin(&format!("/users/{}/password", user.uuid))?;
-    }
+        state.auth.passwords.admit()?
+    };
     if new.chars().count() > MAX_PASSWORD_CHARS {
         return Err(ApiError::illegal_argument("PASSWORD_TOO_LONG"));
     }
-    let hash = state.auth.hash_password(new).await?;
+    let hash = passwords.hash(new).await?;
     state.store.set_password(api.app.id, &user.username, &hash).await?;
     cut_off(&state, &api, &user, KickReason::PasswordChanged).await?;
     Ok(bare(&api, "set user password"))

@@ -435,11 +435,11 @@ async fn drain(bob: &mut MsyncClient, acked: &[u64], seen: &mut Vec<u64>) {
                 )
             }
         };
-        if !seen.contains(&m.id) {
-            if let Some(prev) = seen.iter().rev().find(|id| acked.contains(id)) {
-                let (p, n) = (acked.iter().position(|a| a == prev), acked.iter().position(|a| *a == m.id));
-                assert!(p < n, "out of order: {} after {prev}", m.id);
-            }
+        if !seen.contains(&m.id)
+            && let Some(prev) = seen.iter().rev().find(|id| acked.contains(id))
+        {
+            let (p, n) = (acked.iter().position(|a| a == prev), acked.iter().position(|a| *a == m.id));
+            assert!(p < n, "out of order: {} after {prev}", m.id);
         }
         seen.push(m.id);
     }

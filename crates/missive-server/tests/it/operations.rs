@@ -212,3 +212,62 @@ async fn backup_and_restore_point_postgres_users_to_pg_dump() {
     }
     assert!(!file.exists());
 }
+
+/// `missive listen` as the README shows it, given the server's HTTP base URL (what the
+/// REST calls use) rather than the WebSocket URL: it logs in and prints a message sent to
+/// the user as one JSON line.
+#[tokio::test]
+async fn listen_takes_the_http_base_url() {
+    let dir = TestData::new().await;
+    let app = dir.create_app("ops", "cli");
+    let server = ProcessServer::start(&dir).await;
+    let base = format!("http://{}/ops/cli", server.addr);
+    let admin = app_token(&server, &app).await;
+    let (st, b) = post(format!("{base}/users"), Some(&admin), json!({"username": "lena", "password": "lena-pw"})).await;
+    assert_eq!(st, 200, "{b}");
+    let (st, b) = post(
+        format!("{base}/token"),
+        None,
+        json!({"grant_type": "password", "username": "lena", "password": "lena-pw"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    let token = b["access_token"].as_str().unwrap().to_owned();
+
+    let mut listen = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .args(["listen", "lena", "--app-key", "ops#cli", "--url", &format!("http://{}", server.addr)])
+        .env("MISSIVE_USER_TOKEN", &token)
+        .env("MISSIVE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines_of = |pipe: Box<dyn std::io::Read + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        rx
+    };
+    let stderr = lines_of(Box::new(listen.stderr.take().unwrap()));
+    let stdout = lines_of(Box::new(listen.stdout.take().unwrap()));
+    // "logged in as …" on stderr: the session is up before the message is sent.
+    loop {
+        let line = stderr.recv_timeout(Duration::from_secs(15)).expect("listen to log in");
+        if line.contains("logged in as lena") {
+            break;
+        }
+    }
+    let send = json!({"from": "admin", "to": ["lena"], "type": "txt", "body": {"msg": "over http"}});
+    let (st, b) = post(format!("{base}/messages/users"), Some(&admin), send).await;
+    assert_eq!(st, 200, "{b}");
+    let line = stdout.recv_timeout(Duration::from_secs(15)).expect("the message as a JSON line");
+    let _ = listen.kill();
+    let _ = listen.wait();
+    let got: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(got["to"], "lena", "{got}");
+    assert_eq!(got["content"]["text"], "over http", "{got}");
+}
