@@ -167,7 +167,7 @@ async fn ten_thousand_concurrent_connection_attempts_are_all_answered() {
         let gate = gate.clone();
         tasks.push(tokio::spawn(async move {
             gate.wait().await;
-            match tokio::time::timeout(Duration::from_secs(60), attempt()).await {
+            match tokio::time::timeout(Duration::from_secs(120), attempt()).await {
                 Ok(Ok(ok)) => Ok(ok),
                 Ok(Err(e)) => Err(e.raw_os_error()),
                 Err(_) => Err(None),
@@ -191,7 +191,7 @@ async fn ten_thousand_concurrent_connection_attempts_are_all_answered() {
     for _ in 0..client_out_of_fds {
         let mut outcome = None;
         for _ in 0..50 {
-            match tokio::time::timeout(Duration::from_secs(60), attempt()).await {
+            match tokio::time::timeout(Duration::from_secs(120), attempt()).await {
                 Ok(Err(e)) if e.raw_os_error() == Some(24) => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
