@@ -99,6 +99,7 @@ async fn a_data_directory_of_release_0_1_upgrades_to_queue_sequences() {
             policy: missive_core::store::QueuePolicy { max_offline_per_user: 500 },
             record: None,
             outbox: vec![],
+            archive: vec![],
         })
         .await
         .unwrap();

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use missive_core::model::QueuedMessage;
-use missive_core::store::{NewOutboxEntry, RecallOutcome, StoreResult};
+use missive_core::store::{NewArchived, NewOutboxEntry, RecallOutcome, StoreResult};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
@@ -120,6 +120,8 @@ impl PgWriter {
                 bounds.push((a.app, a.owner.to_owned(), bound));
             }
         }
+        let archive: Vec<&NewArchived> = enqueues.iter().flat_map(|(_, e)| &e.archive).collect();
+        super::history::insert(&mut tx, &archive).await?;
         let outbox: Vec<&NewOutboxEntry> = enqueues.iter().flat_map(|(_, e)| &e.outbox).collect();
         if !outbox.is_empty() {
             super::outbox::insert_entries(&mut tx, &outbox).await?;
@@ -166,6 +168,8 @@ impl PgWriter {
                     .fetch_optional(&mut *tx)
                     .await?;
                     let removed = row.as_ref().map(message_row).transpose()?;
+                    // Gone from history for both parties too, even if the queue had dropped it.
+                    super::history::recall(&mut tx, *app, *id).await?;
                     out[i] = Some(Written::Recalled(match removed {
                         None => RecallOutcome::NotFound,
                         Some(m) if m.delivered => RecallOutcome::RemovedDelivered(m),

@@ -13,6 +13,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/sqlite/0003_idempotency.sql")),
     (4, include_str!("../../migrations/sqlite/0004_queue_sequences.sql")),
     (5, include_str!("../../migrations/sqlite/0005_notify.sql")),
+    (6, include_str!("../../migrations/sqlite/0006_archive.sql")),
     (8, include_str!("../../migrations/sqlite/0008_cluster.sql")),
 ];
 
