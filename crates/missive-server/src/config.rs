@@ -252,7 +252,12 @@ pub struct HistoryConfig {
 
 impl Default for HistoryConfig {
     fn default() -> Self {
-        HistoryConfig { enabled: true, retention_secs: 7 * 24 * 3600, rest_in_conversations: true, export_url_ttl_secs: 3600 }
+        HistoryConfig {
+            enabled: true,
+            retention_secs: 7 * 24 * 3600,
+            rest_in_conversations: true,
+            export_url_ttl_secs: 3600,
+        }
     }
 }
 

@@ -77,7 +77,8 @@ pub(crate) fn new_row(m: &NewArchived) -> (&str, &str, i32) {
     } else {
         (m.hidden_from_recipient, m.hidden_from_sender)
     };
-    let flags = i32::from(lo_sent) * LO_SENT | i32::from(hide_lo) * HIDDEN_LO | i32::from(hide_hi) * HIDDEN_HI;
+    let bit = |on: bool, bit: i32| if on { bit } else { 0 };
+    let flags = bit(lo_sent, LO_SENT) | bit(hide_lo, HIDDEN_LO) | bit(hide_hi, HIDDEN_HI);
     (lo, hi, flags)
 }
 

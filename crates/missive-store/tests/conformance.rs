@@ -10,6 +10,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use history::*;
 use missive_core::id::{IdGenerator, MsgId, now_ms};
 use missive_core::model::{
     App, DeviceInfo, FileRecord, IdempotencyRecord, NewMessage, NewUser, QueuedMessage, TokenRecord,
@@ -18,7 +19,6 @@ use missive_core::store::{
     CommitListener, EnqueueRequest, OnlineDevice, PresenceOutcome, QueuePolicy, RecallOutcome, Store, StoreError,
     UserPatch,
 };
-use history::*;
 use notify::*;
 use support::{Backend, TestStore};
 use uuid::Uuid;
@@ -117,7 +117,10 @@ fn message(ids: &IdGenerator, app: Uuid, owner: &str, queue: &str, text: &str) -
 }
 
 async fn send(store: &dyn Store, messages: Vec<NewMessage>) -> Vec<Arc<QueuedMessage>> {
-    store.enqueue(EnqueueRequest { messages, policy: POLICY, record: None, outbox: vec![], archive: vec![] }).await.unwrap()
+    store
+        .enqueue(EnqueueRequest { messages, policy: POLICY, record: None, outbox: vec![], archive: vec![] })
+        .await
+        .unwrap()
 }
 
 fn device(resource: &str) -> DeviceInfo {
@@ -406,9 +409,15 @@ async fn idempotency_records_commit_with_their_messages(t: TestStore) {
     assert_eq!(s.idempotency_record(a, "k1").await.unwrap(), Some(record));
     // A record alone (a send whose recipients all were unknown) is kept too.
     let alone = IdempotencyRecord { app_id: a, key: "k2".into(), response: "{}".into(), created: 5_000 };
-    s.enqueue(EnqueueRequest { messages: vec![], policy: POLICY, record: Some(alone.clone()), outbox: vec![], archive: vec![] })
-        .await
-        .unwrap();
+    s.enqueue(EnqueueRequest {
+        messages: vec![],
+        policy: POLICY,
+        record: Some(alone.clone()),
+        outbox: vec![],
+        archive: vec![],
+    })
+    .await
+    .unwrap();
     assert_eq!(s.idempotency_record(a, "k2").await.unwrap(), Some(alone));
     assert_eq!(s.sweep_idempotency(2_000).await.unwrap(), 1);
     assert!(s.idempotency_record(a, "k1").await.unwrap().is_none());
@@ -424,7 +433,9 @@ async fn the_per_user_cap_evicts_the_oldest_undelivered(t: TestStore) {
         let q = if i % 2 == 0 { "alice" } else { "carol" };
         let m = message(&ids, a, "bob", q, &i.to_string());
         all.push(m.id);
-        s.enqueue(EnqueueRequest { messages: vec![m], policy: cap, record: None, outbox: vec![], archive: vec![] }).await.unwrap();
+        s.enqueue(EnqueueRequest { messages: vec![m], policy: cap, record: None, outbox: vec![], archive: vec![] })
+            .await
+            .unwrap();
     }
     assert_eq!(s.offline_count(a, "bob").await.unwrap(), 3);
     assert!(s.message(a, all[0]).await.unwrap().is_none() && s.message(a, all[1]).await.unwrap().is_none());

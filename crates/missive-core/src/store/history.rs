@@ -89,14 +89,23 @@ pub struct ChatLogQuery {
 pub trait HistoryStore: Send + Sync {
     /// `owner`'s conversation with `peer` (both directions) in `query`'s window and order,
     /// leaving out what `owner` may not see: at most `query.limit + 1` rows.
-    async fn history(&self, app: Uuid, owner: &str, peer: &str, query: &HistoryQuery)
-    -> StoreResult<Vec<ArchivedMessage>>;
+    async fn history(
+        &self,
+        app: Uuid,
+        owner: &str,
+        peer: &str,
+        query: &HistoryQuery,
+    ) -> StoreResult<Vec<ArchivedMessage>>;
 
     /// `owner`'s conversations in `query.order`, each with its newest visible message and
     /// unread count. Conversations with no visible message left are listed only when
     /// pinned and `include_empty`.
-    async fn conversations(&self, app: Uuid, owner: &str, query: &ConversationQuery)
-    -> StoreResult<Vec<ConversationSummary>>;
+    async fn conversations(
+        &self,
+        app: Uuid,
+        owner: &str,
+        query: &ConversationQuery,
+    ) -> StoreResult<Vec<ConversationSummary>>;
 
     /// Moves `owner`'s read position in the conversation with `peer` up to `upto` (never
     /// back). A conversation `owner` does not have is left alone.
@@ -104,8 +113,7 @@ pub trait HistoryStore: Send + Sync {
 
     /// Pins (`Some(at)`, Unix ms) or unpins `owner`'s conversation with `peer`; returns the
     /// pin time now in force, `None` when `owner` has no such conversation or it is unpinned.
-    async fn pin_conversation(&self, app: Uuid, owner: &str, peer: &str, at: Option<u64>)
-    -> StoreResult<Option<u64>>;
+    async fn pin_conversation(&self, app: Uuid, owner: &str, peer: &str, at: Option<u64>) -> StoreResult<Option<u64>>;
 
     /// One-way delete of everything before `upto` — an id the caller just took from its
     /// generator, so every message accepted before the delete is below it: the conversation

@@ -82,8 +82,13 @@ pub async fn list(
 async fn legacy(state: &AppState, api: &Api, name: &str, paged: bool) -> ApiResult<Envelope> {
     let user = owner(state, api, name).await?;
     let req = LegacyListRequest::parse(paged, pairs(api), MAX_LEGACY_LIST)?;
-    let query =
-        ConversationQuery { order: ListOrder::Activity, after: None, include_empty: false, offset: req.offset, limit: req.limit };
+    let query = ConversationQuery {
+        order: ListOrder::Activity,
+        after: None,
+        include_empty: false,
+        offset: req.offset,
+        limit: req.limit,
+    };
     let rows = state.store.conversations(api.app.id, &user.username, &query).await?;
     Ok(api
         .envelope("get", "/users", &format!("/users/{}/user_channels", user.username))
@@ -213,7 +218,11 @@ async fn pin_to(state: &AppState, api: &Api, name: &str, req: PinRequest, pin: b
         ChatType::Group => None,
     };
     Ok(api
-        .envelope(if pin { "post" } else { "delete" }, "/sdk/user", &format!("/sdk/user/{}/user_channel/top", user.username))
+        .envelope(
+            if pin { "post" } else { "delete" },
+            "/sdk/user",
+            &format!("/sdk/user/{}/user_channel/top", user.username),
+        )
         .set("data", pin_data(pinned)))
 }
 

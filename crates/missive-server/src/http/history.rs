@@ -101,8 +101,12 @@ fn export_message(app: &App, hour: &str, expires: u64) -> String {
 
 /// Whether `signature` (hex) signs this download, compared in constant time.
 fn export_signed(app: &App, hour: &str, expires: u64, signature: &str) -> bool {
-    let bytes: Option<Vec<u8>> = (signature.len() % 2 == 0)
-        .then(|| (0..signature.len()).step_by(2).map(|i| u8::from_str_radix(signature.get(i..i + 2)?, 16).ok()).collect())
+    let bytes: Option<Vec<u8>> = signature
+        .len()
+        .is_multiple_of(2)
+        .then(|| {
+            (0..signature.len()).step_by(2).map(|i| u8::from_str_radix(signature.get(i..i + 2)?, 16).ok()).collect()
+        })
         .flatten();
     bytes.is_some_and(|b| hmac::verify(&export_key(app), export_message(app, hour, expires).as_bytes(), &b).is_ok())
 }
@@ -135,7 +139,8 @@ pub async fn export(
 ) -> ApiResult<Envelope> {
     api.require_admin("/chatmessages")?;
     let hour = export_hour(&state, &api, &time)?;
-    let probe = ChatLogQuery { window: hour.range().ids(), direction: Direction::Newer, from: None, to: None, limit: 1 };
+    let probe =
+        ChatLogQuery { window: hour.range().ids(), direction: Direction::Newer, from: None, to: None, limit: 1 };
     if state.store.chat_log(api.app.id, &probe).await?.is_empty() {
         return Err(hour.not_found(&api.app.app_key()).into());
     }
@@ -145,7 +150,9 @@ pub async fn export(
         hour.label,
         export_signature(&api.app, &hour.label, expires)
     ));
-    Ok(api.envelope("get", "/chatmessages", &format!("/chatmessages/{}", hour.label)).set("data", json!([{"url": url}])))
+    Ok(api
+        .envelope("get", "/chatmessages", &format!("/chatmessages/{}", hour.label))
+        .set("data", json!([{"url": url}])))
 }
 
 /// `GET /{org}/{app}/chatmessages/{time}/file?Expires&Signature` — the export file itself:
@@ -167,6 +174,7 @@ pub async fn export(
         (status = 404, response = doc::NotFound),
         (status = 503, response = doc::ServiceUnavailable),
     ),
+    security(()),
 )]
 pub async fn export_file(
     State(state): State<AppState>,
@@ -185,8 +193,13 @@ pub async fn export_file(
         ));
     }
     let hour = export_hour(&state, &api, &time)?;
-    let mut query =
-        ChatLogQuery { window: hour.range().ids(), direction: Direction::Newer, from: None, to: None, limit: EXPORT_PAGE };
+    let mut query = ChatLogQuery {
+        window: hour.range().ids(),
+        direction: Direction::Newer,
+        from: None,
+        to: None,
+        limit: EXPORT_PAGE,
+    };
     let mut gz = GzEncoder::new(Vec::new(), Compression::default());
     let mut written = 0usize;
     loop {
@@ -316,19 +329,19 @@ macro_rules! roaming_delete_route {
     ($name:ident, $path:literal, $chat:expr, $by_time:expr, $what:literal) => {
         #[doc = concat!("`DELETE ", $path, "` — ", $what)]
         #[utoipa::path(
-            delete,
-            path = $path,
-            tag = "history",
-            params(doc::UserPath),
-            responses(
-                (status = 200, description = "Done.", body = RoamingDeleted),
-                (status = 400, response = doc::BadRequest),
-                (status = 401, response = doc::Unauthorized),
-                (status = 404, response = doc::NotFound),
-                (status = 503, response = doc::ServiceUnavailable),
-            ),
-            security(("bearer" = [])),
-        )]
+                                            delete,
+                                            path = $path,
+                                            tag = "history",
+                                            params(doc::UserPath),
+                                            responses(
+                                                (status = 200, description = "Done.", body = RoamingDeleted),
+                                                (status = 400, response = doc::BadRequest),
+                                                (status = 401, response = doc::Unauthorized),
+                                                (status = 404, response = doc::NotFound),
+                                                (status = 503, response = doc::ServiceUnavailable),
+                                            ),
+                                            security(("bearer" = [])),
+                                        )]
         pub async fn $name(
             State(state): State<AppState>,
             api: Api,

@@ -73,12 +73,18 @@ pub fn router() -> Router<AppState> {
         .route("/{org}/{app}/users/{username}/user_channel", delete(conversations::delete))
         .route("/{org}/{app}/user/{username}/user_channel", delete(conversations::sdk_delete))
         .route("/{org}/{app}/sdk/user/{username}/user_channels/list", get(conversations::list))
-        .route("/{org}/{app}/sdk/user/{username}/user_channel/top", post(conversations::pin).delete(conversations::unpin))
+        .route(
+            "/{org}/{app}/sdk/user/{username}/user_channel/top",
+            post(conversations::pin).delete(conversations::unpin),
+        )
         .route("/{org}/{app}/chatmessages", get(history::chat_log))
         .route("/{org}/{app}/chatmessages/{time}", get(history::export))
         .route("/{org}/{app}/chatmessages/{time}/file", get(history::export_file))
         .route("/{org}/{app}/rest/message/roaming/chat/user/{username}", delete(history::delete_chat_roaming))
-        .route("/{org}/{app}/rest/message/roaming/chat/user/{username}/time", delete(history::delete_chat_roaming_before))
+        .route(
+            "/{org}/{app}/rest/message/roaming/chat/user/{username}/time",
+            delete(history::delete_chat_roaming_before),
+        )
         .route("/{org}/{app}/rest/message/roaming/group/user/{username}", delete(history::delete_group_roaming))
         .route(
             "/{org}/{app}/rest/message/roaming/group/user/{username}/time",

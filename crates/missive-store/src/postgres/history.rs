@@ -27,6 +27,19 @@ fn archived_at(r: &PgRow, first: usize) -> Result<ArchivedMessage, sqlx::Error> 
     ))
 }
 
+/// A batch's archive rows as arrays, for one `UNNEST` insert.
+#[derive(Default)]
+struct ArchiveColumns<'a> {
+    id: Vec<i64>,
+    app: Vec<Uuid>,
+    lo: Vec<&'a str>,
+    hi: Vec<&'a str>,
+    flags: Vec<i32>,
+    kind: Vec<i32>,
+    created: Vec<i64>,
+    payload: Vec<&'a [u8]>,
+}
+
 /// Archives a batch's messages and moves their parties' conversations, inside the batch's
 /// transaction. Conversation rows are updated in one sorted statement, so concurrent
 /// batches lock them in the same order.
@@ -34,19 +47,18 @@ pub(crate) async fn insert(tx: &mut PgConnection, entries: &[&NewArchived]) -> R
     if entries.is_empty() {
         return Ok(());
     }
-    let mut cols: (Vec<i64>, Vec<Uuid>, Vec<&str>, Vec<&str>, Vec<i32>, Vec<i32>, Vec<i64>, Vec<&[u8]>) =
-        Default::default();
+    let mut cols = ArchiveColumns::default();
     let mut touched: BTreeMap<(Uuid, &str, &str), i64> = BTreeMap::new();
     for m in entries {
         let (lo, hi, flags) = sql::new_row(m);
-        cols.0.push(col(m.id));
-        cols.1.push(m.app_id);
-        cols.2.push(lo);
-        cols.3.push(hi);
-        cols.4.push(flags);
-        cols.5.push(i32::from(m.kind.code()));
-        cols.6.push(m.created);
-        cols.7.push(m.payload.as_ref());
+        cols.id.push(col(m.id));
+        cols.app.push(m.app_id);
+        cols.lo.push(lo);
+        cols.hi.push(hi);
+        cols.flags.push(flags);
+        cols.kind.push(i32::from(m.kind.code()));
+        cols.created.push(m.created);
+        cols.payload.push(m.payload.as_ref());
         if m.listed {
             let sides = [(&m.from, &m.to, m.hidden_from_sender), (&m.to, &m.from, m.hidden_from_recipient)];
             for (owner, peer, hidden) in sides {
@@ -62,14 +74,14 @@ pub(crate) async fn insert(tx: &mut PgConnection, entries: &[&NewArchived]) -> R
          SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::int[], \
          $7::bigint[], $8::bytea[])",
     )
-    .bind(cols.0)
-    .bind(cols.1)
-    .bind(cols.2)
-    .bind(cols.3)
-    .bind(cols.4)
-    .bind(cols.5)
-    .bind(cols.6)
-    .bind(cols.7)
+    .bind(cols.id)
+    .bind(cols.app)
+    .bind(cols.lo)
+    .bind(cols.hi)
+    .bind(cols.flags)
+    .bind(cols.kind)
+    .bind(cols.created)
+    .bind(cols.payload)
     .execute(&mut *tx)
     .await?;
     if !touched.is_empty() {
@@ -161,13 +173,7 @@ async fn hide(
 
 #[async_trait]
 impl HistoryStore for PgStore {
-    async fn history(
-        &self,
-        app: Uuid,
-        owner: &str,
-        peer: &str,
-        q: &HistoryQuery,
-    ) -> StoreResult<Vec<ArchivedMessage>> {
+    async fn history(&self, app: Uuid, owner: &str, peer: &str, q: &HistoryQuery) -> StoreResult<Vec<ArchivedMessage>> {
         let v = View::new(owner, peer);
         let w = q.window();
         let Some(from) = sql::from_filter(&v, q) else { return Ok(Vec::new()) };
@@ -196,7 +202,8 @@ impl HistoryStore for PgStore {
         owner: &str,
         q: &ConversationQuery,
     ) -> StoreResult<Vec<ConversationSummary>> {
-        let (key, after) = q.after.clone().map_or((i64::MAX, String::new()), |(k, p)| (k.min(i64::MAX as u64) as i64, p));
+        let (key, after) =
+            q.after.clone().map_or((i64::MAX, String::new()), |(k, p)| (k.min(i64::MAX as u64) as i64, p));
         let rows = sqlx::query(AssertSqlSafe(sql::list_sql(q.order)))
             .bind(app)
             .bind(owner)
@@ -224,7 +231,14 @@ impl HistoryStore for PgStore {
     }
 
     async fn mark_read(&self, app: Uuid, owner: &str, peer: &str, upto: MsgId) -> StoreResult<()> {
-        sqlx::query(sql::MARK_READ).bind(app).bind(owner).bind(peer).bind(col(upto)).execute(&self.pool).await.store()?;
+        sqlx::query(sql::MARK_READ)
+            .bind(app)
+            .bind(owner)
+            .bind(peer)
+            .bind(col(upto))
+            .execute(&self.pool)
+            .await
+            .store()?;
         Ok(())
     }
 

@@ -70,7 +70,10 @@ pub(crate) fn forget_user(c: &Connection, app: &str, user: &str) -> StoreResult<
 
 fn recompute(c: &Connection, app: &str, owner: &str, peer: &str) -> StoreResult<()> {
     let v = View::new(owner, peer);
-    c.prepare_cached(&sqlite(sql::RECOMPUTE)).store()?.execute(params![app, v.lo, v.hi, v.hidden, owner, peer]).store()?;
+    c.prepare_cached(&sqlite(sql::RECOMPUTE))
+        .store()?
+        .execute(params![app, v.lo, v.hi, v.hidden, owner, peer])
+        .store()?;
     Ok(())
 }
 
@@ -79,7 +82,9 @@ fn hide(c: &Connection, app: &str, owner: &str, peer: &str, which: &HistorySelec
     let windows: Vec<IdWindow> = match which {
         HistorySelection::All => vec![missive_core::archive::TimeRange::ALL.ids()],
         HistorySelection::Window(w) => vec![*w],
-        HistorySelection::Ids(ids) => ids.iter().map(|&id| IdWindow { lo: id, hi: MsgId(id.0.saturating_add(1)) }).collect(),
+        HistorySelection::Ids(ids) => {
+            ids.iter().map(|&id| IdWindow { lo: id, hi: MsgId(id.0.saturating_add(1)) }).collect()
+        }
     };
     let mut n = 0;
     for w in windows {
@@ -141,11 +146,20 @@ impl HistoryStore for SqliteStore {
     ) -> StoreResult<Vec<ConversationSummary>> {
         let (owner, q) = (owner.to_owned(), query.clone());
         self.read(move |c| {
-            let (key, after) = q.after.clone().map_or((i64::MAX, String::new()), |(k, p)| (k.min(i64::MAX as u64) as i64, p));
+            let (key, after) =
+                q.after.clone().map_or((i64::MAX, String::new()), |(k, p)| (k.min(i64::MAX as u64) as i64, p));
             c.prepare_cached(&sqlite(&sql::list_sql(q.order)))
                 .store()?
                 .query_map(
-                    params![app.to_string(), owner, q.include_empty, key, after, i64::from(q.limit), i64::from(q.offset)],
+                    params![
+                        app.to_string(),
+                        owner,
+                        q.include_empty,
+                        key,
+                        after,
+                        i64::from(q.limit),
+                        i64::from(q.offset)
+                    ],
                     |r| {
                         let latest = match r.get::<_, Option<i64>>(2)? {
                             Some(_) => Some(archived_at(r, 2)?),

@@ -49,9 +49,15 @@ pub async fn say(s: &dyn Store, ids: &IdGenerator, app: Uuid, from: &str, to: &s
         hidden_from_recipient: o.hide_recipient,
         listed: !o.unlisted,
     };
-    s.enqueue(EnqueueRequest { messages: vec![message], policy: POLICY, record: None, outbox: vec![], archive: vec![entry] })
-        .await
-        .unwrap();
+    s.enqueue(EnqueueRequest {
+        messages: vec![message],
+        policy: POLICY,
+        record: None,
+        outbox: vec![],
+        archive: vec![entry],
+    })
+    .await
+    .unwrap();
     id
 }
 
@@ -279,11 +285,19 @@ pub async fn sweeps_and_the_chat_log(t: TestStore) {
 /// One step of the property test.
 #[derive(Clone, Debug)]
 enum Op {
-    Send { from: usize, to: usize, hide_sender: bool, hide_recipient: bool },
+    Send {
+        from: usize,
+        to: usize,
+        hide_sender: bool,
+        hide_recipient: bool,
+    },
     /// Recall the n-th message sent so far (mod count).
     Recall(usize),
     /// `owner` deletes their history with `peer`.
-    Hide { owner: usize, peer: usize },
+    Hide {
+        owner: usize,
+        peer: usize,
+    },
     DeleteUser(usize),
     /// Sweep everything before the n-th message sent so far.
     Sweep(usize),
@@ -333,7 +347,8 @@ async fn run_ops(s: &dyn Store, ops: &[Op], limit: u32) -> Result<(), TestCaseEr
             }
             Op::Hide { owner, peer } => {
                 s.hide_history(a, USERS[owner], USERS[peer], &HistorySelection::All).await.unwrap();
-                for r in model.iter_mut().filter(|r| (r.from, r.to) == (owner, peer) || (r.from, r.to) == (peer, owner)) {
+                for r in model.iter_mut().filter(|r| (r.from, r.to) == (owner, peer) || (r.from, r.to) == (peer, owner))
+                {
                     r.hidden.insert(owner);
                 }
             }
@@ -343,7 +358,9 @@ async fn run_ops(s: &dyn Store, ops: &[Op], limit: u32) -> Result<(), TestCaseEr
                 for r in model.iter_mut().filter(|r| r.from == u || r.to == u) {
                     r.hidden.insert(u);
                 }
-                model.retain(|r| !((r.from == u || r.to == u) && r.hidden.contains(&r.from) && r.hidden.contains(&r.to)));
+                model.retain(|r| {
+                    !((r.from == u || r.to == u) && r.hidden.contains(&r.from) && r.hidden.contains(&r.to))
+                });
             }
             Op::Sweep(n) if !sent.is_empty() => {
                 let floor = sent[n % sent.len()];
@@ -353,19 +370,19 @@ async fn run_ops(s: &dyn Store, ops: &[Op], limit: u32) -> Result<(), TestCaseEr
             Op::Recall(_) | Op::Sweep(_) => {}
         }
     }
-    for owner in 0..3 {
-        for peer in 0..3 {
+    for (owner, owner_name) in USERS.iter().enumerate() {
+        for (peer, peer_name) in USERS.iter().enumerate() {
             let mut want: Vec<MsgId> = model
                 .iter()
                 .filter(|r| (r.from, r.to) == (owner, peer) || (r.from, r.to) == (peer, owner))
                 .filter(|r| !r.hidden.contains(&owner))
                 .map(|r| r.id)
                 .collect();
-            let newer = all_pages(s, a, USERS[owner], USERS[peer], &query(Direction::Newer, None, limit)).await;
-            prop_assert_eq!(&newer, &want, "{} with {}, oldest first", USERS[owner], USERS[peer]);
+            let newer = all_pages(s, a, owner_name, peer_name, &query(Direction::Newer, None, limit)).await;
+            prop_assert_eq!(&newer, &want, "{} with {}, oldest first", owner_name, peer_name);
             want.reverse();
-            let older = all_pages(s, a, USERS[owner], USERS[peer], &query(Direction::Older, None, limit)).await;
-            prop_assert_eq!(&older, &want, "{} with {}, newest first", USERS[owner], USERS[peer]);
+            let older = all_pages(s, a, owner_name, peer_name, &query(Direction::Older, None, limit)).await;
+            prop_assert_eq!(&older, &want, "{} with {}, newest first", owner_name, peer_name);
         }
     }
     let log: Vec<MsgId> = s.chat_log(a, &all_log(TimeRange::ALL)).await.unwrap().iter().map(|m| m.id).collect();
