@@ -329,19 +329,19 @@ macro_rules! roaming_delete_route {
     ($name:ident, $path:literal, $chat:expr, $by_time:expr, $what:literal) => {
         #[doc = concat!("`DELETE ", $path, "` — ", $what)]
         #[utoipa::path(
-                                            delete,
-                                            path = $path,
-                                            tag = "history",
-                                            params(doc::UserPath),
-                                            responses(
-                                                (status = 200, description = "Done.", body = RoamingDeleted),
-                                                (status = 400, response = doc::BadRequest),
-                                                (status = 401, response = doc::Unauthorized),
-                                                (status = 404, response = doc::NotFound),
-                                                (status = 503, response = doc::ServiceUnavailable),
-                                            ),
-                                            security(("bearer" = [])),
-                                        )]
+                                                    delete,
+                                                    path = $path,
+                                                    tag = "history",
+                                                    params(doc::UserPath),
+                                                    responses(
+                                                        (status = 200, description = "Done.", body = RoamingDeleted),
+                                                        (status = 400, response = doc::BadRequest),
+                                                        (status = 401, response = doc::Unauthorized),
+                                                        (status = 404, response = doc::NotFound),
+                                                        (status = 503, response = doc::ServiceUnavailable),
+                                                    ),
+                                                    security(("bearer" = [])),
+                                                )]
         pub async fn $name(
             State(state): State<AppState>,
             api: Api,
