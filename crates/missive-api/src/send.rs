@@ -110,7 +110,7 @@ fn compact_len(v: &Value) -> usize {
 }
 
 /// An optional boolean flag: absent and `null` are `false`, anything but a boolean is an
-/// invalid body. Public because recall's `force` follows the same rule.
+/// invalid body. Shared with recall's `force` and the token request's `autoCreateUser`.
 pub fn opt_bool(v: Option<&Value>) -> Result<bool> {
     match v {
         None | Some(Value::Null) => Ok(false),
