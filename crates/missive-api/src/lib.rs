@@ -7,7 +7,8 @@
 //! form) becomes a [`SendRequest`] and then one MSYNC
 //! [`Content`](missive_msync::pb::message_body::Content); registrations, profile updates,
 //! password changes and the user listing become typed requests ([`users`]); a token request
-//! becomes its grant ([`token`]); a recall becomes a [`RecallRequest`]. The history
+//! becomes its grant ([`token`]); a recall becomes a [`RecallRequest`]; what an upload or a
+//! download says besides the bytes becomes values ([`files`]). The history
 //! endpoints work the same way in both directions: a request becomes a typed query a store
 //! can answer with one indexed scan, and the rows it returns become the exact answer the
 //! SDK or app server parses. The server's handlers do the I/O — authentication, the store,
@@ -34,13 +35,18 @@
 //!   presence, the `GET /users` page, and the user id rule in the REST API's words.
 //! - [`token`]: `POST /token`: the grant type, each grant's fields, `ttl`.
 //! - [`recall`]: single and batch recall items, the recall window, their answers.
+//! - [`files`]: the upload's thumbnail box, file name and content type; the download's
+//!   query and `Range`.
+//! - [`query`]: query-string decoding.
 
 pub mod body;
 pub mod chatlog;
 pub mod conversations;
 pub mod cursor;
 pub mod error;
+pub mod files;
 pub mod history;
+pub mod query;
 pub mod recall;
 pub mod send;
 pub mod token;
