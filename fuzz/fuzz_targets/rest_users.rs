@@ -1,12 +1,17 @@
 //! Any bytes as the JSON body of a user, token or recall request (`POST /users`,
 //! `PUT /users/{u}`, `PUT /users/{u}/password`, `POST /users/batch/status`, `GET /users`'s
-//! page, `POST /token`, `POST /messages/msg_recall` and `/messages/recall`): parsing never
-//! panics, every refusal is a 4xx with an Easemob error, and what is accepted keeps the
-//! API's promises — legal lower-case ids, passwords and nicknames within their limits,
-//! batches within theirs.
+//! page, `POST /token`, `POST /messages/msg_recall` and `/messages/recall`), and any JSON
+//! string as a chat file request's header or query: parsing never panics, every refusal is
+//! a 4xx with an Easemob error, and what is accepted keeps the API's promises — legal
+//! lower-case ids, passwords and nicknames within their limits, batches within theirs,
+//! ranges inside the file.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use missive_api::files::{
+    DownloadQuery, MAX_FILENAME_CHARS, MAX_THUMBNAIL_PX, RangeRequest, clean_filename, content_type_essence,
+    parse_range, thumbnail_box,
+};
 use missive_api::token::{ClientCredentials, GrantType, InheritGrant, PasswordGrant, parse_ttl};
 use missive_api::users::{
     BatchStatus, MAX_NICKNAME_CHARS, MAX_PASSWORD_CHARS, PasswordChange, RegisterRequest, Registration, UserPage,
@@ -131,9 +136,28 @@ fn recall(v: &Value) {
     }
 }
 
+fn files(s: &str) {
+    for len in [0, 1, 100, u64::MAX] {
+        match parse_range(Some(s), len) {
+            RangeRequest::Partial(r) => assert!(r.start < r.end && r.end <= len, "{r:?} of {len}"),
+            RangeRequest::Full | RangeRequest::Unsatisfiable => {}
+        }
+    }
+    let _ = DownloadQuery::parse(s);
+    let (w, h) = thumbnail_box([Some(s.as_bytes()), None], [None, None], 170);
+    assert!((1..=MAX_THUMBNAIL_PX).contains(&w) && h == 170);
+    assert!(clean_filename(s).chars().count() <= MAX_FILENAME_CHARS);
+    if let Some(t) = content_type_essence(s) {
+        assert!(t.contains('/') && !t.bytes().any(|b| b.is_ascii_uppercase() || b.is_ascii_control()));
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
     users(&value);
     token(&value);
     recall(&value);
+    if let Value::String(s) = &value {
+        files(s);
+    }
 });
