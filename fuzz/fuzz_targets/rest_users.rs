@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use missive_api::files::{
-    DownloadQuery, MAX_FILENAME_CHARS, MAX_THUMBNAIL_PX, RangeRequest, clean_filename, content_type_essence,
+    MAX_FILENAME_CHARS, MAX_THUMBNAIL_PX, RangeRequest, clean_filename, content_type_essence,
     parse_range, thumbnail_box,
 };
 use missive_api::token::{ClientCredentials, GrantType, InheritGrant, PasswordGrant, parse_ttl};
@@ -143,7 +143,6 @@ fn files(s: &str) {
             RangeRequest::Full | RangeRequest::Unsatisfiable => {}
         }
     }
-    let _ = DownloadQuery::parse(s);
     let (w, h) = thumbnail_box([Some(s.as_bytes()), None], [None, None], 170);
     assert!((1..=MAX_THUMBNAIL_PX).contains(&w) && h == 170);
     assert!(clean_filename(s).chars().count() <= MAX_FILENAME_CHARS);

@@ -1,15 +1,14 @@
 //! Chat files (easemob-api.md §5, `/{org}/{app}/chatfiles`): what an upload says besides its
-//! bytes — the thumbnail box, the part's file name and content type — and what a download
-//! asks for — the share-secret, the thumbnail, one `Range`.
+//! bytes — the thumbnail box, the part's file name and content type — and the one `Range`
+//! a download may ask for.
 //!
-//! The server streams the bytes and reads the multipart form; everything it reads from a
-//! header, a form field or the query comes here as text and leaves as a value. None of
-//! these is ever refused: a malformed value is ignored (a default applies, the whole file
-//! is sent), as Easemob and RFC 9110 do.
+//! The server streams the bytes and reads the multipart form; what it reads from a header
+//! or a form field comes here as text and leaves as a value. None of these is ever refused:
+//! a malformed value is ignored (a default applies, the whole file is sent), as Easemob and
+//! RFC 9110 do. The download's query (share-secret, thumbnail) is still read by the
+//! server's `http/files/download.rs`.
 
 use std::ops::Range;
-
-use crate::query::percent_decode;
 
 /// Largest thumbnail box a client may ask for; bigger requests are clamped.
 pub const MAX_THUMBNAIL_PX: u32 = 2048;
@@ -94,38 +93,6 @@ pub fn guess_content_type(filename: &str) -> Option<&'static str> {
     })
 }
 
-/// A flag's value (`thumbnail: true`, `thumbnail=1`).
-pub fn truthy(v: &str) -> bool {
-    v.trim().eq_ignore_ascii_case("true") || v.trim() == "1"
-}
-
-/// The download's query parameters. The Web SDK builds URLs by appending to a URL that may
-/// already have a query (`…?em-redirect=true&share-secret=S?vframe=true` for video
-/// thumbnails), so `?` also separates pairs here. `em-redirect` needs no action: the bytes
-/// are served directly.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DownloadQuery {
-    pub share_secret: Option<String>,
-    pub thumbnail: bool,
-}
-
-impl DownloadQuery {
-    pub fn parse(query: &str) -> DownloadQuery {
-        let mut q = DownloadQuery::default();
-        for pair in query.split(['&', '?']).filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            match k {
-                "share-secret" => q.share_secret = Some(percent_decode(v)),
-                // A video's first frame (`vframe`) is not extracted: it gets the same
-                // treatment as any thumbnail request of a non-image, the original.
-                "thumbnail" | "vframe" => q.thumbnail |= truthy(v),
-                _ => {}
-            }
-        }
-        q
-    }
-}
-
 /// What a download's `Range` header asks of a file of a given length.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RangeRequest {
@@ -197,16 +164,6 @@ mod tests {
         assert_eq!(clean_filename(&"x".repeat(300)).len(), MAX_FILENAME_CHARS);
         assert_eq!(guess_content_type("A.JPG"), Some("image/jpeg"));
         assert_eq!(guess_content_type("noext"), None);
-    }
-
-    #[test]
-    fn sdk_query_forms() {
-        let q = DownloadQuery::parse("em-redirect=true&share-secret=abc%2Bd&thumbnail=true");
-        assert_eq!(q, DownloadQuery { share_secret: Some("abc+d".into()), thumbnail: true });
-        let q = DownloadQuery::parse("em-redirect=true&share-secret=S1?vframe=true");
-        assert_eq!(q, DownloadQuery { share_secret: Some("S1".into()), thumbnail: true });
-        assert_eq!(DownloadQuery::parse(""), DownloadQuery::default());
-        assert!(truthy(" TRUE ") && truthy("1") && !truthy("yes"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Query strings as clients write them: `%XX` escapes and `+` for a space (form
-//! encoding). The server splits every request's query with [`percent_decode`]; the file
-//! download's own, looser form is [`crate::files::DownloadQuery`].
+//! encoding). The server decodes every request's query parameters with [`percent_decode`],
+//! and the file download's share-secret too.
 
 /// Decodes `%XX` escapes and `+` (form encoding); invalid escapes stay as they are, and
 /// bytes that are not UTF-8 become U+FFFD.

@@ -6,7 +6,8 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use missive_api::files::{DownloadQuery, RangeRequest, parse_range, truthy};
+use missive_api::files::{RangeRequest, parse_range};
+use missive_api::query::percent_decode;
 use missive_core::id::now_ms;
 use uuid::Uuid;
 
@@ -136,6 +137,37 @@ fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
 }
 
+fn truthy(v: &str) -> bool {
+    v.trim().eq_ignore_ascii_case("true") || v.trim() == "1"
+}
+
+/// The download's query parameters. The Web SDK builds URLs by appending to a URL that may
+/// already have a query (`…?em-redirect=true&share-secret=S?vframe=true` for video
+/// thumbnails), so `?` also separates pairs here. `em-redirect` needs no action: the bytes
+/// are served directly.
+#[derive(Debug, Default, PartialEq)]
+struct DownloadQuery {
+    share_secret: Option<String>,
+    thumbnail: bool,
+}
+
+impl DownloadQuery {
+    fn parse(query: &str) -> DownloadQuery {
+        let mut q = DownloadQuery::default();
+        for pair in query.split(['&', '?']).filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "share-secret" => q.share_secret = Some(percent_decode(v)),
+                // A video's first frame (`vframe`) is not extracted: it gets the same
+                // treatment as any thumbnail request of a non-image, the original.
+                "thumbnail" | "vframe" => q.thumbnail |= truthy(v),
+                _ => {}
+            }
+        }
+        q
+    }
+}
+
 /// Media a browser may show inline; everything else is an attachment, so an uploaded HTML
 /// or SVG page can never render on the API's origin.
 fn content_disposition(content_type: &str, filename: Option<&str>) -> HeaderValue {
@@ -160,6 +192,15 @@ fn content_disposition(content_type: &str, filename: Option<&str>) -> HeaderValu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sdk_query_forms() {
+        let q = DownloadQuery::parse("em-redirect=true&share-secret=abc%2Bd&thumbnail=true");
+        assert_eq!(q, DownloadQuery { share_secret: Some("abc+d".into()), thumbnail: true });
+        let q = DownloadQuery::parse("em-redirect=true&share-secret=S1?vframe=true");
+        assert_eq!(q, DownloadQuery { share_secret: Some("S1".into()), thumbnail: true });
+        assert_eq!(DownloadQuery::parse(""), DownloadQuery::default());
+    }
 
     #[test]
     fn uploaded_pages_never_render_inline() {
