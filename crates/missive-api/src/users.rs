@@ -41,6 +41,11 @@ pub fn parse_username(raw: &str) -> Result<String> {
     })
 }
 
+/// A message id in a path (`offline_msg_status/{msg_id}`): a decimal `u64`.
+pub fn parse_msg_id(raw: &str) -> Result<u64> {
+    raw.parse().map_err(|_| RequestError::IllegalArgument("msg_id is illegal".into()))
+}
+
 /// The password rule, shared by registration and the password change.
 pub fn check_password(password: &str) -> Result<()> {
     if password.chars().count() > MAX_PASSWORD_CHARS {
@@ -315,6 +320,14 @@ mod tests {
         assert_eq!(parse_username(""), Err(illegal("Entity user requires a property named username")));
         assert_eq!(parse_username(&"a".repeat(65)), Err(illegal("USERNAME_TOO_LONG")));
         assert_eq!(parse_username("a b"), Err(illegal("username [a b] is not legal")));
+    }
+
+    #[test]
+    fn message_ids_in_paths() {
+        assert_eq!(parse_msg_id("1234567890123456789"), Ok(1_234_567_890_123_456_789));
+        for bad in ["", "-1", "1.0", "x", "18446744073709551616"] {
+            assert_eq!(parse_msg_id(bad), Err(illegal("msg_id is illegal")), "{bad}");
+        }
     }
 
     #[test]

@@ -29,11 +29,7 @@ use crate::telemetry::metrics::SendVia;
 
 /// Reads the optional `Idempotency-Key` header (a Missive extension).
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
-    match v.to_str() {
-        Ok(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(k.to_owned())),
-        _ => Err(ApiError::illegal_argument("Idempotency-Key must be 1 to 255 visible ASCII characters")),
-    }
+    Ok(missive_api::send::idempotency_key(headers.get("idempotency-key").map(|v| v.as_bytes()))?)
 }
 
 /// `send_request`, made idempotent by `key`: the first request with a key sends and records

@@ -6,7 +6,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use missive_api::users::{
-    BatchStatus, PasswordChange, RegisterRequest, Registration, UserPage, check_password, parse_update, presence_word,
+    BatchStatus, PasswordChange, RegisterRequest, Registration, UserPage, check_password, parse_msg_id, parse_update,
+    presence_word,
 };
 use missive_core::id::MsgId;
 use missive_core::model::{NewUser, User, normalize_username};
@@ -554,7 +555,7 @@ pub async fn offline_msg_status(
 ) -> ApiResult<Envelope> {
     api.require_admin("/users")?;
     let user = path_user(&state, &api, &name).await?;
-    let id: u64 = msg_id.parse().map_err(|_| ApiError::illegal_argument("msg_id is illegal"))?;
+    let id = parse_msg_id(&msg_id)?;
     let pending =
         state.store.message(api.app.id, MsgId(id)).await?.is_some_and(|m| m.owner == user.username && !m.delivered);
     let mut data = Map::new();
