@@ -6,15 +6,16 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use missive_api::files::{RangeRequest, parse_range};
+use missive_api::query::percent_decode;
 use missive_core::id::now_ms;
 use uuid::Uuid;
 
-use super::range::{RangeRequest, parse_range};
 use super::{file_expired, file_not_found};
 use crate::auth::constant_time_eq;
 use crate::blobs::BlobKey;
 use crate::error::{ApiError, ApiResult};
-use crate::http::ctx::{Api, Credentials, percent_decode};
+use crate::http::ctx::{Api, Credentials};
 use crate::http::openapi as doc;
 use crate::state::AppState;
 
@@ -92,7 +93,7 @@ pub async fn download(
         ),
         _ => (BlobKey::parse(&record.blob_key)?, record.content_type.clone(), record.length),
     };
-    let range = match parse_range(headers.get(header::RANGE), length) {
+    let range = match parse_range(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), length) {
         RangeRequest::Full => None,
         RangeRequest::Partial(r) => Some(r),
         RangeRequest::Unsatisfiable => {
