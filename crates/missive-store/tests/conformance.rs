@@ -3,12 +3,14 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`, dropped afterwards). The suite checks
 //! meaning, not SQL: what a caller of `Store` may rely on, whichever backend it holds.
 
+mod contacts;
 mod notify;
 mod support;
 
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use contacts::*;
 use missive_core::id::{IdGenerator, MsgId, now_ms};
 use missive_core::model::{
     App, DeviceInfo, FileRecord, IdempotencyRecord, NewMessage, NewUser, QueuedMessage, TokenRecord,
@@ -57,6 +59,11 @@ conformance!(
     rules_bans_and_providers_advance_the_generation,
     node_ids_are_leased_to_one_live_node,
     presence_limits_devices_and_names_the_replaced_session,
+    contacts_are_mutual_paged_and_versioned,
+    invitations_are_taken_once_and_cleared_by_adding,
+    blocklists_are_one_way_and_independent_of_contacts,
+    deleting_a_user_removes_their_relations,
+    attributes_merge_under_the_limit,
 );
 
 const POLICY: QueuePolicy = QueuePolicy { max_offline_per_user: 500 };

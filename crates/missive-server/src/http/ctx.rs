@@ -192,8 +192,13 @@ impl Api {
         m.insert("applicationName".into(), self.app.name.clone().into());
         m.insert("organization".into(), self.app.org.clone().into());
         m.insert("path".into(), path.into());
-        m.insert("uri".into(), format!("{}{uri_suffix}", self.base_uri).into());
+        m.insert("uri".into(), self.uri(uri_suffix).into());
         Envelope { fields: m, started: self.started }
+    }
+
+    /// The full URI of `suffix` under this app (`scheme://host/org/app{suffix}`).
+    pub fn uri(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.base_uri)
     }
 
     /// The query parameters in Easemob's echo form: every value an array of strings.

@@ -17,9 +17,11 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::error::{ApiError, RenderedError};
 use crate::state::AppState;
 
+/// `/metadata/user`: user attributes.
+pub mod attributes;
 /// `/callbacks` and `/msghooks`: callback rules and exception storage.
 pub mod callbacks;
-/// Contacts before they exist: SDK 5's roster version.
+/// Contacts and blocklists.
 pub mod contacts;
 /// Request-scoped context: the app from the path, credentials, the success envelope.
 pub mod ctx;
@@ -63,6 +65,23 @@ pub fn router() -> Router<AppState> {
         .route("/{org}/{app}/users/{username}/joined_chatgroups", get(groups::joined_chatgroups))
         .route("/{org}/{app}/users/{username}/joined_chatrooms", get(groups::joined_chatrooms))
         .route("/{org}/{app}/user/{username}/roster/metadata/version", get(contacts::roster_version))
+        .route("/{org}/{app}/users/{username}/contacts/users", get(contacts::list_contacts))
+        .route(
+            "/{org}/{app}/users/{username}/contacts/users/{peer}",
+            post(contacts::add_contact).delete(contacts::remove_contact).put(contacts::sdk_set_remark),
+        )
+        .route("/{org}/{app}/user/{username}/contacts/users/{peer}", put(contacts::set_remark))
+        .route("/{org}/{app}/user/{username}/contacts", get(contacts::page_contacts))
+        .route("/{org}/{app}/users/{username}/contacts", get(contacts::sdk_page_contacts))
+        .route("/{org}/{app}/users/{username}/blocks/users", get(contacts::list_blocked).post(contacts::block_users))
+        .route("/{org}/{app}/users/{username}/blocks/users/{peer}", axum::routing::delete(contacts::unblock_user))
+        .route("/{org}/{app}/sdk/user/{username}/blocks", post(contacts::sdk_block).delete(contacts::sdk_unblock))
+        .route("/{org}/{app}/metadata/user/get", post(attributes::batch_get))
+        .route("/{org}/{app}/metadata/user/capacity", get(attributes::capacity))
+        .route(
+            "/{org}/{app}/metadata/user/{username}",
+            get(attributes::get_attributes).put(attributes::set_attributes).delete(attributes::delete_attributes),
+        )
         .route("/{org}/{app}/publicchatgroups", get(groups::public_chatgroups))
         .route("/{org}/{app}/chatgroups", get(groups::list_chatgroups).post(groups::create_chatgroup))
         .route("/{org}/{app}/chatgroups/user/{username}", get(groups::user_chatgroups))

@@ -471,6 +471,16 @@ impl Session {
         if to.is_empty() {
             return Err((ErrorCode::WrongParameter, "Sorry, message has no recipient".into()));
         }
+        // A user who blocked the sender gets none of their messages; the SDKs read the reason
+        // "blocked" (SDK 4: PERMISSION_DENIED, SDK 5: MESSAGE_BLOCKED_BY_RECIPIENT). Receipts
+        // and recalls of earlier messages still pass.
+        if kind == Type::Chat {
+            match self.state.store.is_blocked(self.app.id, &to, &self.user).await {
+                Ok(false) => {}
+                Ok(true) => return Err((ErrorCode::Fail, "blocked".into())),
+                Err(e) => return Err(crate::delivery::SendError::Store(e).msync_status()),
+            }
+        }
         if kind == Type::Recall
             && let Some(target) = body.ack_message_id
         {
