@@ -31,10 +31,14 @@ pub mod files;
 pub mod groups;
 /// The send API, its legacy form and recall.
 pub mod messages;
+/// Per-conversation push settings (defaults only).
+pub mod notification;
 /// Request ids, the request span and access log line, request latency metrics.
 pub mod observe;
 /// The OpenAPI description of these routes, served at `/openapi.json`.
 pub mod openapi;
+/// Presence of users, from who is online now.
+pub mod presence;
 /// `GET /metrics` (Prometheus), behind `metrics.token` or on `metrics.listen`.
 pub mod scrape;
 /// `POST /token`.
@@ -62,6 +66,9 @@ pub fn router() -> Router<AppState> {
         .route("/{org}/{app}/users/{username}/resources", get(users::user_resources))
         .route("/{org}/{app}/users/{username}/disconnect", get(users::disconnect_all))
         .route("/{org}/{app}/users/{username}/disconnect/{resource}", axum::routing::delete(users::disconnect_one))
+        .route("/{org}/{app}/users/{username}/notification", get(notification::conversation_settings))
+        .route("/{org}/{app}/users/{username}/presence", post(presence::status))
+        .route("/{org}/{app}/users/{username}/presence/{expiry}", post(presence::subscribe))
         .route("/{org}/{app}/users/{username}/joined_chatgroups", get(groups::joined_chatgroups))
         .route("/{org}/{app}/users/{username}/joined_chatrooms", get(groups::joined_chatrooms))
         .route("/{org}/{app}/user/{username}/roster/metadata/version", get(contacts::roster_version))

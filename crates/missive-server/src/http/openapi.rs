@@ -20,7 +20,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 
-use super::{attributes, callbacks, contacts, files, groups, messages, token, users};
+use super::{attributes, callbacks, contacts, files, groups, messages, notification, presence, token, users};
 
 /// The whole document. `paths(...)` must name every handler of `http::router()`; the
 /// integration test `openapi` fails when a route is missing here.
@@ -75,6 +75,9 @@ use super::{attributes, callbacks, contacts, files, groups, messages, token, use
         attributes::batch_get,
         attributes::delete_attributes,
         attributes::capacity,
+        notification::conversation_settings,
+        presence::subscribe,
+        presence::status,
         groups::joined_chatgroups,
         groups::joined_chatrooms,
         groups::public_chatgroups,
