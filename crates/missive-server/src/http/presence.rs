@@ -125,7 +125,9 @@ async fn presence_of(state: &AppState, api: &Api, name: &str, body: &Value, expi
     for user in state.store.existing_users(api.app.id, &names).await? {
         let status: Map<String, Value> =
             state.presence.devices(api.app.id, &user).await?.into_iter().map(|d| (d.resource, json!(1))).collect();
-        result.push(json!({"uid": user, "status": status, "ext": "", "last_time": now, "expiry": now + expiry}));
+        result.push(
+            json!({"uid": user, "status": status, "ext": "", "last_time": now, "expiry": now.saturating_add(expiry)}),
+        );
     }
     Ok(axum::Json(json!({
         "result": result,

@@ -461,6 +461,11 @@ impl Session {
                 return Err((ErrorCode::Fail, "Sorry, groups and chat rooms are not supported".into()));
             }
         }
+        // SDK 5 names the messages a read receipt covers in `ack_message_ids` only; SDK 4
+        // (and agora-chat) read `ack_message_id`, so the first of them fills it.
+        if kind == Type::ReadAck && body.ack_message_id.is_none() {
+            body.ack_message_id = body.ack_message_ids.first().copied();
+        }
         let to = meta
             .to
             .as_ref()
