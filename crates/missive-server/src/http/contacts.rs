@@ -11,13 +11,27 @@
 //! (`ws/gateway.rs`) and asks `roster/metadata/version` first; both read the same store.
 //! Limits (docs/api.md): [`MAX_CONTACTS`] per user, [`MAX_BLOCKED`] blocked per user,
 //! remarks of at most [`MAX_REMARK_CHARS`].
+//!
+//! The SDKs' invitations (`addContact`, `acceptContactInvite`, `declineContactInvite`) and a
+//! removal tell the other user's devices with a ROSTER event (`RosterBody`: ADD, REMOTE_ACCEPT,
+//! REMOTE_DECLINE, REMOVE), which the SDKs turn into `onContactInvited`, `onContactAgreed`,
+//! `onContactRefuse` and `onContactDeleted`. Events are online-only messages in a
+//! [`ROSTER_QUEUE`] of their own, sent as ROSTER metas (`ws/session.rs`): a device offline at that moment
+//! does not get them (the invitation itself is stored, and the contact list is always read
+//! from the store).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use missive_api::cursor::{CursorKind, PageCursor};
+use std::sync::Arc;
+
+use bytes::Bytes;
 use missive_core::id::now_ms;
-use missive_core::model::User;
+use missive_core::model::{QueuedMessage, User};
+use missive_msync::pb;
+use missive_msync::pb::roster_body::Operation;
+use prost::Message as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -34,6 +48,42 @@ pub const MAX_CONTACTS: u64 = 3_000;
 pub const MAX_BLOCKED: u64 = 500;
 /// Longest contact remark, in characters (Easemob: 100).
 pub const MAX_REMARK_CHARS: usize = 100;
+/// Contact events travel in queues named with this prefix, one queue per event
+/// (`#roster:{id}`): no user id contains `#`, so they are never a conversation, and a fresh
+/// queue each time keeps SDK 4.21.1's per-queue pull bookkeeping out of the way (with one
+/// shared queue it stopped pulling after two events).
+pub const ROSTER_QUEUE: &str = "#roster";
+
+/// Whether `queue` carries contact events.
+pub fn is_roster_queue(queue: &str) -> bool {
+    queue.strip_prefix(ROSTER_QUEUE).is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+}
+
+/// Tells `to`'s devices online now (but `except`, the device that acted) what `from` did.
+fn roster_event(state: &AppState, api: &Api, to: &str, from: &str, op: Operation, reason: &str, except: Option<&str>) {
+    let jid = |name: &str| pb::Jid { name: Some(name.to_owned()), ..Default::default() };
+    let body = pb::RosterBody {
+        operation: Some(op as i32),
+        from: Some(jid(from)),
+        // The SDKs read `to[0]` unchecked.
+        to: vec![jid(to)],
+        reason: Some(reason.to_owned()),
+        ..Default::default()
+    };
+    let id = state.delivery.next_id();
+    let msg = Arc::new(QueuedMessage {
+        id,
+        app_id: api.app.id,
+        owner: to.to_owned(),
+        queue: format!("{ROSTER_QUEUE}:{}", id.0),
+        sender: from.to_owned(),
+        created: now_ms() as i64,
+        payload: Bytes::from(body.encode_to_vec()),
+        seq: 0,
+        delivered: false,
+    });
+    state.fanout.online(api.app.id, to, &msg, except);
+}
 
 /// `{org}/{app}`, the owner and the other user named in the path.
 #[derive(IntoParams)]
@@ -223,7 +273,9 @@ pub async fn remove_contact(
     Path((_, _, name, peer)): Path<(String, String, String, String)>,
 ) -> ApiResult<Envelope> {
     let (owner, peer) = pair(&state, &api, &name, &peer).await?;
-    state.store.remove_contact(api.app.id, &owner.username, &peer.username, now_ms() as i64).await?;
+    if state.store.remove_contact(api.app.id, &owner.username, &peer.username, now_ms() as i64).await? {
+        roster_event(&state, &api, &peer.username, &owner.username, Operation::Remove, "", None);
+    }
     Ok(contacts_envelope(&api, "delete", &owner, &peer))
 }
 
@@ -642,4 +694,126 @@ pub async fn sdk_page_contacts(
     path: Path<(String, String, String)>,
 ) -> ApiResult<Envelope> {
     page_contacts(state, api, path).await
+}
+
+/// `POST /{org}/{app}/users/{username}/contacts/apply?resource=` — `{"usernames": [peer],
+/// "reason": "…"}`: the SDKs' `addContact`. The invitation is stored and the peer's devices
+/// get `onContactInvited`; an unknown peer or oneself is reported in `data`, as Easemob does.
+#[utoipa::path(
+    post,
+    path = "/{org}/{app}/users/{username}/contacts/apply",
+    tag = "contacts",
+    params(doc::UserPath),
+    request_body = Usernames,
+    responses(
+        (status = 200, description = "Invited; `data.notExistUsers` / `data.applyYourselfUsers` name the refused.", body = Object),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::ServiceUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn apply(
+    State(state): State<AppState>,
+    api: Api,
+    Path((_, _, name)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Envelope> {
+    let owner = path_user_for_self_or_admin(&state, &api, &name, "/users").await?;
+    let names = usernames(&body)?;
+    let reason = body.get("reason").and_then(Value::as_str).unwrap_or("");
+    let known = state.store.existing_users(api.app.id, &names).await?;
+    let (mut yourself, mut missing) = (Vec::new(), Vec::new());
+    for peer in &names {
+        if *peer == owner.username {
+            yourself.push(json!({"username": peer, "failReason": "user cannot apply to become a new friend"}));
+        } else if !known.contains(peer) {
+            missing.push(json!({"username": peer, "failReason": "the users not exist"}));
+        } else if !state.store.is_blocked(api.app.id, peer, &owner.username).await? {
+            // A user who blocked the requester never hears of it (Easemob: a blocked user
+            // cannot send friend requests); the requester is not told either.
+            state.store.add_request(api.app.id, &owner.username, peer, reason, now_ms() as i64).await?;
+            roster_event(&state, &api, peer, &owner.username, Operation::Add, reason, None);
+        }
+    }
+    let mut data = serde_json::Map::new();
+    if !yourself.is_empty() {
+        data.insert("applyYourselfUsers".into(), yourself.into());
+    }
+    if !missing.is_empty() {
+        data.insert("notExistUsers".into(), missing.into());
+    }
+    let path = format!("/users/{}/contacts/apply", owner.username);
+    Ok(api.envelope("post", &path, &path).set("data", Value::Object(data)))
+}
+
+/// `POST /{org}/{app}/users/{username}/contacts/accept/users/{peer}?resource=` — the SDKs'
+/// `acceptContactInvite`: `{peer}` invited `{username}`; they become contacts and the
+/// requester's devices get `onContactAgreed`. 404 `entity_not_found` without an invitation.
+#[utoipa::path(
+    post,
+    path = "/{org}/{app}/users/{username}/contacts/accept/users/{peer}",
+    tag = "contacts",
+    params(PairPath),
+    responses(
+        (status = 200, description = "They are contacts.", body = doc::UsersResponse),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::ServiceUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn accept(
+    State(state): State<AppState>,
+    api: Api,
+    Path((_, _, name, peer)): Path<(String, String, String, String)>,
+) -> ApiResult<Envelope> {
+    let (owner, requester) = answer_invitation(&state, &api, &name, &peer).await?;
+    state.store.add_contact(api.app.id, &owner.username, &requester.username, now_ms() as i64).await?;
+    roster_event(&state, &api, &requester.username, &owner.username, Operation::RemoteAccept, "", None);
+    // The owner's other devices learn that the contact was added.
+    let here = api.query_value("resource");
+    roster_event(&state, &api, &owner.username, &requester.username, Operation::Accept, "", here);
+    Ok(contacts_envelope(&api, "post", &owner, &requester))
+}
+
+/// `POST /{org}/{app}/users/{username}/contacts/decline/users/{peer}?resource=` — the SDKs'
+/// `declineContactInvite`: the invitation is dropped and the requester's devices get
+/// `onContactRefuse`. 404 `entity_not_found` without an invitation.
+#[utoipa::path(
+    post,
+    path = "/{org}/{app}/users/{username}/contacts/decline/users/{peer}",
+    tag = "contacts",
+    params(PairPath),
+    responses(
+        (status = 200, description = "Declined.", body = doc::UsersResponse),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::ServiceUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn decline(
+    State(state): State<AppState>,
+    api: Api,
+    Path((_, _, name, peer)): Path<(String, String, String, String)>,
+) -> ApiResult<Envelope> {
+    let (owner, requester) = answer_invitation(&state, &api, &name, &peer).await?;
+    roster_event(&state, &api, &requester.username, &owner.username, Operation::RemoteDecline, "", None);
+    Ok(contacts_envelope(&api, "post", &owner, &requester))
+}
+
+/// The owner and the requester of a pending invitation `{peer}` → `{username}`, taken.
+async fn answer_invitation(state: &AppState, api: &Api, owner: &str, peer: &str) -> ApiResult<(User, User)> {
+    let (owner, requester) = pair(state, api, owner, peer).await?;
+    if state.store.take_request(api.app.id, &requester.username, &owner.username).await?.is_none() {
+        return Err(ApiError::entity_not_found(format!(
+            "no contact invitation from {} to {}",
+            requester.username, owner.username
+        )));
+    }
+    Ok((owner, requester))
 }

@@ -120,8 +120,15 @@ fn meta(
     }
 }
 
+/// A queued message as the device gets it: a chat message, or — in a contact event's queue
+/// (`crate::http::contacts::ROSTER_QUEUE`) — a ROSTER meta.
 fn message_meta(app_key: &str, m: &QueuedMessage) -> pb::Meta {
-    meta(app_key, m.id.0, &m.sender, &m.owner, m.created, pb::meta::NameSpace::Chat, m.payload.clone())
+    let ns = if crate::http::contacts::is_roster_queue(&m.queue) {
+        pb::meta::NameSpace::Roster
+    } else {
+        pb::meta::NameSpace::Chat
+    };
+    meta(app_key, m.id.0, &m.sender, &m.owner, m.created, ns, m.payload.clone())
 }
 
 /// What a client frame means for the session.

@@ -113,15 +113,12 @@ async fn websdk_updates_and_fetches_user_info() {
     let mut sdk = Sdk::start(&base(&s), &s.app_key()).await;
     sdk.open("cat", "cat", &cat, json!({})).await;
 
-    sdk.cmd(json!({"op": "call", "c": "cat", "tag": "up", "method": "updateOwnUserInfo",
-                   "args": [{"nickname": "Cat S.", "gender": 1}]}));
-    let ev = sdk.expect("cat: updateOwnUserInfo", |v| v["tag"] == "up").await;
+    let ev = sdk.call("cat", "up", "updateOwnUserInfo", json!([{"nickname": "Cat S.", "gender": 1}])).await;
     assert_eq!(ev["ev"], "call_ok", "{ev}");
     let (_, b) = s.get("/metadata/user/cat", Some(&admin)).await;
     assert_eq!(b["data"], json!({"nickname": "Cat S.", "gender": "1"}), "{b}");
 
-    sdk.cmd(json!({"op": "call", "c": "cat", "tag": "get", "method": "fetchUserInfoById", "args": [["dov", "cat"]]}));
-    let ev = sdk.expect("cat: fetchUserInfoById", |v| v["tag"] == "get").await;
+    let ev = sdk.call("cat", "get", "fetchUserInfoById", json!([["dov", "cat"]])).await;
     assert_eq!(ev["ev"], "call_ok", "{ev}");
     assert_eq!(ev["r"]["data"]["dov"]["nickname"], "Dov", "{ev}");
     assert_eq!(ev["r"]["data"]["dov"]["mail"], "d@x.org", "{ev}");

@@ -1,7 +1,8 @@
 //! Contacts and blocklists (`http/contacts.rs`, `ws/gateway.rs`, the blocklist check of
 //! `ws/session.rs`): the REST API as an app server calls it, the same data through the
-//! unmodified `easemob-websdk` 4.21.1, SDK 5's roster over the sync gateway, a blocked
-//! user's SDK message refused, and everything gone with a deleted user.
+//! unmodified `easemob-websdk` 4.21.1 (including invitations and the contact events they
+//! cause), SDK 5's roster over the sync gateway, a blocked user's SDK message refused, and
+//! everything gone with a deleted user.
 
 use missive_msync::gateway::roster;
 use prost::Message as _;
@@ -156,24 +157,18 @@ async fn a_blocked_users_sdk_messages_are_refused_rest_sends_are_not() {
     assert_eq!(s.offline_count(&admin, "eve").await, 2);
 
     // The Web SDK's own blocklist calls: /sdk/user/{u}/blocks, then fay's sends pass.
-    sdk.cmd(
-        json!({"op": "call", "c": "gil", "tag": "ban", "method": "addUsersToBlocklist", "args": [{"name": ["fay"]}]}),
-    );
-    let ev = sdk.expect("gil: addUsersToBlocklist", |v| v["tag"] == "ban").await;
+    let ev = sdk.call("gil", "ban", "addUsersToBlocklist", json!([{"name": ["fay"]}])).await;
     assert_eq!(ev["ev"], "call_ok", "{ev}");
-    sdk.cmd(json!({"op": "call", "c": "gil", "tag": "list", "method": "getBlocklist", "args": []}));
-    let ev = sdk.expect("gil: getBlocklist", |v| v["tag"] == "list").await;
+    let ev = sdk.call("gil", "list", "getBlocklist", json!([])).await;
     assert_eq!((ev["ev"].clone(), ev["r"]["data"].clone()), (json!("call_ok"), json!(["fay"])), "{ev}");
-    sdk.cmd(json!({"op": "call", "c": "gil", "tag": "unban", "method": "removeUserFromBlocklist", "args": [{"name": ["fay"]}]}));
-    let ev = sdk.expect("gil: removeUserFromBlocklist", |v| v["tag"] == "unban").await;
+    let ev = sdk.call("gil", "unban", "removeUserFromBlocklist", json!([{"name": ["fay"]}])).await;
     assert_eq!(ev["ev"], "call_ok", "{ev}");
     let (_, b) = s.get("/users/gil/blocks/users", Some(&admin)).await;
     assert_eq!(b["data"], json!([]), "{b}");
     let (_, b) = s.delete("/users/eve/blocks/users/fay", Some(&eve)).await;
     assert_eq!(b["entities"][0]["username"], "fay", "{b}");
     sdk.send("fay", "ok", json!({"type": "txt", "to": "eve", "msg": "thanks"})).await;
-    let trouble = sdk.seen(|v| v["ev"] == "error" || v["ev"] == "unhandled_rejection");
-    assert!(trouble.is_empty(), "SDK errors: {trouble:?}");
+    sdk.assert_no_errors();
 }
 
 #[tokio::test]
@@ -188,8 +183,7 @@ async fn websdk_contact_calls_read_and_change_the_stored_contacts() {
     let mut sdk = Sdk::start(&base(&s), &s.app_key()).await;
     sdk.open("hal", "hal", &hal, json!({})).await;
     let mut call = async |tag: &str, method: &str, args: Value| {
-        sdk.cmd(json!({"op": "call", "c": "hal", "tag": tag, "method": method, "args": args}));
-        let ev = sdk.expect(&format!("hal: {method}"), |v| v["tag"] == tag).await;
+        let ev = sdk.call("hal", tag, method, args).await;
         assert_eq!(ev["ev"], "call_ok", "{method}: {ev}");
         ev["r"].clone()
     };
@@ -289,4 +283,104 @@ async fn deleting_a_user_removes_them_from_contacts_and_blocklists() {
     s.register(&admin, &["mae"]).await;
     let (_, b) = s.get("/users/mae/contacts/users", Some(&admin)).await;
     assert_eq!(b["data"], json!([]), "{b}");
+}
+
+#[tokio::test]
+async fn websdk_invitations_reach_the_other_user_as_contact_events() {
+    let s = TestServer::start().await;
+    let admin = users(&s, &["uma", "vic", "wes"]).await;
+    let mut sdk = Sdk::start(&base(&s), &s.app_key()).await;
+    for u in ["uma", "vic"] {
+        let token = s.user_token(u).await;
+        sdk.open(u, u, &token, json!({})).await;
+    }
+    async fn event(sdk: &mut Sdk, c: &str, handler: &str) -> Value {
+        let ev = sdk.expect(&format!("{c}: {handler}"), |v| is(v, "contact", c) && v["handler"] == handler).await;
+        ev["m"].clone()
+    }
+
+    // uma invites vic: vic's SDK fires onContactInvited with the reason.
+    let ev = sdk.call("uma", "add", "addContact", json!(["vic", "hi, it's uma"])).await;
+    assert_eq!(ev["ev"], "call_ok", "{ev}");
+    let m = event(&mut sdk, "vic", "onContactInvited").await;
+    assert_eq!(
+        (m["from"].clone(), m["to"].clone(), m["status"].clone()),
+        (json!("uma"), json!("vic"), json!("hi, it's uma"))
+    );
+    // vic accepts: uma's SDK fires onContactAgreed; both lists hold the other.
+    let ev = sdk.call("vic", "ok", "acceptContactInvite", json!(["uma"])).await;
+    assert_eq!(ev["ev"], "call_ok", "{ev}");
+    let m = event(&mut sdk, "uma", "onContactAgreed").await;
+    assert_eq!(m["from"], "vic", "{m}");
+    let (_, b) = s.get("/users/uma/contacts/users", Some(&admin)).await;
+    assert_eq!(b["data"], json!(["vic"]), "{b}");
+    // Accepting again: there is no invitation any more.
+    let ev = sdk.call("vic", "again", "acceptContactInvite", json!(["uma"])).await;
+    assert_eq!(ev["ev"], "call_err", "{ev}");
+
+    // vic removes uma: onContactDeleted at uma.
+    let ev = sdk.call("vic", "del", "deleteContact", json!(["uma"])).await;
+    assert_eq!(ev["ev"], "call_ok", "{ev}");
+    let m = event(&mut sdk, "uma", "onContactDeleted").await;
+    assert_eq!(m["from"], "vic", "{m}");
+
+    // A declined invitation: onContactRefuse, and no contact.
+    sdk.call("uma", "add2", "addContact", json!(["vic", ""])).await;
+    event(&mut sdk, "vic", "onContactInvited").await;
+    let ev = sdk.call("vic", "no", "declineContactInvite", json!(["uma"])).await;
+    assert_eq!(ev["ev"], "call_ok", "{ev}");
+    let m = event(&mut sdk, "uma", "onContactRefuse").await;
+    assert_eq!(m["from"], "vic", "{m}");
+    let (_, b) = s.get("/users/uma/contacts/users", Some(&admin)).await;
+    assert_eq!(b["data"], json!([]), "{b}");
+
+    // Over REST: unknown and self targets are reported in `data`, as the SDKs read them.
+    let uma = s.user_token("uma").await;
+    let (st, b) = s.post("/users/uma/contacts/apply", Some(&uma), json!({"usernames": ["uma", "nobody"]})).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["applyYourselfUsers"][0]["failReason"], "user cannot apply to become a new friend", "{b}");
+    assert_eq!(b["data"]["notExistUsers"][0]["failReason"], "the users not exist", "{b}");
+    // A user who blocked the requester hears nothing, and cannot accept what never came.
+    s.post("/users/wes/blocks/users", Some(&admin), json!({"usernames": ["uma"]})).await;
+    let (st, _) = s.post("/users/uma/contacts/apply", Some(&uma), json!({"usernames": ["wes"]})).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, b) = s.post("/users/wes/contacts/accept/users/uma", Some(&admin), json!({})).await;
+    assert_eq!((st, b["error"].clone()), (StatusCode::NOT_FOUND, json!("entity_not_found")), "{b}");
+    sdk.assert_no_errors();
+}
+
+/// Contact events are ROSTER metas (`ns: 3`) in their own queue, each delivered once, in order.
+#[tokio::test]
+async fn contact_events_reach_a_device_as_roster_metas() {
+    let s = TestServer::start().await;
+    let admin = users(&s, &["xia", "yan", "zed"]).await;
+    let mut xia = s.msync("xia", "xia-dev").await;
+    for (from, reason) in [("yan", "one"), ("zed", "two"), ("yan", "three")] {
+        let (st, b) = s
+            .post(
+                &format!("/users/{from}/contacts/apply"),
+                Some(&admin),
+                json!({"usernames": ["xia"], "reason": reason}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+    }
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let ev =
+            tokio::time::timeout(std::time::Duration::from_secs(10), xia.next_event()).await.expect("an event in time");
+        match ev {
+            Some(missive_msync::ClientEvent::Message(m)) => {
+                assert_eq!(m.ns, 3, "{m:?}");
+                assert!(m.queue.starts_with("#roster:"), "a queue of its own: {m:?}");
+                let body = missive_msync::pb::RosterBody::decode(m.raw.payload.clone().unwrap_or_default())
+                    .expect("RosterBody");
+                assert_eq!(body.operation, Some(2), "ADD");
+                got.push((m.from.clone(), body.reason.unwrap_or_default()));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let want = [("yan", "one"), ("zed", "two"), ("yan", "three")].map(|(a, b)| (a.to_owned(), b.to_owned()));
+    assert_eq!(got, want);
 }

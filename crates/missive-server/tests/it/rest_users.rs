@@ -532,15 +532,7 @@ async fn presence_and_conversation_settings_for_the_uikit() {
     let admin = s.admin_token().await;
     s.register(&admin, &["pia", "quin"]).await;
     let pia = s.user_token("pia").await;
-    let login = missive_msync::Login {
-        url: s.ws_url(),
-        app_key: s.app_key(),
-        user: "quin".into(),
-        token: s.user_token("quin").await,
-        resource: Some("quin-web".into()),
-    };
-    let _quin =
-        missive_msync::MsyncClient::connect(login, missive_msync::ClientOptions::default()).await.expect("login");
+    let _quin = s.msync("quin", "quin-web").await;
 
     let body = json!({"usernames": ["quin", "pia", "nobody"]});
     let (st, b) = s.post("/users/pia/presence/2592000", Some(&pia), body.clone()).await;
