@@ -338,6 +338,7 @@ async fn acks_move_forward_only_and_mark_delivered(t: TestStore) {
     let sent = send(s, (0..4).map(|i| message(&ids, a, "bob", "alice", &i.to_string())).collect()).await;
     send(s, vec![message(&ids, a, "bob", "carol", "c")]).await;
     assert_eq!(s.offline_count(a, "bob").await.unwrap(), 5);
+    assert_eq!(s.queued_total().await.unwrap(), 5);
     let counts = s.pending_counts(a, "bob", "phone").await.unwrap();
     assert_eq!(counts.iter().map(|c| (c.queue.as_str(), c.pending)).collect::<Vec<_>>(), [("alice", 4), ("carol", 1)]);
     let receipt = s.submit_ack(a, "bob", "phone", "alice", 3).await.unwrap();
@@ -345,6 +346,7 @@ async fn acks_move_forward_only_and_mark_delivered(t: TestStore) {
     s.ack(a, "bob", "phone", "alice", 1).await.unwrap();
     assert_eq!(s.pending(a, "bob", "phone", "alice", 0, 10).await.unwrap().cursor, 3, "a cursor never moves back");
     assert_eq!(s.offline_count(a, "bob").await.unwrap(), 2);
+    assert_eq!(s.queued_total().await.unwrap(), 2);
     assert!(s.message(a, sent[2].id).await.unwrap().unwrap().delivered);
     assert!(!s.message(a, sent[3].id).await.unwrap().unwrap().delivered);
     let counts = s.pending_counts(a, "bob", "phone").await.unwrap();

@@ -41,6 +41,7 @@ use crate::error::ApiError;
 use crate::fanout::Fanout;
 use crate::hub::Hub;
 use crate::notify::Notifier;
+use crate::telemetry::Metrics;
 
 pub use missive_notify::Origin;
 
@@ -167,6 +168,8 @@ pub struct Delivery {
     notifier: Arc<Notifier>,
     /// Who is online on any node (for `chat_offline` callbacks and pushes).
     presence: Arc<Presence>,
+    /// Counts online-only messages nobody was online for.
+    metrics: Metrics,
     ids: IdGenerator,
     policy: QueuePolicy,
     /// Sends being processed now (REST and SDK); see `limits.max_inflight_sends`.
@@ -180,17 +183,19 @@ pub struct DeliveryLinks {
     pub fanout: Arc<dyn Fanout>,
     pub notifier: Arc<Notifier>,
     pub presence: Arc<Presence>,
+    pub metrics: Metrics,
 }
 
 impl Delivery {
     pub fn new(links: DeliveryLinks, node_id: u16, policy: QueuePolicy, max_inflight: usize) -> Delivery {
-        let DeliveryLinks { store, hub, fanout, notifier, presence } = links;
+        let DeliveryLinks { store, hub, fanout, notifier, presence, metrics } = links;
         Delivery {
             store,
             hub,
             fanout,
             notifier,
             presence,
+            metrics,
             ids: IdGenerator::new(node_id),
             policy,
             inflight: tokio::sync::Semaphore::new(max_inflight),
@@ -273,6 +278,11 @@ impl Delivery {
                         payload,
                     }),
                     Route::OnlineOnly => {
+                        // Only this node's sessions are known here; in a cluster a message
+                        // nobody takes is not counted.
+                        if !self.presence.is_shared() && !online.contains(&recipient) {
+                            self.metrics.online_only_dropped(1);
+                        }
                         let msg = online_message(&out.app, id, &recipient, &out.from, &out.from, created, payload);
                         self.fanout.online(out.app.id, &recipient, &msg, None);
                     }

@@ -24,6 +24,7 @@ use crate::delivery::{Origin, Outgoing, Route, SenderCopies, UnknownRecipients};
 use crate::error::{ApiError, ApiResult};
 use crate::ratelimit::QuotaVerdict;
 use crate::state::AppState;
+use crate::telemetry::metrics::SendVia;
 
 /// Reads the optional `Idempotency-Key` header (a Missive extension).
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
@@ -104,6 +105,23 @@ async fn send_request(
     Ok(state.delivery.send(out, key).await?.ids)
 }
 
+/// A REST send and its metrics: the status it is answered with, its recipients if accepted.
+async fn counted(
+    state: &AppState,
+    send: impl Future<Output = ApiResult<Vec<(String, MsgId)>>>,
+) -> ApiResult<Vec<(String, MsgId)>> {
+    let result = send.await;
+    let metrics = &state.telemetry.metrics;
+    match &result {
+        Ok(ids) => {
+            metrics.send(SendVia::Rest, 200);
+            metrics.send_recipients(ids.len());
+        }
+        Err(e) => metrics.send(SendVia::Rest, e.status.as_u16()),
+    }
+    result
+}
+
 /// `POST /{org}/{app}/messages/users` — one message to up to 600 users, one id each.
 #[utoipa::path(
     post,
@@ -133,8 +151,11 @@ pub async fn send_user_messages(
 ) -> ApiResult<Envelope> {
     api.require_admin("/messages/users")?;
     let key = idempotency_key(&headers)?;
-    let req = SendRequest::parse(&body, SendForm::Users, state.config.limits.max_recipients)?;
-    let ids = send_once(&state, &api.app, req, key).await?;
+    let ids = counted(&state, async {
+        let req = SendRequest::parse(&body, SendForm::Users, state.config.limits.max_recipients)?;
+        send_once(&state, &api.app, req, key).await
+    })
+    .await?;
     let data: Map<String, Value> = ids.into_iter().map(|(u, id)| (u, id.to_string().into())).collect();
     Ok(api.envelope("post", "/messages/users", "/messages/users").set("data", data))
 }
@@ -170,8 +191,11 @@ pub async fn send_legacy(
 ) -> ApiResult<Envelope> {
     api.require_admin("/messages")?;
     let key = idempotency_key(&headers)?;
-    let req = SendRequest::parse(&body, SendForm::Legacy, state.config.limits.max_recipients)?;
-    let ids = send_once(&state, &api.app, req, key).await?;
+    let ids = counted(&state, async {
+        let req = SendRequest::parse(&body, SendForm::Legacy, state.config.limits.max_recipients)?;
+        send_once(&state, &api.app, req, key).await
+    })
+    .await?;
     let with_ids = api.query_value("useMsgId").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let data: Map<String, Value> =
         ids.into_iter().map(|(u, id)| (u, if with_ids { id.to_string().into() } else { "success".into() })).collect();

@@ -27,6 +27,7 @@ use crate::delivery::{Origin, Outgoing, Route, SenderCopies, UnknownRecipients};
 use crate::fanout::KickReason;
 use crate::hub::{SessionEvent, SessionRegistration};
 use crate::state::AppState;
+use crate::telemetry::metrics::SendVia;
 
 use super::login::{Login, frame, login, status};
 
@@ -59,9 +60,25 @@ pub async fn serve(state: AppState, mut socket: WebSocket) {
         kicked: None,
     };
     let reason = session.run(&mut socket, registration).await;
+    // Online-only messages still held (sent and unacked, or never sent) die with the session.
+    let held: u64 = session.queues.online_counts().map(|(_, n)| u64::from(n)).sum();
+    if held > 0 {
+        state.telemetry.metrics.online_only_dropped(held);
+    }
     tracing::debug!(user = %session.user, resource = %session.device.resource, reason, "session ended");
     state.close_session(session.app.id, &session.user, &session.device.resource, session_id).await;
     let _ = socket.send(Message::Close(None)).await;
+}
+
+/// The HTTP status a REST send refused for the same reason would get: the `status` label of
+/// `missive_sends_total` means the same for both APIs.
+fn http_equivalent(code: ErrorCode) -> u16 {
+    match code {
+        ErrorCode::Ok => 200,
+        ErrorCode::PermissionDenied | ErrorCode::PermissionDeniedExternal => 403,
+        ErrorCode::Fail | ErrorCode::WrongParameter => 400,
+        _ => 500,
+    }
 }
 
 /// A logged-in connection.
@@ -310,6 +327,9 @@ impl Session {
                 }
             }
         };
+        let metrics = &self.state.telemetry.metrics;
+        metrics.pulled();
+        metrics.delivered(batch.messages.len() as u64);
         let dl = self.sync_dl(&queue, batch);
         self.send(socket, frame(Command::Sync, &dl)).await
     }
@@ -331,6 +351,7 @@ impl Session {
     /// Hands the device's new cursor to the store without waiting for its fsync; at most
     /// `MAX_ACKS_IN_FLIGHT` receipts are kept before the oldest is awaited.
     async fn ack(&mut self, queue: &str, seq: u64) {
+        self.state.telemetry.metrics.acked();
         match self.state.store.submit_ack(self.app.id, &self.user, &self.device.resource, queue, seq).await {
             Ok(r) => self.acks.push_back(r),
             // The messages stay unacked and will be delivered again: at-least-once.
@@ -435,7 +456,13 @@ impl Session {
             // STATISTIC (client telemetry) and namespaces we do not serve need no ack.
             return Ok(());
         }
-        let ack = match self.accept_upload(&meta).await {
+        let accepted = self.accept_upload(&meta).await;
+        let status_code = match &accepted {
+            Ok(_) => 200,
+            Err((code, _)) => http_equivalent(*code),
+        };
+        self.state.telemetry.metrics.send(SendVia::Msync, status_code);
+        let ack = match accepted {
             Ok((server_id, ts)) => pb::CommSyncDl {
                 status: Some(status(ErrorCode::Ok, None)),
                 meta_id: Some(meta_id),
