@@ -3,6 +3,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`, dropped afterwards). The suite checks
 //! meaning, not SQL: what a caller of `Store` may rely on, whichever backend it holds.
 
+mod contacts;
 mod history;
 mod notify;
 mod support;
@@ -10,6 +11,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use contacts::*;
 use history::*;
 use missive_core::id::{IdGenerator, MsgId, now_ms};
 use missive_core::model::{
@@ -64,6 +66,11 @@ conformance!(
     conversations_list_latest_unread_and_one_way_deletes,
     sweeps_and_the_chat_log,
     history_pages_are_exactly_the_archive_under_random_operations,
+    contacts_are_mutual_paged_and_versioned,
+    invitations_are_taken_once_and_cleared_by_adding,
+    blocklists_are_one_way_and_independent_of_contacts,
+    deleting_a_user_removes_their_relations,
+    attributes_merge_under_the_limit,
 );
 
 const POLICY: QueuePolicy = QueuePolicy { max_offline_per_user: 500 };

@@ -168,12 +168,12 @@ impl Api {
         m.insert("applicationName".into(), self.app.name.clone().into());
         m.insert("organization".into(), self.app.org.clone().into());
         m.insert("path".into(), path.into());
-        m.insert("uri".into(), format!("{}{uri_suffix}", self.base_uri).into());
+        m.insert("uri".into(), self.uri(uri_suffix).into());
         Envelope { fields: m, started: self.started }
     }
 
-    /// An absolute URL under this app, as the caller reached it (`/chatmessages/…`).
-    pub fn url(&self, suffix: &str) -> String {
+    /// The full URI of `suffix` under this app (`scheme://host/org/app{suffix}`).
+    pub fn uri(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.base_uri)
     }
 

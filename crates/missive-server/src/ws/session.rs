@@ -137,8 +137,15 @@ fn meta(
     }
 }
 
+/// A queued message as the device gets it: a chat message, or — in a contact event's queue
+/// (`crate::http::contacts::ROSTER_QUEUE`) — a ROSTER meta.
 fn message_meta(app_key: &str, m: &QueuedMessage) -> pb::Meta {
-    meta(app_key, m.id.0, &m.sender, &m.owner, m.created, pb::meta::NameSpace::Chat, m.payload.clone())
+    let ns = if crate::http::contacts::is_roster_queue(&m.queue) {
+        pb::meta::NameSpace::Roster
+    } else {
+        pb::meta::NameSpace::Chat
+    };
+    meta(app_key, m.id.0, &m.sender, &m.owner, m.created, ns, m.payload.clone())
 }
 
 /// What a client frame means for the session.
@@ -488,6 +495,11 @@ impl Session {
                 return Err((ErrorCode::Fail, "Sorry, groups and chat rooms are not supported".into()));
             }
         }
+        // SDK 5 names the messages a read receipt covers in `ack_message_ids` only; SDK 4
+        // (and agora-chat) read `ack_message_id`, so the first of them fills it.
+        if kind == Type::ReadAck && body.ack_message_id.is_none() {
+            body.ack_message_id = body.ack_message_ids.first().copied();
+        }
         let to = meta
             .to
             .as_ref()
@@ -500,6 +512,16 @@ impl Session {
         }
         if kind == Type::ChannelAck {
             return self.read_up_to(&body, &to).await;
+        }
+        // A user who blocked the sender gets none of their messages; the SDKs read the reason
+        // "blocked" (SDK 4: PERMISSION_DENIED, SDK 5: MESSAGE_BLOCKED_BY_RECIPIENT). Receipts
+        // and recalls of earlier messages still pass.
+        if kind == Type::Chat {
+            match self.state.store.is_blocked(self.app.id, &to, &self.user).await {
+                Ok(false) => {}
+                Ok(true) => return Err((ErrorCode::Fail, "blocked".into())),
+                Err(e) => return Err(crate::delivery::SendError::Store(e).msync_status()),
+            }
         }
         if kind == Type::Recall
             && let Some(target) = body.ack_message_id

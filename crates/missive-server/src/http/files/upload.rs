@@ -26,6 +26,12 @@ use crate::state::AppState;
 /// `POST /{org}/{app}/chatfiles` — multipart part `file`; headers `restrict-access` (present
 /// = restricted), `thumbnail-width`, `thumbnail-height` (also read as form fields, which is
 /// how the Web SDK sends them). Any token of the app.
+///
+/// An upload in SDK 5's form (the SDK bundled in `easemob-chat-uikit` 3.x always puts `md5`
+/// in the query, `?chat-type=…&chat-target=…&md5=…`; SDK 4 never does) is stored
+/// unrestricted even with `restrict-access`: SDK 5 shows images as `<img src=".../chatfiles/{uuid}?size=small">`,
+/// with no way to send a secret, so the random uuid — which travels in the same message as
+/// the secret would — is what grants access.
 #[utoipa::path(
     post,
     path = "/{org}/{app}/chatfiles",
@@ -35,6 +41,7 @@ use crate::state::AppState;
         ("restrict-access" = Option<String>, Header, description = "Present (any value): downloads need the share-secret."),
         ("thumbnail-width" = Option<u32>, Header, description = "Thumbnail box width in px (default 170)."),
         ("thumbnail-height" = Option<u32>, Header, description = "Thumbnail box height in px (default 170)."),
+        ("md5" = Option<String>, Query, description = "Present (SDK 5's upload form): the file is readable by its uuid alone."),
     ),
     request_body(content = doc::Upload, content_type = "multipart/form-data"),
     responses(
@@ -59,7 +66,8 @@ pub async fn upload(State(state): State<AppState>, api: Api, req: Request) -> Ap
     if declared.is_some_and(|n| n > limits.max_bytes.saturating_add(MULTIPART_OVERHEAD)) {
         return Err(file_too_large());
     }
-    let restricted = req.headers().contains_key("restrict-access");
+    let sdk5_form = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "md5" || p.starts_with("md5=")));
+    let restricted = req.headers().contains_key("restrict-access") && !sdk5_form;
     let secret = new_secret()?;
     let headers = req.headers().clone();
     let mut multipart = Multipart::from_request(req, &state).await.map_err(|_| file_missing())?;
