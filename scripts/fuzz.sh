@@ -15,7 +15,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR_FUZZ:-target}"
 host=$(rustc -vV | sed -n 's/^host: //p')
 cargo build --release --bins --quiet --target "$host"
 bin="$CARGO_TARGET_DIR/$host/release"
-for t in msync_frame ext_json username rest_send chat_ql; do
+for t in msync_frame ext_json username rest_send chat_ql rest_users; do
   mkdir -p "corpus/$t" "artifacts/$t"
   echo "== fuzzing $t for ${secs}s"
   "$bin/$t" "corpus/$t" -max_total_time="$secs" -artifact_prefix="artifacts/$t/" \

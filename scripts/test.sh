@@ -36,6 +36,8 @@ echo "== cargo test (SQLite; the store conformance suite runs on SQLite and Post
 cargo test --workspace "$@"
 echo "== cargo test: the server's integration suites again, on PostgreSQL"
 MISSIVE_TEST_BACKEND=postgres cargo test -p missive-server --test it "$@"
+echo "== burst check, small form (memory bound under password and upload bursts; docs/reliability.md)"
+PROFILE=dev scripts/burst-check.sh small >/dev/null
 echo "== schemathesis (the live server against its OpenAPI description, bounded)"
 scripts/schemathesis.sh
 echo "== fuzz (bounded)"

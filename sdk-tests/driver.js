@@ -130,6 +130,8 @@ const MESSAGE_HANDLERS = [
   'onLocationMessage', 'onCmdMessage', 'onCustomMessage', 'onCombineMessage',
   'onReadMessage', 'onDeliveredMessage', 'onRecallMessage', 'onChannelMessage',
 ];
+// Contact events (ROSTER metas): {"ev":"contact","c","handler","m":{type,from,to,status}}.
+const CONTACT_HANDLERS = ['onContactInvited', 'onContactDeleted', 'onContactAdded', 'onContactRefuse', 'onContactAgreed'];
 
 function client(name) {
   const conn = clients.get(name);
@@ -161,6 +163,7 @@ function open(cmd) {
       onOfflineMessageSyncFinish: () => out({ ev: 'offline_finish', c }),
     };
     for (const h of MESSAGE_HANDLERS) handlers[h] = (m) => out({ ev: 'msg', c, handler: h, m: plain(m) });
+    for (const h of CONTACT_HANDLERS) handlers[h] = (m) => out({ ev: 'contact', c, handler: h, m: plain(m) });
     conn.addEventHandler('driver', handlers);
   }
   const args =

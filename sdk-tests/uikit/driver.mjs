@@ -177,6 +177,8 @@ const escape = (t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
  * then (step nicknames checks that the nickname is what is shown). */
 const names = (who) => new RegExp(`^\\s*(${[cfg[who].nickname, cfg[who].user].filter(Boolean).map(escape).join('|')})\\s*$`);
 const mentions = (who) => new RegExp([cfg[who].nickname, cfg[who].user].filter(Boolean).map(escape).join('|'));
+/** How a user must appear once the UIKit has their attributes: the nickname if one was set. */
+const shownAs = (who) => (cfg[who].nickname ? new RegExp(`^\\s*${escape(cfg[who].nickname)}\\s*$`) : names(who));
 
 /** Opens the chat with `peer` by clicking it in the contact list; without a contact list,
  * the way the app does it on a contact click (`__uikit.openChat`). */
@@ -205,7 +207,8 @@ await step('login', async () => {
 const haveContacts = await step('contacts', async () => {
   for (const [p, peer] of [[A, 'b'], [B, 'a']]) {
     await contacts(p).locator('.cui-contactGroup-title', { hasText: /^\s*Contacts/ }).first().click();
-    await contacts(p).getByText(names(peer)).first().waitFor({ timeout: WAIT });
+    // By nickname when one is set: the contact list shows the user attributes too.
+    await contacts(p).getByText(shownAs(peer)).first().waitFor({ timeout: WAIT });
   }
 });
 
@@ -226,14 +229,25 @@ await step('text', async () => {
 
 await step('image', async () => {
   await chat(B).locator('input[type=file][accept*="image/png"]').setInputFiles(cfg.image);
-  // A renders it: an <img> loaded from Missive (thumbnail or original), with real pixels.
-  await A.waitForFunction(
-    (origin) => [...document.querySelectorAll('[data-testid=chat] img')].some((i) => i.src.startsWith(origin) && i.complete && i.naturalWidth > 0),
+  // A renders it: an <img> with real pixels, whose bytes came from Missive — the UIKit
+  // fetches the thumbnail (`chatfiles/{uuid}?size=small`) and shows it as a blob: URL, or
+  // points the <img> at Missive directly. The size is taken in the same check: React may
+  // replace the element right after.
+  const found = await A.waitForFunction(
+    (origin) => {
+      const img = [...document.querySelectorAll('[data-testid=chat] img')].find(
+        (i) => (i.src.startsWith(origin) || i.src.startsWith('blob:')) && i.complete && i.naturalWidth > 0,
+      );
+      return img ? { src: img.src, width: img.naturalWidth, height: img.naturalHeight } : false;
+    },
     MISSIVE,
     { timeout: WAIT },
   );
-  const src = await A.evaluate((origin) => [...document.querySelectorAll('[data-testid=chat] img')].find((i) => i.src.startsWith(origin)).src, MISSIVE);
-  return { detail: new URL(src).pathname };
+  const img = await found.jsonValue();
+  const loaded = report.rest.filter((r) => r.who === 'a' && r.method === 'GET' && r.path.includes('/chatfiles/') && r.status === 200);
+  if (loaded.length === 0) throw new Error(`A shows ${img.src} but loaded no chat file from Missive`);
+  if (img.src.startsWith(MISSIVE) && !loaded.some((r) => img.src.includes(r.path))) throw new Error(`A shows ${img.src}, not a file it loaded`);
+  return { detail: `${loaded[0].path}${loaded[0].query}`, size: [img.width, img.height] };
 });
 
 await step('rest_send', async () => {

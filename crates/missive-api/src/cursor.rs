@@ -20,6 +20,10 @@ pub enum CursorKind {
     Conversations,
     /// `GET /chatmessages?ql=…`: chat-log records by message id.
     ChatLog,
+    /// `GET /user/{u}/contacts`: a user's contacts by name (key 0).
+    Contacts,
+    /// `GET /users/{u}/blocks/users`: a user's blocklist by name (key 0).
+    Blocklist,
 }
 
 impl CursorKind {
@@ -27,6 +31,8 @@ impl CursorKind {
         match self {
             CursorKind::Conversations => "c1",
             CursorKind::ChatLog => "q1",
+            CursorKind::Contacts => "r1",
+            CursorKind::Blocklist => "b1",
         }
     }
 }
@@ -83,7 +89,7 @@ mod tests {
     proptest! {
         #[test]
         fn round_trips(key: u64, name in "[a-z0-9_.:-]{0,64}") {
-            for kind in [CursorKind::Conversations, CursorKind::ChatLog] {
+            for kind in [CursorKind::Conversations, CursorKind::ChatLog, CursorKind::Contacts, CursorKind::Blocklist] {
                 let c = PageCursor::new(key, name.clone());
                 let token = c.encode(kind);
                 prop_assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));

@@ -5,7 +5,8 @@
 //! numeric `error_code` — without this crate knowing about HTTP types. The server turns it
 //! into its `ApiError` in one `From` impl, so the strings live here and only here.
 
-/// A request the API refuses. All are client errors: 400, except the export's 404.
+/// A request the API refuses. All are client errors: 400, except the export's 404, a
+/// token request's unknown user (404) and a recall's refusals (403).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     /// Malformed JSON, or a field of the wrong JSON type (`invalid_request_body`).
@@ -35,6 +36,83 @@ pub enum RequestError {
     /// HTTP reason phrase.
     #[error("Bad Request")]
     BadRequest,
+    /// A token request the grant refuses (`invalid_grant`).
+    #[error("{}", .0.description())]
+    InvalidGrant(GrantRefusal),
+    /// A recall refused (`message_recall_error`).
+    #[error("{}", .0.description())]
+    Recall(RecallRefusal),
+}
+
+/// Why `POST /token` refuses a grant. Named so the server can count login failures by
+/// reason (`GrantRefusal::from_description`) without repeating Easemob's texts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantRefusal {
+    /// No `username`, or no such user: the one 404 of the token API.
+    UserNotFound,
+    InvalidPassword,
+    NotActivated,
+    ClientIdMismatch,
+    ClientSecretMismatch,
+}
+
+impl GrantRefusal {
+    const ALL: [GrantRefusal; 5] = [
+        GrantRefusal::UserNotFound,
+        GrantRefusal::InvalidPassword,
+        GrantRefusal::NotActivated,
+        GrantRefusal::ClientIdMismatch,
+        GrantRefusal::ClientSecretMismatch,
+    ];
+
+    pub fn description(self) -> &'static str {
+        match self {
+            GrantRefusal::UserNotFound => "user not found",
+            GrantRefusal::InvalidPassword => "invalid password",
+            GrantRefusal::NotActivated => "user not activated",
+            GrantRefusal::ClientIdMismatch => "client_id does not match",
+            GrantRefusal::ClientSecretMismatch => "client_secret does not match",
+        }
+    }
+
+    /// The refusal whose `error_description` this is, if any.
+    pub fn from_description(description: &str) -> Option<GrantRefusal> {
+        GrantRefusal::ALL.into_iter().find(|r| r.description() == description)
+    }
+}
+
+/// Why a recall is refused. A malformed item is 400; a message that cannot be recalled
+/// (unknown, not a one-to-one message, too old) is 403, as Easemob answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecallRefusal {
+    MissingMsgId,
+    MissingTo,
+    MissingChatType,
+    NotFound,
+    TooLate,
+    /// The message exists but was not sent to the `to` the request names.
+    WrongRecipient,
+}
+
+impl RecallRefusal {
+    pub fn description(self) -> &'static str {
+        match self {
+            RecallRefusal::MissingMsgId => "param msg_id can't be empty",
+            RecallRefusal::MissingTo => "param to can't be empty",
+            RecallRefusal::MissingChatType => "param chat_type can't be empty",
+            RecallRefusal::NotFound => "not_found msg",
+            RecallRefusal::TooLate => "exceed recall time limit",
+            // Easemob's text, typographic apostrophe included.
+            RecallRefusal::WrongRecipient => "can\u{2019}t find msg to",
+        }
+    }
+
+    fn status(self) -> u16 {
+        match self {
+            RecallRefusal::NotFound | RecallRefusal::TooLate => 403,
+            _ => 400,
+        }
+    }
 }
 
 impl RequestError {
@@ -46,7 +124,8 @@ impl RequestError {
     /// The HTTP status. A `u16`, so this crate needs no HTTP library.
     pub fn status(&self) -> u16 {
         match self {
-            RequestError::StorageObjectNotFound(_) => 404,
+            RequestError::StorageObjectNotFound(_) | RequestError::InvalidGrant(GrantRefusal::UserNotFound) => 404,
+            RequestError::Recall(r) => r.status(),
             _ => 400,
         }
     }
@@ -61,6 +140,8 @@ impl RequestError {
             RequestError::StorageObjectNotFound(_) => "storage_object_not_found",
             RequestError::Param(_) => "param exception",
             RequestError::BadRequest => "Bad Request",
+            RequestError::InvalidGrant(_) => "invalid_grant",
+            RequestError::Recall(_) => "message_recall_error",
         }
     }
 
@@ -76,6 +157,8 @@ impl RequestError {
             RequestError::StorageObjectNotFound(_) => "StorageObjectNotFoundException",
             RequestError::Param(_) => "ParamException",
             RequestError::BadRequest => "BadRequestException",
+            RequestError::InvalidGrant(_) => "org.apache.usergrid.management.exceptions.InvalidGrantException",
+            RequestError::Recall(_) => "MessageRecallException",
         }
     }
 
@@ -95,7 +178,7 @@ impl RequestError {
 
 #[cfg(test)]
 mod tests {
-    use super::RequestError;
+    use super::{GrantRefusal, RecallRefusal, RequestError};
 
     #[test]
     fn easemob_bodies() {
@@ -127,5 +210,24 @@ mod tests {
         let e = RequestError::BadRequest;
         assert_eq!((e.status(), e.error(), e.description()), (400, "Bad Request", "Bad Request".into()));
         assert_eq!(RequestError::Param("p".into()).error(), "param exception");
+        let e = RequestError::InvalidGrant(GrantRefusal::UserNotFound);
+        assert_eq!((e.status(), e.error(), e.description()), (404, "invalid_grant", "user not found".into()));
+        let e = RequestError::InvalidGrant(GrantRefusal::InvalidPassword);
+        assert_eq!((e.status(), e.description()), (400, "invalid password".into()));
+        let e = RequestError::Recall(RecallRefusal::TooLate);
+        assert_eq!(
+            (e.status(), e.error(), e.exception(), e.description()),
+            (403, "message_recall_error", "MessageRecallException", "exceed recall time limit".into())
+        );
+        assert_eq!(RequestError::Recall(RecallRefusal::MissingTo).status(), 400);
+        assert_eq!(RecallRefusal::WrongRecipient.description(), "can\u{2019}t find msg to");
+    }
+
+    #[test]
+    fn grant_refusals_are_found_by_their_text() {
+        for r in GrantRefusal::ALL {
+            assert_eq!(GrantRefusal::from_description(r.description()), Some(r));
+        }
+        assert_eq!(GrantRefusal::from_description("Request body is invalid. Please check body is correct."), None);
     }
 }

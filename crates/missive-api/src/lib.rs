@@ -1,15 +1,21 @@
 //! The REST request model: parsing and validating requests and rendering answers, with no
 //! I/O.
 //!
-//! A send request's JSON body (the current `POST /messages/users` form or the legacy
-//! `POST /messages` form) becomes a [`SendRequest`] and then one MSYNC
-//! [`Content`](missive_msync::pb::message_body::Content), checked in the order Easemob
-//! checks it and failing with the exact Easemob error ([`RequestError`]). The history
+//! Every JSON body and query the REST API reads is validated here, checked in the order
+//! Easemob checks it and failing with the exact Easemob error ([`RequestError`]): a send
+//! request's body (the current `POST /messages/users` form or the legacy `POST /messages`
+//! form) becomes a [`SendRequest`] and then one MSYNC
+//! [`Content`](missive_msync::pb::message_body::Content); registrations, profile updates,
+//! password changes and the user listing become typed requests ([`users`]); a token request
+//! becomes its grant ([`token`]); a recall becomes a [`RecallRequest`]; what an upload or a
+//! download says besides the bytes becomes values ([`files`]). The history
 //! endpoints work the same way in both directions: a request becomes a typed query a store
 //! can answer with one indexed scan, and the rows it returns become the exact answer the
-//! SDK or app server parses. Quotas, idempotency and storage stay in the server. Kept apart
-//! from `missive-server` so the rules can be fuzzed and unit-tested without building the
-//! server.
+//! SDK or app server parses. The server's handlers do the I/O — authentication, the store,
+//! quotas, idempotency, delivery — and call these parsers at the point Easemob makes each
+//! check; it renders a [`RequestError`] as Easemob's error body in one `From` impl. Kept
+//! apart from `missive-server` so the rules can be fuzzed and unit-tested without building
+//! the server.
 //!
 //! # Layout
 //!
@@ -25,15 +31,28 @@
 //! - [`chatlog`]: Easemob's history record format, the hourly export's hour, and the legacy
 //!   `GET /chatmessages?ql=` query language.
 //! - [`cursor`]: the opaque page cursors of the listings.
+//! - [`users`]: registration (one or a batch), `PUT /users/{u}`, password changes, batch
+//!   presence, the `GET /users` page, and the user id rule in the REST API's words.
+//! - [`token`]: `POST /token`: the grant type, each grant's fields, `ttl`.
+//! - [`recall`]: single and batch recall items, the recall window, their answers.
+//! - [`files`]: the upload's thumbnail box, file name and content type; the download's
+//!   query and `Range`.
+//! - [`query`]: query-string decoding.
 
 pub mod body;
 pub mod chatlog;
 pub mod conversations;
 pub mod cursor;
 pub mod error;
+pub mod files;
 pub mod history;
+pub mod query;
+pub mod recall;
 pub mod send;
+pub mod token;
+pub mod users;
 
-pub use error::RequestError;
+pub use error::{GrantRefusal, RecallRefusal, RequestError};
 pub use history::{ArchivedMessage, RoamingRequest};
+pub use recall::{BatchRecall, RecallRequest};
 pub use send::{MAX_CUSTOM_EXTS, MESSAGE_TYPES, SendForm, SendRequest, chat_body, opt_bool};

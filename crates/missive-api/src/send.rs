@@ -91,6 +91,17 @@ impl SendRequest {
     }
 }
 
+/// The `Idempotency-Key` header of a send (a Missive extension), as raw header bytes: 1 to
+/// 255 visible ASCII characters, or absent.
+pub fn idempotency_key(header: Option<&[u8]>) -> Result<Option<String>> {
+    let Some(raw) = header else { return Ok(None) };
+    if (1..=255).contains(&raw.len()) && raw.iter().all(u8::is_ascii_graphic) {
+        // Visible ASCII is UTF-8.
+        return Ok(Some(String::from_utf8_lossy(raw).into_owned()));
+    }
+    Err(RequestError::IllegalArgument("Idempotency-Key must be 1 to 255 visible ASCII characters".into()))
+}
+
 /// The chat message an SDK receives: one content plus the request's `ext`.
 pub fn chat_body(content: Content, ext: &Map<String, Value>) -> pb::MessageBody {
     let mut body = pb::MessageBody { contents: vec![content], ext: json_to_key_values(ext), ..Default::default() };
@@ -110,7 +121,7 @@ fn compact_len(v: &Value) -> usize {
 }
 
 /// An optional boolean flag: absent and `null` are `false`, anything but a boolean is an
-/// invalid body. Public because recall's `force` follows the same rule.
+/// invalid body. Shared with recall's `force` and the token request's `autoCreateUser`.
 pub fn opt_bool(v: Option<&Value>) -> Result<bool> {
     match v {
         None | Some(Value::Null) => Ok(false),
@@ -478,5 +489,17 @@ mod tests {
         assert_eq!(body.r#type(), pb::message_body::Type::Chat);
         assert_eq!(body.contents.len(), 1);
         assert_eq!(body.ext.len(), 1);
+    }
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii() {
+        assert_eq!(idempotency_key(None), Ok(None));
+        assert_eq!(idempotency_key(Some(b"k-1")), Ok(Some("k-1".into())));
+        assert_eq!(idempotency_key(Some("k".repeat(255).as_bytes())).map(|k| k.map(|k| k.len())), Ok(Some(255)));
+        let refused =
+            Err(RequestError::IllegalArgument("Idempotency-Key must be 1 to 255 visible ASCII characters".into()));
+        for bad in [&b""[..], b"a b", b"\xc3\xa9", "k".repeat(256).as_bytes()] {
+            assert_eq!(idempotency_key(Some(bad)), refused, "{bad:?}");
+        }
     }
 }

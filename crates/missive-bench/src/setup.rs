@@ -151,7 +151,9 @@ pub struct Receipt {
 #[derive(Default)]
 pub struct Received {
     pub receipts: Vec<Receipt>,
-    /// Messages whose id was not above the previous one in the same queue.
+    /// Messages whose id was not above the previous one in the same queue. A queue's order is
+    /// its commit order (sequences), and ids are given before the commit: sends that overlap
+    /// in time may commit in the other order, so this counts only for one sender at a time.
     pub out_of_order: u64,
     /// Messages without our `SEQ:START` text.
     pub foreign: u64,
@@ -197,7 +199,7 @@ pub async fn login_all(
             .zip(tokens)
             .enumerate()
             .map(|(i, (n, t))| Login {
-                url: target.ws_url_on(i % plan.spread.max(1)),
+                url: target.ws_url_for(i, plan.spread),
                 app_key: target.app_key(),
                 user: n.clone(),
                 token: t.clone(),

@@ -248,11 +248,12 @@ pub async fn assemble(
         let quotas = ratelimit::SendQuotas::local(limits.send_calls_per_second, limits.send_messages_per_minute);
         (hub.clone(), None, Arc::new(cluster::Presence::local(hub.clone())), quotas)
     };
-    store.set_commit_listener(fanout.clone());
+    let telemetry = Arc::new(telemetry::Telemetry::new());
+    store.set_commit_listener(Arc::new(telemetry::MeteredCommits::new(fanout.clone(), telemetry.metrics.clone())));
     // Callback and push clients are rustls with ring, like the S3 client.
     install_crypto_provider();
     let notifier = Arc::new(notify::Notifier::new(&config, store.clone(), identity.node)?);
-    let parts = state::Parts { hub, fanout, presence, bus, identity, quotas, blobs, notifier };
+    let parts = state::Parts { hub, fanout, presence, bus, identity, quotas, blobs, notifier, telemetry };
     Ok(AppState::new(config, store, parts, shutdown))
 }
 

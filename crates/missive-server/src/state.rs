@@ -37,6 +37,7 @@ pub struct Parts {
     pub quotas: SendQuotas,
     pub blobs: Arc<dyn BlobStore>,
     pub notifier: Arc<Notifier>,
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// Shared server state; cheap to clone.
@@ -88,7 +89,7 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(config: Config, store: Arc<dyn Store>, parts: Parts, shutdown: CancellationToken) -> AppState {
-        let Parts { hub, fanout, presence, bus, identity, quotas, blobs, notifier } = parts;
+        let Parts { hub, fanout, presence, bus, identity, quotas, blobs, notifier, telemetry } = parts;
         let auth = Arc::new(Authenticator::new(store.clone(), &config.security));
         let policy = QueuePolicy { max_offline_per_user: config.queue.max_offline_per_user };
         let links = DeliveryLinks {
@@ -97,6 +98,7 @@ impl AppState {
             fanout: fanout.clone(),
             notifier: notifier.clone(),
             presence: presence.clone(),
+            metrics: telemetry.metrics.clone(),
         };
         let archive =
             ArchivePolicy { enabled: config.history.enabled, rest_listed: config.history.rest_in_conversations };
@@ -111,7 +113,7 @@ impl AppState {
             apps: AppCache::new(store.clone()),
             idempotency_locks: DashMap::new(),
             thumbnails: crate::http::files::thumbnail::pool(&config.files),
-            telemetry: Arc::new(Telemetry::new()),
+            telemetry,
             blobs,
             auth,
             hub,

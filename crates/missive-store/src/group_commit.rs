@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use missive_core::id::MsgId;
 use missive_core::model::{DeviceInfo, QueuedMessage};
@@ -131,21 +132,41 @@ impl ListenerSlot {
 
 /// Announces what a committed batch wrote, in batch order, then answers every caller.
 /// `results` holds one result per job; a failed commit passes its error for every job.
-pub(crate) fn finish(jobs: Vec<QueueJob>, results: Vec<StoreResult<Written>>, listener: Option<&dyn CommitListener>) {
+/// `batch` is what the listener hears about the transaction as a whole (see
+/// `CommitListener::batch_committed`); a failed commit reports none.
+pub(crate) fn finish(
+    jobs: Vec<QueueJob>,
+    results: Vec<StoreResult<Written>>,
+    listener: Option<&dyn CommitListener>,
+    batch: Option<BatchTiming>,
+) {
     if let Some(listener) = listener {
+        let mut messages = 0u64;
         for result in &results {
             match result {
-                Ok(Written::Enqueued(messages)) if !messages.is_empty() => listener.committed(messages),
+                Ok(Written::Enqueued(stored)) if !stored.is_empty() => {
+                    messages += stored.len() as u64;
+                    listener.committed(stored)
+                }
                 Ok(Written::Recalled(RecallOutcome::RemovedDelivered(m) | RecallOutcome::RemovedUndelivered(m))) => {
                     listener.removed(m)
                 }
                 _ => {}
             }
         }
+        if let Some(BatchTiming { ops, started }) = batch {
+            listener.batch_committed(ops, messages, started.elapsed());
+        }
     }
     for (job, result) in jobs.into_iter().zip(results) {
         job.answer(result);
     }
+}
+
+/// A transaction's size and start, for `CommitListener::batch_committed`.
+pub(crate) struct BatchTiming {
+    pub ops: usize,
+    pub started: Instant,
 }
 
 /// How one backend writes a batch. `commit` must write every job in one transaction, contain

@@ -3,6 +3,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`, dropped afterwards). The suite checks
 //! meaning, not SQL: what a caller of `Store` may rely on, whichever backend it holds.
 
+mod contacts;
 mod history;
 mod notify;
 mod support;
@@ -10,6 +11,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use contacts::*;
 use history::*;
 use missive_core::id::{IdGenerator, MsgId, now_ms};
 use missive_core::model::{
@@ -64,6 +66,11 @@ conformance!(
     conversations_list_latest_unread_and_one_way_deletes,
     sweeps_and_the_chat_log,
     history_pages_are_exactly_the_archive_under_random_operations,
+    contacts_are_mutual_paged_and_versioned,
+    invitations_are_taken_once_and_cleared_by_adding,
+    blocklists_are_one_way_and_independent_of_contacts,
+    deleting_a_user_removes_their_relations,
+    attributes_merge_under_the_limit,
 );
 
 const POLICY: QueuePolicy = QueuePolicy { max_offline_per_user: 500 };
@@ -341,6 +348,7 @@ async fn acks_move_forward_only_and_mark_delivered(t: TestStore) {
     let sent = send(s, (0..4).map(|i| message(&ids, a, "bob", "alice", &i.to_string())).collect()).await;
     send(s, vec![message(&ids, a, "bob", "carol", "c")]).await;
     assert_eq!(s.offline_count(a, "bob").await.unwrap(), 5);
+    assert_eq!(s.queued_total().await.unwrap(), 5);
     let counts = s.pending_counts(a, "bob", "phone").await.unwrap();
     assert_eq!(counts.iter().map(|c| (c.queue.as_str(), c.pending)).collect::<Vec<_>>(), [("alice", 4), ("carol", 1)]);
     let receipt = s.submit_ack(a, "bob", "phone", "alice", 3).await.unwrap();
@@ -348,6 +356,7 @@ async fn acks_move_forward_only_and_mark_delivered(t: TestStore) {
     s.ack(a, "bob", "phone", "alice", 1).await.unwrap();
     assert_eq!(s.pending(a, "bob", "phone", "alice", 0, 10).await.unwrap().cursor, 3, "a cursor never moves back");
     assert_eq!(s.offline_count(a, "bob").await.unwrap(), 2);
+    assert_eq!(s.queued_total().await.unwrap(), 2);
     assert!(s.message(a, sent[2].id).await.unwrap().unwrap().delivered);
     assert!(!s.message(a, sent[3].id).await.unwrap().unwrap().delivered);
     let counts = s.pending_counts(a, "bob", "phone").await.unwrap();

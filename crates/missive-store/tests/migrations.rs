@@ -114,8 +114,9 @@ fn text_of(payload: &[u8]) -> String {
     s[start..start + 5].to_owned()
 }
 
-/// A database written before 0006 existed has `user_version` 8 (0008 arrived first): the
-/// archive migration, numbered below it, still runs, and sends archive from then on.
+/// A database written before 0006 and 0007 existed has `user_version` 8 (0008 arrived
+/// first): the archive and contacts migrations, numbered below it, still run, and sends
+/// archive from then on.
 #[tokio::test]
 async fn a_migration_numbered_below_the_database_version_still_runs() {
     use missive_core::archive::{Direction, HistoryQuery, KindSet, MessageKind, TimeRange};
@@ -179,8 +180,10 @@ async fn a_migration_numbered_below_the_database_version_still_runs() {
         limit: 10,
     };
     assert_eq!(store.history(app, "bob", "alice", &q).await.unwrap().len(), 1);
+    assert!(store.add_contact(app, "amy", "bob", 1).await.unwrap(), "0007's tables exist");
     store.close().await;
     drop(store);
     assert_eq!(user_version(&path), missive_store::sqlite::schema_version());
-    SqliteStore::open(&path, SqliteStoreOptions::default()).await.expect("reopening applies nothing twice");
+    let again = SqliteStore::open(&path, SqliteStoreOptions::default()).await.expect("reopening applies nothing twice");
+    assert_eq!(again.contact_count(app, "amy").await.unwrap(), 1);
 }

@@ -2,7 +2,8 @@
 //!
 //! Callers hold an `Arc<dyn Store>` and never see SQL. `Store` is the sum of one capability
 //! trait per area ([`AppStore`], [`UserStore`], [`TokenStore`], [`QueueStore`],
-//! [`FileStore`], [`ClusterStore`], [`OutboxStore`], [`NotifyConfigStore`], [`HistoryStore`]), each in its own module, so a new area adds a trait and its two
+//! [`FileStore`], [`ClusterStore`], [`OutboxStore`], [`NotifyConfigStore`], [`HistoryStore`],
+//! [`ContactStore`], [`UserAttributeStore`]), each in its own module, so a new area adds a trait and its two
 //! implementations without touching the others. Every backend (SQLite, the embedded default;
 //! PostgreSQL, for clusters) implements all of them with the same meaning, which one
 //! conformance suite (`missive-store/tests/conformance.rs`) checks against both. Every method
@@ -10,7 +11,9 @@
 //! MSYNC layer acks only after that.
 
 mod apps;
+mod attributes;
 mod cluster;
+mod contacts;
 mod files;
 mod history;
 mod notify;
@@ -20,7 +23,9 @@ mod tokens;
 mod users;
 
 pub use apps::AppStore;
+pub use attributes::{AttributeWrite, Attributes, UserAttributeStore, attributes_size, merged};
 pub use cluster::{ClusterStore, OnlineDevice, PresenceOutcome};
+pub use contacts::{Contact, ContactStore};
 pub use files::FileStore;
 pub use history::{ChatLogQuery, ConversationQuery, HistorySelection, HistoryStore, NewArchived};
 pub use notify::{NotifyConfigStore, NotifyRule, NotifyRuleKind, PushProviderRecord, RuleBan};
@@ -35,8 +40,8 @@ pub use users::{UserPatch, UserStore};
 /// its methods: `use missive_core::store::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        AppStore, ClusterStore, FileStore, HistoryStore, NotifyConfigStore, OutboxStore, QueueStore, Store, TokenStore,
-        UserStore,
+        AppStore, ClusterStore, ContactStore, FileStore, HistoryStore, NotifyConfigStore, OutboxStore, QueueStore,
+        Store, TokenStore, UserAttributeStore, UserStore,
     };
 }
 
@@ -71,6 +76,8 @@ pub trait Store:
     + OutboxStore
     + NotifyConfigStore
     + HistoryStore
+    + ContactStore
+    + UserAttributeStore
     + Send
     + Sync
     + 'static
@@ -87,6 +94,8 @@ impl<T> Store for T where
         + OutboxStore
         + NotifyConfigStore
         + HistoryStore
+        + ContactStore
+        + UserAttributeStore
         + Send
         + Sync
         + 'static

@@ -91,6 +91,10 @@ pub trait CommitListener: Send + Sync {
     fn committed(&self, messages: &[Arc<QueuedMessage>]);
     /// This message was removed from its queue (recall): it must not go out any more.
     fn removed(&self, message: &QueuedMessage);
+    /// A group commit finished: `ops` operations (sends, acks, device records, …) in one
+    /// transaction, `messages` of them new stored messages, `took` from its start to the
+    /// commit's return — mostly the fsync. For metrics; the default ignores it.
+    fn batch_committed(&self, _ops: usize, _messages: u64, _took: std::time::Duration) {}
 }
 
 #[async_trait]
@@ -107,6 +111,9 @@ pub trait QueueStore: Send + Sync {
     async fn sweep_idempotency(&self, before_ms: i64) -> StoreResult<u64>;
     /// Messages that no device of `owner` has acked.
     async fn offline_count(&self, app: Uuid, owner: &str) -> StoreResult<u64>;
+    /// Messages that no device has acked, in every queue of every app (a partial-index
+    /// count; the metrics sample it when scraped).
+    async fn queued_total(&self) -> StoreResult<u64>;
     async fn message(&self, app: Uuid, id: MsgId) -> StoreResult<Option<QueuedMessage>>;
     /// Removes a message from its queue (see `RecallOutcome`) and from the archive, and
     /// tells the listener.

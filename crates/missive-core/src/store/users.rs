@@ -24,8 +24,10 @@ pub trait UserStore: Send + Sync {
     async fn update_user(&self, app: Uuid, username: &str, patch: &UserPatch) -> StoreResult<Option<User>>;
     /// Up to `limit` users with `seq > after`, oldest first.
     async fn list_users(&self, app: Uuid, after: i64, limit: u32) -> StoreResult<Vec<User>>;
-    /// Deletes the user with their tokens, devices, cursors and queued messages, and their
-    /// side of the message archive and conversation list (`store::history`).
+    /// Deletes the user with their tokens, devices, cursors, queued messages, contacts,
+    /// invitations, blocklist entries (both ways), attributes, and their side of the message
+    /// archive and conversation list (`store::history`); every user who had them as a contact
+    /// gets a new roster version.
     async fn delete_user(&self, app: Uuid, username: &str) -> StoreResult<Option<User>>;
     async fn set_password(&self, app: Uuid, username: &str, password_hash: &str) -> StoreResult<Option<User>>;
     async fn set_activated(&self, app: Uuid, username: &str, activated: bool) -> StoreResult<Option<User>>;

@@ -45,6 +45,7 @@ use crate::error::ApiError;
 use crate::fanout::Fanout;
 use crate::hub::Hub;
 use crate::notify::Notifier;
+use crate::telemetry::Metrics;
 
 pub use missive_notify::Origin;
 
@@ -173,6 +174,8 @@ pub struct Delivery {
     notifier: Arc<Notifier>,
     /// Who is online on any node (for `chat_offline` callbacks and pushes).
     presence: Arc<Presence>,
+    /// Counts online-only messages nobody was online for.
+    metrics: Metrics,
     ids: IdGenerator,
     policy: QueuePolicy,
     archive: ArchivePolicy,
@@ -195,6 +198,7 @@ pub struct DeliveryLinks {
     pub fanout: Arc<dyn Fanout>,
     pub notifier: Arc<Notifier>,
     pub presence: Arc<Presence>,
+    pub metrics: Metrics,
 }
 
 impl Delivery {
@@ -204,13 +208,14 @@ impl Delivery {
         (policy, archive): (QueuePolicy, ArchivePolicy),
         max_inflight: usize,
     ) -> Delivery {
-        let DeliveryLinks { store, hub, fanout, notifier, presence } = links;
+        let DeliveryLinks { store, hub, fanout, notifier, presence, metrics } = links;
         Delivery {
             store,
             hub,
             fanout,
             notifier,
             presence,
+            metrics,
             ids: IdGenerator::new(node_id),
             policy,
             archive,
@@ -316,6 +321,11 @@ impl Delivery {
                         payload,
                     }),
                     Route::OnlineOnly => {
+                        // Only this node's sessions are known here; in a cluster a message
+                        // nobody takes is not counted.
+                        if !self.presence.is_shared() && !online.contains(&recipient) {
+                            self.metrics.online_only_dropped(1);
+                        }
                         let msg = online_message(&out.app, id, &recipient, &out.from, &out.from, created, payload);
                         self.fanout.online(out.app.id, &recipient, &msg, None);
                     }

@@ -15,6 +15,7 @@ use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
+use missive_api::query::percent_decode;
 use missive_core::id::now_ms;
 use missive_core::model::{App, User};
 use serde_json::{Map, Value};
@@ -123,31 +124,6 @@ fn bearer(parts: &Parts) -> Option<&str> {
     (!token.is_empty()).then_some(token)
 }
 
-/// Decodes `%XX` escapes and `+` (form encoding); invalid escapes stay as they are.
-pub(crate) fn percent_decode(s: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b))) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 impl Api {
     /// Requires the app token. A user token gets Easemob's "Subject does not have permission"
     /// 401, naming the permission it lacked.
@@ -192,12 +168,12 @@ impl Api {
         m.insert("applicationName".into(), self.app.name.clone().into());
         m.insert("organization".into(), self.app.org.clone().into());
         m.insert("path".into(), path.into());
-        m.insert("uri".into(), format!("{}{uri_suffix}", self.base_uri).into());
+        m.insert("uri".into(), self.uri(uri_suffix).into());
         Envelope { fields: m, started: self.started }
     }
 
-    /// An absolute URL under this app, as the caller reached it (`/chatmessages/…`).
-    pub fn url(&self, suffix: &str) -> String {
+    /// The full URI of `suffix` under this app (`scheme://host/org/app{suffix}`).
+    pub fn uri(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.base_uri)
     }
 

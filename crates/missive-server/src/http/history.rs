@@ -145,7 +145,7 @@ pub async fn export(
         return Err(hour.not_found(&api.app.app_key()).into());
     }
     let expires = now_ms() / 1000 + state.config.history.export_url_ttl_secs;
-    let url = api.url(&format!(
+    let url = api.uri(&format!(
         "/chatmessages/{}/file?Expires={expires}&Signature={}",
         hour.label,
         export_signature(&api.app, &hour.label, expires)

@@ -4,19 +4,20 @@
 //! A request is validated in the order Easemob checks it (size, envelope fields, recipient
 //! count, per-type body, content size, quotas), turned into one MSYNC `MessageBody`, and
 //! handed to `Delivery::send`, the path every message takes. The rules that need no I/O
-//! (envelope, body, content size) live in `missive-api`, where they are unit-tested and
-//! fuzzed; this module adds the idempotency key, the quotas and the send itself.
+//! (envelope, body, content size; a recall item and the recall window) live in
+//! `missive-api`, where they are unit-tested and fuzzed; this module adds the idempotency
+//! key, the quotas, the store lookups and the send itself.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use missive_api::{SendForm, SendRequest, chat_body, opt_bool};
+use missive_api::{BatchRecall, RecallRefusal, RecallRequest, RequestError, SendForm, SendRequest, chat_body};
 use missive_core::id::{MsgId, now_ms};
 use missive_core::model::App;
 use missive_core::store::RecallOutcome;
 use missive_msync::pb;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::ctx::{Api, Envelope, JsonBody, SendBody, SendCapacity};
 use super::openapi as doc;
@@ -24,14 +25,11 @@ use crate::delivery::{Origin, Outgoing, Route, SenderCopies, UnknownRecipients};
 use crate::error::{ApiError, ApiResult};
 use crate::ratelimit::QuotaVerdict;
 use crate::state::AppState;
+use crate::telemetry::metrics::SendVia;
 
 /// Reads the optional `Idempotency-Key` header (a Missive extension).
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
-    match v.to_str() {
-        Ok(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(k.to_owned())),
-        _ => Err(ApiError::illegal_argument("Idempotency-Key must be 1 to 255 visible ASCII characters")),
-    }
+    Ok(missive_api::send::idempotency_key(headers.get("idempotency-key").map(|v| v.as_bytes()))?)
 }
 
 /// `send_request`, made idempotent by `key`: the first request with a key sends and records
@@ -105,6 +103,23 @@ async fn send_request(
     Ok(state.delivery.send(out, key).await?.ids)
 }
 
+/// A REST send and its metrics: the status it is answered with, its recipients if accepted.
+async fn counted(
+    state: &AppState,
+    send: impl Future<Output = ApiResult<Vec<(String, MsgId)>>>,
+) -> ApiResult<Vec<(String, MsgId)>> {
+    let result = send.await;
+    let metrics = &state.telemetry.metrics;
+    match &result {
+        Ok(ids) => {
+            metrics.send(SendVia::Rest, 200);
+            metrics.send_recipients(ids.len());
+        }
+        Err(e) => metrics.send(SendVia::Rest, e.status.as_u16()),
+    }
+    result
+}
+
 /// `POST /{org}/{app}/messages/users` — one message to up to 600 users, one id each.
 #[utoipa::path(
     post,
@@ -134,8 +149,11 @@ pub async fn send_user_messages(
 ) -> ApiResult<Envelope> {
     api.require_admin("/messages/users")?;
     let key = idempotency_key(&headers)?;
-    let req = SendRequest::parse(&body, SendForm::Users, state.config.limits.max_recipients)?;
-    let ids = send_once(&state, &api.app, req, key).await?;
+    let ids = counted(&state, async {
+        let req = SendRequest::parse(&body, SendForm::Users, state.config.limits.max_recipients)?;
+        send_once(&state, &api.app, req, key).await
+    })
+    .await?;
     let data: Map<String, Value> = ids.into_iter().map(|(u, id)| (u, id.to_string().into())).collect();
     Ok(api.envelope("post", "/messages/users", "/messages/users").set("data", data))
 }
@@ -171,55 +189,36 @@ pub async fn send_legacy(
 ) -> ApiResult<Envelope> {
     api.require_admin("/messages")?;
     let key = idempotency_key(&headers)?;
-    let req = SendRequest::parse(&body, SendForm::Legacy, state.config.limits.max_recipients)?;
-    let ids = send_once(&state, &api.app, req, key).await?;
+    let ids = counted(&state, async {
+        let req = SendRequest::parse(&body, SendForm::Legacy, state.config.limits.max_recipients)?;
+        send_once(&state, &api.app, req, key).await
+    })
+    .await?;
     let with_ids = api.query_value("useMsgId").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let data: Map<String, Value> =
         ids.into_iter().map(|(u, id)| (u, if with_ids { id.to_string().into() } else { "success".into() })).collect();
     Ok(api.envelope("post", "/messages", "/messages").set("data", data))
 }
 
-fn recall_error(status: StatusCode, description: &str) -> ApiError {
-    ApiError::new(status, "message_recall_error", "MessageRecallException", description)
+fn recall_error(refusal: RecallRefusal) -> ApiError {
+    RequestError::Recall(refusal).into()
 }
 
-/// One recall, as both recall APIs describe it. `Ok(data)` or the failure text Easemob puts
-/// in the batch response (`not_found msg`, `exceed recall time limit`, …).
-async fn recall_one(state: &AppState, app: &Arc<App>, item: &Map<String, Value>) -> ApiResult<Result<Value, ApiError>> {
-    let text = |k: &str| -> ApiResult<Option<String>> {
-        match item.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(_) => Err(ApiError::invalid_body()),
-        }
-    };
-    let msg_id = text("msg_id")?.ok_or_else(|| recall_error(StatusCode::BAD_REQUEST, "param msg_id can't be empty"))?;
-    let to = text("to")?
-        .ok_or_else(|| recall_error(StatusCode::BAD_REQUEST, "param to can't be empty"))?
-        .to_ascii_lowercase();
-    let chat_type =
-        text("chat_type")?.ok_or_else(|| recall_error(StatusCode::BAD_REQUEST, "param chat_type can't be empty"))?;
-    let from = text("from")?.map(|f| f.to_ascii_lowercase()).unwrap_or_else(|| "admin".into());
-    let force = opt_bool(item.get("force"))?;
-    let Ok(id) = msg_id.parse::<u64>().map(MsgId) else {
-        return Ok(Err(recall_error(StatusCode::FORBIDDEN, "not_found msg")));
-    };
-    if chat_type != "chat" {
-        return Ok(Err(recall_error(StatusCode::FORBIDDEN, "not_found msg")));
-    }
+/// One validated recall, as both recall APIs describe it. `Ok(data)` or the failure text
+/// Easemob puts in the batch response (`not_found msg`, `exceed recall time limit`, …).
+async fn recall_one(state: &AppState, app: &Arc<App>, req: RecallRequest) -> ApiResult<Result<Value, ApiError>> {
     let window = state.config.messages.recall_window_secs.saturating_mul(1000);
-    if !force && now_ms().saturating_sub(id.unix_ms()) > window {
-        return Ok(Err(recall_error(StatusCode::FORBIDDEN, "exceed recall time limit")));
+    if let Err(e) = req.check_window(now_ms(), window) {
+        return Ok(Err(e.into()));
     }
+    let id = req.id;
     match state.store.message(app.id, id).await? {
-        None => return Ok(Err(recall_error(StatusCode::FORBIDDEN, "not_found msg"))),
-        Some(m) if m.owner != to => return Ok(Err(recall_error(StatusCode::BAD_REQUEST, "can’t find msg to"))),
+        None => return Ok(Err(recall_error(RecallRefusal::NotFound))),
+        Some(m) if m.owner != req.to => return Ok(Err(recall_error(RecallRefusal::WrongRecipient))),
         Some(_) => {}
     }
     match state.store.recall(app.id, id).await? {
-        RecallOutcome::NotFound => return Ok(Err(recall_error(StatusCode::FORBIDDEN, "not_found msg"))),
+        RecallOutcome::NotFound => return Ok(Err(recall_error(RecallRefusal::NotFound))),
         RecallOutcome::RemovedUndelivered(_) => {}
         RecallOutcome::RemovedDelivered(m) => {
             // Devices already have it: tell them, in the same conversation queue.
@@ -240,7 +239,7 @@ async fn recall_one(state: &AppState, app: &Arc<App>, item: &Map<String, Value>)
             state.delivery.send(notice, None).await?;
         }
     }
-    Ok(Ok(json!({"recalled": "yes", "chattype": chat_type, "from": from, "to": to, "msg_id": msg_id})))
+    Ok(Ok(req.recalled()))
 }
 
 /// `POST /{org}/{app}/messages/msg_recall` — recall one message.
@@ -264,8 +263,8 @@ async fn recall_one(state: &AppState, app: &Arc<App>, item: &Map<String, Value>)
 )]
 pub async fn recall_message(State(state): State<AppState>, api: Api, SendBody(body): SendBody) -> ApiResult<Envelope> {
     api.require_admin("/messages/msg_recall")?;
-    let obj = body.as_object().ok_or_else(ApiError::invalid_body)?;
-    let data = recall_one(&state, &api.app, obj).await??;
+    let req = RecallRequest::parse(&body)?;
+    let data = recall_one(&state, &api.app, req).await??;
     Ok(api.envelope("post", "/messages/msg_recall", "/messages/msg_recall").set("data", data))
 }
 
@@ -290,17 +289,19 @@ pub async fn recall_message(State(state): State<AppState>, api: Api, SendBody(bo
 )]
 pub async fn recall_messages(State(state): State<AppState>, api: Api, JsonBody(body): JsonBody) -> ApiResult<Envelope> {
     api.require_admin("/messages/recall")?;
-    let msgs = body.get("msgs").and_then(Value::as_array).ok_or_else(ApiError::invalid_body)?;
-    let mut results = Vec::with_capacity(msgs.len());
-    for item in msgs {
-        let obj = item.as_object().ok_or_else(ApiError::invalid_body)?;
-        let msg_id = obj.get("msg_id").map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
-        let entry = match recall_one(&state, &api.app, obj).await {
+    let batch = BatchRecall::parse(&body)?;
+    let mut results = Vec::with_capacity(batch.items.len());
+    for item in &batch.items {
+        let outcome = match &item.request {
+            Ok(req) => recall_one(&state, &api.app, req.clone()).await,
+            Err(e) => Ok(Err(e.clone().into())),
+        };
+        let entry = match outcome {
             Ok(Ok(data)) => data,
-            Ok(Err(e)) | Err(e) if e.status.is_client_error() => json!({"msg_id": msg_id, "recalled": e.description}),
-            Ok(Err(_)) | Err(_) => json!({"msg_id": msg_id, "recalled": "internal error"}),
+            Ok(Err(e)) | Err(e) if e.status.is_client_error() => item.failed(&e.description),
+            Ok(Err(_)) | Err(_) => item.failed("internal error"),
         };
         results.push(entry);
     }
-    Ok(api.envelope("post", "/messages/recall", "/messages/recall").set("data", json!({"msgs": results})))
+    Ok(api.envelope("post", "/messages/recall", "/messages/recall").set("data", BatchRecall::answer(results)))
 }

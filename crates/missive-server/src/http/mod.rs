@@ -17,9 +17,11 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::error::{ApiError, RenderedError};
 use crate::state::AppState;
 
+/// `/metadata/user`: user attributes.
+pub mod attributes;
 /// `/callbacks` and `/msghooks`: callback rules and exception storage.
 pub mod callbacks;
-/// Contacts before they exist: SDK 5's roster version.
+/// Contacts and blocklists.
 pub mod contacts;
 /// Conversation lists, one-way delete and pinning.
 pub mod conversations;
@@ -33,10 +35,14 @@ pub mod groups;
 pub mod history;
 /// The send API, its legacy form and recall.
 pub mod messages;
+/// Per-conversation push settings (defaults only).
+pub mod notification;
 /// Request ids, the request span and access log line, request latency metrics.
 pub mod observe;
 /// The OpenAPI description of these routes, served at `/openapi.json`.
 pub mod openapi;
+/// Presence of users, from who is online now.
+pub mod presence;
 /// `GET /metrics` (Prometheus), behind `metrics.token` or on `metrics.listen`.
 pub mod scrape;
 /// `POST /token`.
@@ -64,6 +70,9 @@ pub fn router() -> Router<AppState> {
         .route("/{org}/{app}/users/{username}/resources", get(users::user_resources))
         .route("/{org}/{app}/users/{username}/disconnect", get(users::disconnect_all))
         .route("/{org}/{app}/users/{username}/disconnect/{resource}", axum::routing::delete(users::disconnect_one))
+        .route("/{org}/{app}/users/{username}/notification", get(notification::conversation_settings))
+        .route("/{org}/{app}/users/{username}/presence", post(presence::status))
+        .route("/{org}/{app}/users/{username}/presence/{expiry}", post(presence::subscribe))
         .route("/{org}/{app}/users/{username}/joined_chatgroups", get(groups::joined_chatgroups))
         .route("/{org}/{app}/users/{username}/joined_chatrooms", get(groups::joined_chatrooms))
         .route("/{org}/{app}/user/{username}/roster/metadata/version", get(contacts::roster_version))
@@ -94,6 +103,26 @@ pub fn router() -> Router<AppState> {
         .route(
             "/{org}/{app}/sdk/message/roaming/chat/user/{username}/time",
             delete(history::sdk_delete_chat_roaming_before),
+        )
+        .route("/{org}/{app}/users/{username}/contacts/users", get(contacts::list_contacts))
+        .route(
+            "/{org}/{app}/users/{username}/contacts/users/{peer}",
+            post(contacts::add_contact).delete(contacts::remove_contact).put(contacts::sdk_set_remark),
+        )
+        .route("/{org}/{app}/user/{username}/contacts/users/{peer}", put(contacts::set_remark))
+        .route("/{org}/{app}/user/{username}/contacts", get(contacts::page_contacts))
+        .route("/{org}/{app}/users/{username}/contacts/apply", post(contacts::apply))
+        .route("/{org}/{app}/users/{username}/contacts/accept/users/{peer}", post(contacts::accept))
+        .route("/{org}/{app}/users/{username}/contacts/decline/users/{peer}", post(contacts::decline))
+        .route("/{org}/{app}/users/{username}/contacts", get(contacts::sdk_page_contacts))
+        .route("/{org}/{app}/users/{username}/blocks/users", get(contacts::list_blocked).post(contacts::block_users))
+        .route("/{org}/{app}/users/{username}/blocks/users/{peer}", axum::routing::delete(contacts::unblock_user))
+        .route("/{org}/{app}/sdk/user/{username}/blocks", post(contacts::sdk_block).delete(contacts::sdk_unblock))
+        .route("/{org}/{app}/metadata/user/get", post(attributes::batch_get))
+        .route("/{org}/{app}/metadata/user/capacity", get(attributes::capacity))
+        .route(
+            "/{org}/{app}/metadata/user/{username}",
+            get(attributes::get_attributes).put(attributes::set_attributes).delete(attributes::delete_attributes),
         )
         .route("/{org}/{app}/publicchatgroups", get(groups::public_chatgroups))
         .route("/{org}/{app}/chatgroups", get(groups::list_chatgroups).post(groups::create_chatgroup))

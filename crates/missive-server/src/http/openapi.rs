@@ -20,7 +20,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 
-use super::{callbacks, contacts, conversations, files, groups, history, messages, token, users};
+use super::{
+    attributes, callbacks, contacts, conversations, files, groups, history, messages, notification, presence, token,
+    users,
+};
 
 /// The whole document. `paths(...)` must name every handler of `http::router()`; the
 /// integration test `openapi` fails when a route is missing here.
@@ -58,6 +61,29 @@ use super::{callbacks, contacts, conversations, files, groups, history, messages
         users::disconnect_all,
         users::disconnect_one,
         contacts::roster_version,
+        contacts::add_contact,
+        contacts::remove_contact,
+        contacts::set_remark,
+        contacts::list_contacts,
+        contacts::page_contacts,
+        contacts::list_blocked,
+        contacts::block_users,
+        contacts::unblock_user,
+        contacts::sdk_block,
+        contacts::sdk_unblock,
+        contacts::sdk_set_remark,
+        contacts::sdk_page_contacts,
+        contacts::apply,
+        contacts::accept,
+        contacts::decline,
+        attributes::set_attributes,
+        attributes::get_attributes,
+        attributes::batch_get,
+        attributes::delete_attributes,
+        attributes::capacity,
+        notification::conversation_settings,
+        presence::subscribe,
+        presence::status,
         groups::joined_chatgroups,
         groups::joined_chatrooms,
         groups::public_chatgroups,
@@ -123,7 +149,8 @@ use super::{callbacks, contacts, conversations, files, groups, history, messages
         (name = "conversations", description = "Conversation lists with unread counts, one-way delete, pinning."),
         (name = "chatfiles", description = "Chat file upload and download."),
         (name = "callbacks", description = "Post-send and pre-send callback rules, and exception storage."),
-        (name = "contacts", description = "Contacts: only the roster version so far (every roster is empty)."),
+        (name = "contacts", description = "Contacts (mutual), remarks, blocklists and the roster version."),
+        (name = "attributes", description = "User attributes (nickname, avatar, …): at most 2 KB per user."),
         (name = "groups", description = "Groups and chat rooms: not open yet (empty listings, creation refused)."),
         (name = "server", description = "Health and this document."),
     ),

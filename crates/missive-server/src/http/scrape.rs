@@ -40,17 +40,23 @@ pub async fn metrics_with_token(State(state): State<AppState>, headers: HeaderMa
     match given {
         None => ApiError::no_token().into_response(),
         Some(t) if !constant_time_eq(t.as_bytes(), expected) => ApiError::unknown_token().into_response(),
-        Some(_) => render(&state),
+        Some(_) => render(&state).await,
     }
 }
 
-/// The rendered metrics, with the gauges sampled now.
-fn render(state: &AppState) -> Response {
+/// The rendered metrics, with the gauges sampled now. The offline queue depth is a count
+/// in the store, cluster-wide; if it fails the last value stays.
+async fn render(state: &AppState) -> Response {
+    match state.store.queued_total().await {
+        Ok(n) => state.telemetry.metrics.set_offline_queue_depth(n),
+        Err(e) => tracing::warn!(%e, "offline queue depth not sampled"),
+    }
     let sampled = Sampled {
         sessions_online: state.hub.session_count(),
         password_queue_depth: state.auth.passwords.queued(),
         password_requests_admitted: state.auth.passwords.admitted(),
         thumbnail_queue_depth: state.thumbnails.queued(),
+        notify: state.notifier.metrics.snapshot(),
     };
     let body = state.telemetry.metrics.render(&sampled);
     ([(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))], body).into_response()
@@ -66,7 +72,7 @@ pub async fn serve_separately(
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let app = Router::new()
-        .route("/metrics", get(|State(state): State<AppState>| async move { render(&state) }))
+        .route("/metrics", get(|State(state): State<AppState>| async move { render(&state).await }))
         .with_state(state.clone());
     tracing::info!(addr = %bound, "metrics listening");
     tokio::spawn(async move {

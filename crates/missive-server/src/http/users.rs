@@ -5,11 +5,13 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use missive_api::users::{
+    BatchStatus, PasswordChange, RegisterRequest, Registration, UserPage, check_password, parse_msg_id, parse_update,
+    presence_word,
+};
 use missive_core::id::MsgId;
-use missive_core::model::{NewUser, User, UsernameError, normalize_username};
-use missive_core::store::{StoreError, UserPatch};
+use missive_core::model::{NewUser, User, normalize_username};
+use missive_core::store::StoreError;
 use serde_json::{Map, Value, json};
 
 use super::ctx::{Api, Credentials, Envelope, JsonBody};
@@ -18,10 +20,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::fanout::{KickReason, KickTarget};
 use crate::passwords::PasswordSlot;
 use crate::state::AppState;
-
-/// The longest nickname Easemob accepts, in characters.
-const MAX_NICKNAME_CHARS: usize = 100;
-const MAX_PASSWORD_CHARS: usize = 64;
 
 /// A user as Easemob's `entities[]` shows it.
 pub fn user_entity(u: &User) -> Value {
@@ -39,15 +37,6 @@ pub fn user_entity(u: &User) -> Value {
         m.insert(k.clone(), v.clone());
     }
     Value::Object(m)
-}
-
-/// Validates a user id from a request body, with Easemob's error strings.
-pub fn parse_username(raw: &str) -> ApiResult<String> {
-    normalize_username(raw).map_err(|e| match e {
-        UsernameError::Empty => ApiError::illegal_argument("Entity user requires a property named username"),
-        UsernameError::TooLong => ApiError::illegal_argument("USERNAME_TOO_LONG"),
-        UsernameError::Illegal => ApiError::illegal_argument(format!("username [{raw}] is not legal")),
-    })
 }
 
 /// Loads the user named in the path; any invalid or unknown name is 404.
@@ -81,41 +70,6 @@ fn duplicate(api: &Api, name: &str) -> ApiError {
             api.app.id
         ),
     )
-}
-
-struct Registration {
-    username: String,
-    password: String,
-    nickname: Option<String>,
-}
-
-fn parse_registration(v: &Value) -> ApiResult<Registration> {
-    let obj = v.as_object().ok_or_else(ApiError::invalid_body)?;
-    let raw = match obj.get("username") {
-        None | Some(Value::Null) => "",
-        Some(Value::String(s)) => s.as_str(),
-        Some(_) => return Err(ApiError::invalid_body()),
-    };
-    let username = parse_username(raw)?;
-    let password = match obj.get("password") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        None | Some(Value::Null) | Some(Value::String(_)) => {
-            return Err(ApiError::illegal_argument("password or pin must provided"));
-        }
-        Some(_) => return Err(ApiError::invalid_body()),
-    };
-    if password.chars().count() > MAX_PASSWORD_CHARS {
-        return Err(ApiError::illegal_argument("PASSWORD_TOO_LONG"));
-    }
-    let nickname = match obj.get("nickname") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.chars().count() > MAX_NICKNAME_CHARS => {
-            return Err(ApiError::illegal_argument("NICKNAME_TOO_LONG"));
-        }
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(ApiError::invalid_body()),
-    };
-    Ok(Registration { username, password, nickname })
 }
 
 /// Hashes through `passwords` (the request's one slot, so a batch hashes its users one after
@@ -168,9 +122,8 @@ pub async fn create_users(State(state): State<AppState>, api: Api, JsonBody(body
         _ => api.require_admin("/users")?,
     }
     let env = api.envelope("post", "/users", "/users");
-    match body {
-        Value::Object(_) => {
-            let reg = parse_registration(&body)?;
+    match RegisterRequest::parse(&body, state.config.limits.batch_register)? {
+        RegisterRequest::One(reg) => {
             let name = reg.username.clone();
             let mut passwords = state.auth.passwords.admit()?;
             match register_one(&state, &api, &mut passwords, reg).await? {
@@ -178,24 +131,13 @@ pub async fn create_users(State(state): State<AppState>, api: Api, JsonBody(body
                 Err(()) => Err(duplicate(&api, &name)),
             }
         }
-        Value::Array(items) => {
-            let max = state.config.limits.batch_register;
-            if items.len() > max {
-                return Err(ApiError::illegal_argument(format!(
-                    "Request body array size[{}] had almost reached or been greater than the upper range value[{max}]",
-                    items.len()
-                )));
-            }
-            if items.is_empty() {
-                return Err(ApiError::invalid_body());
-            }
+        RegisterRequest::Batch(items) => {
             let mut passwords = state.auth.passwords.admit()?;
             let mut entities = Vec::new();
             let mut failures = Vec::new();
-            for item in &items {
-                let shown = item.get("username").and_then(Value::as_str).unwrap_or_default().to_owned();
-                match parse_registration(item) {
-                    Err(e) => failures.push(json!({"username": shown, "registerUserFailReason": e.description})),
+            for item in items {
+                match item.registration {
+                    Err(e) => failures.push(json!({"username": item.shown, "registerUserFailReason": e.description()})),
                     Ok(reg) => {
                         let name = reg.username.clone();
                         match register_one(&state, &api, &mut passwords, reg).await? {
@@ -208,7 +150,6 @@ pub async fn create_users(State(state): State<AppState>, api: Api, JsonBody(body
             }
             Ok(env.set("entities", entities).set("data", failures).into_response())
         }
-        _ => Err(ApiError::invalid_body()),
     }
 }
 
@@ -241,19 +182,6 @@ pub async fn get_user(
         .set("count", 1))
 }
 
-/// Fields of `PUT /users/{u}` besides `nickname` (easemob-api.md §3.3), with their JSON types.
-fn user_attribute(key: &str, value: &Value) -> Option<ApiResult<()>> {
-    let ok = match key {
-        "notification_display_style" => matches!(value.as_u64(), Some(0 | 1)),
-        "notification_no_disturbing" => value.is_boolean(),
-        "notification_no_disturbing_start" | "notification_no_disturbing_end" => value.is_string() || value.is_u64(),
-        "notifier_name" | "device_token" => value.is_string(),
-        k if k.starts_with("notification_ignore_") => value.is_boolean(),
-        _ => return None,
-    };
-    Some(if ok || value.is_null() { Ok(()) } else { Err(ApiError::invalid_body()) })
-}
-
 /// `PUT /{org}/{app}/users/{username}` — nickname and notification settings.
 #[utoipa::path(
     put,
@@ -281,52 +209,15 @@ pub async fn update_user(
     api.require_any()?;
     let user = path_user(&state, &api, &name).await?;
     api.require_admin_or_self(&user, &format!("/users/{}", user.uuid))?;
-    let obj = body.as_object().ok_or_else(ApiError::invalid_body)?;
-    let mut patch = UserPatch::default();
-    for (k, v) in obj {
-        if k == "nickname" {
-            let n = v.as_str().ok_or_else(ApiError::invalid_body)?;
-            if n.chars().count() > MAX_NICKNAME_CHARS {
-                return Err(ApiError::illegal_argument("NICKNAME_TOO_LONG"));
-            }
-            patch.nickname = Some(n.to_owned());
-        } else if let Some(check) = user_attribute(k, v) {
-            check?;
-            patch.attributes.insert(k.clone(), v.clone());
-        }
-    }
+    let patch = parse_update(&body)?;
     let user =
         state.store.update_user(api.app.id, &user.username, &patch).await?.ok_or_else(ApiError::resource_not_found)?;
     Ok(api.envelope("put", "/users", &format!("/users/{}", user.username)).set("entities", vec![user_entity(&user)]))
 }
 
-fn encode_cursor(seq: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("seq:{seq}"))
-}
-
-fn decode_cursor(c: &str) -> ApiResult<i64> {
-    URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix("seq:").and_then(|n| n.parse().ok()))
-        .ok_or_else(|| ApiError::illegal_argument("cursor is invalid"))
-}
-
 fn page_params(api: &Api) -> ApiResult<(u32, i64)> {
-    let limit = match api.query_value("limit") {
-        None | Some("") => 10,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=100).contains(l))
-            .ok_or_else(|| ApiError::illegal_argument("limit must be between 1 and 100"))?,
-    };
-    let after = match api.query_value("cursor") {
-        None | Some("") => 0,
-        Some(c) => decode_cursor(c)?,
-    };
-    Ok((limit, after))
+    let page = UserPage::parse(api.query_value("limit"), api.query_value("cursor"))?;
+    Ok((page.limit, page.after))
 }
 
 /// `GET /{org}/{app}/users?limit=&cursor=` — oldest first; `cursor` only when more remain.
@@ -350,7 +241,7 @@ pub async fn list_users(State(state): State<AppState>, api: Api) -> ApiResult<En
     let mut users = state.store.list_users(api.app.id, after, limit + 1).await?;
     let more = users.len() > limit as usize;
     users.truncate(limit as usize);
-    let cursor = more.then(|| encode_cursor(users.last().map(|u| u.seq).unwrap_or(after)));
+    let cursor = more.then(|| UserPage::cursor(users.last().map(|u| u.seq).unwrap_or(after)));
     Ok(api
         .envelope("get", "/users", "/users")
         .set_opt("params", api.params())
@@ -469,16 +360,17 @@ pub async fn set_password(
         api.require_any()?;
         return Err(ApiError::entity_not_found("User null not found"));
     };
-    let field = |k: &str| body.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
-    let Some(new) = field("newpassword") else {
-        api.require_any()?;
-        return Err(ApiError::illegal_argument("newpassword is required"));
+    let change = PasswordChange::parse(&body);
+    let new = match change.new_password() {
+        Ok(new) => new,
+        Err(e) => {
+            api.require_any()?;
+            return Err(e.into());
+        }
     };
     let is_self = matches!(api.credentials, Credentials::Valid(crate::auth::Principal::User(u)) if u == user.uuid);
     let mut passwords = if is_self {
-        let Some(old) = field("oldpassword") else {
-            return Err(ApiError::illegal_argument("oldPassword is required"));
-        };
+        let old = change.old_password()?;
         // Checking the old password is a login attempt: the same per-account limit applies.
         let mut slot = state.auth.passwords.admit_login(api.app.id, &user.username)?;
         if !slot.verify(old, user.password_hash.clone()).await? {
@@ -489,9 +381,7 @@ pub async fn set_password(
         api.require_admin(&format!("/users/{}/password", user.uuid))?;
         state.auth.passwords.admit()?
     };
-    if new.chars().count() > MAX_PASSWORD_CHARS {
-        return Err(ApiError::illegal_argument("PASSWORD_TOO_LONG"));
-    }
+    check_password(&new)?;
     let hash = passwords.hash(new).await?;
     state.store.set_password(api.app.id, &user.username, &hash).await?;
     cut_off(&state, &api, &user, KickReason::PasswordChanged).await?;
@@ -562,10 +452,6 @@ fn user_data(api: &Api, user: &User, suffix: &str, data: impl Into<Value>) -> En
         .set("count", 0)
 }
 
-fn presence_word(online: bool) -> &'static str {
-    if online { "online" } else { "offline" }
-}
-
 /// `GET /{org}/{app}/users/{username}/status`
 #[utoipa::path(
     get,
@@ -613,22 +499,9 @@ pub async fn user_status(
 )]
 pub async fn batch_status(State(state): State<AppState>, api: Api, JsonBody(body): JsonBody) -> ApiResult<Envelope> {
     api.require_admin("/users")?;
-    let names = body.get("usernames").and_then(Value::as_array).ok_or_else(ApiError::invalid_body)?;
-    let max = state.config.limits.batch_status;
-    if names.len() > max {
-        return Err(ApiError::illegal_argument(format!("request body exceeds maximum limit, maximum limit is {max}")));
-    }
-    let raws: Vec<&str> =
-        names.iter().map(|n| n.as_str().ok_or_else(ApiError::invalid_body)).collect::<Result<_, _>>()?;
-    let users: Vec<String> = raws.iter().filter_map(|r| normalize_username(r).ok()).collect();
-    let online = state.presence.online(api.app.id, &users).await?;
-    let data: Vec<Value> = raws
-        .iter()
-        .map(|raw| {
-            let status = presence_word(normalize_username(raw).is_ok_and(|u| online.contains(&u)));
-            json!({ *raw: status })
-        })
-        .collect();
+    let req = BatchStatus::parse(&body, state.config.limits.batch_status)?;
+    let online = state.presence.online(api.app.id, &req.ids()).await?;
+    let data = req.answer(|u| online.contains(u));
     Ok(bare(&api, "get batch user status").set("data", data))
 }
 
@@ -682,7 +555,7 @@ pub async fn offline_msg_status(
 ) -> ApiResult<Envelope> {
     api.require_admin("/users")?;
     let user = path_user(&state, &api, &name).await?;
-    let id: u64 = msg_id.parse().map_err(|_| ApiError::illegal_argument("msg_id is illegal"))?;
+    let id = parse_msg_id(&msg_id)?;
     let pending =
         state.store.message(api.app.id, MsgId(id)).await?.is_some_and(|m| m.owner == user.username && !m.delivered);
     let mut data = Map::new();

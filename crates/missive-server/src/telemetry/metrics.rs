@@ -19,6 +19,7 @@ use ::metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use super::process::ProcessStats;
+use crate::notify::metrics::NotifySnapshot;
 
 // --- names: the metrics the REST side and the process record (wired) ----------------------
 pub const HTTP_REQUEST_DURATION: &str = "missive_http_request_duration_seconds";
@@ -48,6 +49,15 @@ pub const PULLS: &str = "missive_pulls_total";
 pub const ACKS: &str = "missive_acks_total";
 pub const ONLINE_ONLY_DROPPED: &str = "missive_online_only_dropped_total";
 pub const OFFLINE_QUEUE_DEPTH: &str = "missive_offline_queue_depth";
+
+// --- names: callbacks and push (counted by `crate::notify`, copied here at scrape time) ----
+pub const CALLBACKS: &str = "missive_callbacks_total";
+pub const CALLBACK_BANS: &str = "missive_callback_bans_total";
+pub const PRESEND_CHECKS: &str = "missive_presend_checks_total";
+pub const PUSHES: &str = "missive_pushes_total";
+pub const OUTBOX_DROPPED_FULL: &str = "missive_outbox_dropped_full_total";
+pub const OUTBOX_ENTRIES: &str = "missive_outbox_entries";
+pub const OUTBOX_OLDEST_DUE: &str = "missive_outbox_oldest_due_seconds";
 
 /// Latency buckets (seconds): sub-millisecond answers up to the 10-s tail of an overloaded
 /// disk.
@@ -117,6 +127,8 @@ pub enum LoginFailure {
     Flood,
     /// The request itself was malformed (400).
     Invalid,
+    /// An MSYNC login past `sessions.max_devices_per_user`.
+    TooManyDevices,
 }
 
 impl LoginFailure {
@@ -129,6 +141,7 @@ impl LoginFailure {
             LoginFailure::Busy => "busy",
             LoginFailure::Flood => "flood",
             LoginFailure::Invalid => "invalid_request",
+            LoginFailure::TooManyDevices => "too_many_devices",
         }
     }
 }
@@ -151,6 +164,8 @@ pub struct Sampled {
     pub password_queue_depth: usize,
     pub password_requests_admitted: usize,
     pub thumbnail_queue_depth: usize,
+    /// The callback/push counters and outbox gauges as last read.
+    pub notify: NotifySnapshot,
 }
 
 /// One server's metrics. Cheap to clone.
@@ -317,6 +332,42 @@ impl Metrics {
         self.inner.offline_queue_depth.set(messages as f64);
     }
 
+    /// The notifier keeps its own atomics (it predates this registry and is read by
+    /// `/health` too); its counters are copied in as absolute values.
+    fn copy_notify(&self, n: &NotifySnapshot) {
+        let labelled = |name: &'static str, label: &'static str, value: &'static str, v: u64| {
+            self.counter(name, vec![Label::new(label, value)]).absolute(v)
+        };
+        for (outcome, v) in [
+            ("delivered", n.callbacks_delivered),
+            ("failed", n.callbacks_failed),
+            ("retried", n.callbacks_retried),
+            ("dropped", n.callbacks_dropped),
+            ("exception", n.callbacks_exceptions),
+        ] {
+            labelled(CALLBACKS, "outcome", outcome, v);
+        }
+        for (verdict, v) in [("pass", n.presend_passed), ("block", n.presend_blocked)] {
+            labelled(PRESEND_CHECKS, "verdict", verdict, v);
+        }
+        for (outcome, v) in [
+            ("delivered", n.pushes_delivered),
+            ("retried", n.pushes_retried),
+            ("dropped", n.pushes_dropped),
+            ("unregistered", n.pushes_unregistered),
+            ("skipped", n.pushes_skipped),
+        ] {
+            labelled(PUSHES, "outcome", outcome, v);
+        }
+        self.counter(CALLBACK_BANS, vec![]).absolute(n.callback_bans);
+        self.counter(OUTBOX_DROPPED_FULL, vec![]).absolute(n.outbox_dropped_full);
+        for (state, v) in [("due", n.outbox_due), ("scheduled", n.outbox_scheduled), ("leased", n.outbox_leased)] {
+            let key = Key::from_parts(OUTBOX_ENTRIES, vec![Label::new("state", state)]);
+            self.inner.recorder.register_gauge(&key, &metadata()).set(v as f64);
+        }
+        self.gauge(OUTBOX_OLDEST_DUE).set(n.outbox_oldest_due_ms as f64 / 1000.0);
+    }
+
     // --- rendering -----------------------------------------------------------------------
 
     /// The text exposition format, after setting the sampled gauges.
@@ -335,6 +386,7 @@ impl Metrics {
         set(PROCESS_OPEN_FDS, process.open_fds.map(|n| n as f64));
         set(PROCESS_MAX_FDS, process.max_fds.map(|n| n as f64));
         set(PROCESS_THREADS, process.threads.map(|n| n as f64));
+        self.copy_notify(&sampled.notify);
         self.inner.handle.render()
     }
 }
@@ -393,6 +445,13 @@ fn describe(r: &PrometheusRecorder) {
     counter(ACKS, "Acks received from devices.");
     counter(ONLINE_ONLY_DROPPED, "Online-only messages dropped.");
     gauge(OFFLINE_QUEUE_DEPTH, Some(Unit::Count), "Messages stored and not yet acked by any device (sampled).");
+    counter(CALLBACKS, "Post-send callback attempts and fates, by outcome.");
+    counter(CALLBACK_BANS, "Callback endpoints banned by this node for failing.");
+    counter(PRESEND_CHECKS, "Pre-send callback checks, by verdict.");
+    counter(PUSHES, "Offline pushes, by outcome.");
+    counter(OUTBOX_DROPPED_FULL, "Callback/push entries not written: the app's outbox was full.");
+    gauge(OUTBOX_ENTRIES, Some(Unit::Count), "Callback/push outbox entries by state (due, scheduled, leased).");
+    gauge(OUTBOX_OLDEST_DUE, Some(Unit::Seconds), "Age of the oldest due outbox entry (0: none due).");
 }
 
 #[cfg(test)]

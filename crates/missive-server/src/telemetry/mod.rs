@@ -6,7 +6,14 @@
 //! registry, reached through `AppState::telemetry`. Only the log subscriber is process-wide,
 //! installed once by `main`.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use missive_core::model::QueuedMessage;
+use missive_core::store::CommitListener;
+
+use crate::fanout::Fanout;
 
 pub mod logs;
 pub mod metrics;
@@ -29,6 +36,33 @@ impl Telemetry {
 impl Default for Telemetry {
     fn default() -> Self {
         Telemetry::new()
+    }
+}
+
+/// The store's commit listener: the fan-out, with every group commit counted on the way
+/// (messages committed, batch size, fsync time).
+pub struct MeteredCommits {
+    fanout: Arc<dyn Fanout>,
+    metrics: Metrics,
+}
+
+impl MeteredCommits {
+    pub fn new(fanout: Arc<dyn Fanout>, metrics: Metrics) -> MeteredCommits {
+        MeteredCommits { fanout, metrics }
+    }
+}
+
+impl CommitListener for MeteredCommits {
+    fn committed(&self, messages: &[Arc<QueuedMessage>]) {
+        self.fanout.committed(messages);
+    }
+
+    fn removed(&self, message: &QueuedMessage) {
+        self.fanout.removed(message);
+    }
+
+    fn batch_committed(&self, ops: usize, messages: u64, took: Duration) {
+        self.metrics.committed(ops, messages, took);
     }
 }
 

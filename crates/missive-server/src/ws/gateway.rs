@@ -5,9 +5,10 @@
 //! field 1 is its type; every request names `org`, `app` and `username`, and is answered only
 //! if the URL's token is that user's (else error 1002, as the SDK expects for a bad token).
 //!
-//! What Missive answers today, without the storage those lists need:
+//! What Missive answers:
 //! - joined groups: none (there are no groups yet), a complete, empty answer;
-//! - contacts: the empty roster at `EMPTY_ROSTER_VERSION` (there are no contacts yet);
+//! - contacts: the stored roster (`ContactStore`), in pages of [`ROSTER_PAGE`], each contact
+//!   with its remark and the contact's user attributes, at the roster version REST reports;
 //! - conversations: error 1503 "unsupported", on which SDK 5 keeps the list it has cached in
 //!   the browser — an empty success would make it wipe that list. Issue 13's conversation
 //!   store replaces this answer.
@@ -28,7 +29,7 @@ use tokio::time::timeout;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::http::contacts::EMPTY_ROSTER_VERSION;
+use crate::http::contacts::MAX_CONTACTS;
 use crate::state::AppState;
 
 /// Frame types (field 1 of every gateway message).
@@ -41,6 +42,10 @@ const JOINED_GROUPS_REQUEST: i32 = 12;
 const JOINED_GROUPS_RESPONSE: i32 = 13;
 /// The error code SDK 5 reads as "token expired or not valid".
 const AUTH_FAILED: u32 = 1002;
+/// The error code SDK 5 reads as "server busy" (and retries).
+const SERVER_BUSY: u32 = 1003;
+/// Contacts per roster page.
+const ROSTER_PAGE: usize = 200;
 
 /// SDK 5 sends its first request right after the socket opens; a client that sends nothing
 /// for this long is not one.
@@ -111,25 +116,71 @@ async fn authorize(state: &AppState, token: &str, org: &str, app: &str, username
 
 async fn roster_reply(state: &AppState, token: &str, req: roster::GetRosterRequest) -> Bytes {
     let header = req.header.map(|h| roster::GatewayHeader { timestamp: now_ms() as i64, ..h });
-    if authorize(state, token, &req.org, &req.app, &req.username).await.is_none() {
-        let err = roster::ErrorDetail {
-            r#type: ERROR,
-            code: AUTH_FAILED.to_string(),
-            message: "Sorry, token or password does not match login info".into(),
+    let fail = |code: u32, message: &str, header| {
+        let err = roster::ErrorDetail { r#type: ERROR, code: code.to_string(), message: message.into(), header };
+        Bytes::from(err.encode_to_vec())
+    };
+    let Some((app, user)) = authorize(state, token, &req.org, &req.app, &req.username).await else {
+        return fail(AUTH_FAILED, "Sorry, token or password does not match login info", header);
+    };
+    match roster_page(state, &app, &user, req.cursor).await {
+        Ok((data, cursor, version)) => roster::GetRosterResponse {
+            r#type: ROSTER_RESPONSE,
             header,
-        };
-        return err.encode_to_vec().into();
+            data,
+            cursor,
+            version: version.to_string(),
+            response_type: roster::RosterResponseType::Full as i32,
+        }
+        .encode_to_vec()
+        .into(),
+        Err(e) => {
+            tracing::warn!(%e, "roster read failed");
+            fail(SERVER_BUSY, "Sorry, server busy, retry later", header)
+        }
     }
-    roster::GetRosterResponse {
-        r#type: ROSTER_RESPONSE,
-        header,
-        data: Vec::new(),
-        cursor: 0,
-        version: EMPTY_ROSTER_VERSION.into(),
-        response_type: roster::RosterResponseType::Full as i32,
+}
+
+/// The page of `user`'s roster starting at contact number `cursor` (name order), the cursor
+/// of the next page (0 after the last) and the roster version.
+async fn roster_page(
+    state: &AppState,
+    app: &App,
+    user: &User,
+    cursor: u64,
+) -> Result<(Vec<roster::RosterItem>, u64, i64), missive_core::store::StoreError> {
+    // The version is read first: a change after it makes the next sync fetch again.
+    let version = state.store.roster_version(app.id, &user.username).await?;
+    let all = state.store.contacts(app.id, &user.username, None, MAX_CONTACTS as u32).await?;
+    let start = usize::try_from(cursor).unwrap_or(usize::MAX).min(all.len());
+    let page = &all[start..(start + ROSTER_PAGE).min(all.len())];
+    let peers: Vec<String> = page.iter().map(|c| c.peer.clone()).collect();
+    let attrs = state.store.attributes_of(app.id, &peers).await?;
+    let data = page
+        .iter()
+        .map(|c| roster::RosterItem {
+            contact: c.peer.clone(),
+            remark: c.remark.clone().unwrap_or_default(),
+            metadata: attrs.get(&c.peer).map(sdk5_metadata).unwrap_or_default(),
+            created_at: c.created,
+            updated_at: c.updated,
+            metadata_updated_at: 0,
+        })
+        .collect();
+    let end = start + page.len();
+    Ok((data, if end < all.len() { end as u64 } else { 0 }, version))
+}
+
+/// A user's attributes as SDK 5 reads them in roster and session-list items: JSON with
+/// `nickname`, `avatarUrl` (stored as Easemob's `avatarurl`), `sign` and `ext`.
+pub(crate) fn sdk5_metadata(attrs: &missive_core::store::Attributes) -> String {
+    let mut m = serde_json::Map::new();
+    for (key, as_key) in [("nickname", "nickname"), ("avatarurl", "avatarUrl"), ("sign", "sign"), ("ext", "ext")] {
+        if let Some(v) = attrs.get(key) {
+            m.insert(as_key.into(), v.clone().into());
+        }
     }
-    .encode_to_vec()
-    .into()
+    serde_json::Value::Object(m).to_string()
 }
 
 async fn session_list_reply(state: &AppState, token: &str, req: sessionlist::GetSessionListRequest) -> Bytes {

@@ -27,6 +27,7 @@ use tokio::time::timeout;
 use crate::auth::{Principal, TokenError};
 use crate::hub::SessionRegistration;
 use crate::state::{AppState, OpenSessionError};
+use crate::telemetry::metrics::{Grant, LoginFailure};
 
 /// The SDK gives up on a login that gets no PROVISION answer within 10 s; we wait as long
 /// for its first frame.
@@ -93,7 +94,9 @@ pub(super) async fn login(state: &AppState, socket: &mut WebSocket) -> Option<Lo
             return None;
         }
     };
+    let metrics = &state.telemetry.metrics;
     let Some(user) = user else {
+        metrics.login_failed(Grant::Msync, LoginFailure::UnknownUser);
         let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, user not found")).await;
         return None;
     };
@@ -101,16 +104,19 @@ pub(super) async fn login(state: &AppState, socket: &mut WebSocket) -> Option<Lo
     // report a banned user as an auth failure (any FAIL reason it has no mapping for becomes
     // WEBIM_CONNCTION_AUTH_ERROR, 2), not as a bad token (TOKEN_NOT_ASSIGN, 28).
     if !user.activated {
+        metrics.login_failed(Grant::Msync, LoginFailure::NotActivated);
         let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, user is deactivated")).await;
         return None;
     }
     match principal {
         Ok(Principal::User(u)) if u == user.uuid => {}
         Err(TokenError::Expired) => {
+            metrics.login_failed(Grant::Msync, LoginFailure::BadToken);
             let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, token expired")).await;
             return None;
         }
         _ => {
+            metrics.login_failed(Grant::Msync, LoginFailure::BadToken);
             let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, token or password does not match login info")).await;
             return None;
         }
@@ -129,11 +135,13 @@ pub(super) async fn login(state: &AppState, socket: &mut WebSocket) -> Option<Lo
     let registration = match state.open_session(app.id, &user.username, &device).await {
         Ok(r) => r,
         Err(OpenSessionError::TooManyDevices) => {
+            metrics.login_failed(Grant::Msync, LoginFailure::TooManyDevices);
             let _ =
                 socket.send(provision_reply(ErrorCode::TooManyDevices, Some("Sorry, too many devices"), None)).await;
             return None;
         }
         Err(OpenSessionError::Store(e)) => {
+            metrics.login_failed(Grant::Msync, LoginFailure::Busy);
             tracing::warn!(%e, "device registration failed");
             let _ = socket.send(refuse(ErrorCode::Fail, "Sorry, server is busy")).await;
             return None;
@@ -143,6 +151,7 @@ pub(super) async fn login(state: &AppState, socket: &mut WebSocket) -> Option<Lo
         state.close_session(app.id, &user.username, &device.resource, registration.id).await;
         return None;
     }
+    metrics.login(Grant::Msync);
     Some(Login { app, user, device, registration })
 }
 

@@ -27,6 +27,7 @@ use crate::delivery::{Origin, Outgoing, Route, SendError, SenderCopies, UnknownR
 use crate::fanout::KickReason;
 use crate::hub::{SessionEvent, SessionRegistration};
 use crate::state::AppState;
+use crate::telemetry::metrics::SendVia;
 
 use super::login::{Login, frame, login, status};
 
@@ -59,9 +60,25 @@ pub async fn serve(state: AppState, mut socket: WebSocket) {
         kicked: None,
     };
     let reason = session.run(&mut socket, registration).await;
+    // Online-only messages still held (sent and unacked, or never sent) die with the session.
+    let held: u64 = session.queues.online_counts().map(|(_, n)| u64::from(n)).sum();
+    if held > 0 {
+        state.telemetry.metrics.online_only_dropped(held);
+    }
     tracing::debug!(user = %session.user, resource = %session.device.resource, reason, "session ended");
     state.close_session(session.app.id, &session.user, &session.device.resource, session_id).await;
     let _ = socket.send(Message::Close(None)).await;
+}
+
+/// The HTTP status a REST send refused for the same reason would get: the `status` label of
+/// `missive_sends_total` means the same for both APIs.
+fn http_equivalent(code: ErrorCode) -> u16 {
+    match code {
+        ErrorCode::Ok => 200,
+        ErrorCode::PermissionDenied | ErrorCode::PermissionDeniedExternal => 403,
+        ErrorCode::Fail | ErrorCode::WrongParameter => 400,
+        _ => 500,
+    }
 }
 
 /// A logged-in connection.
@@ -120,8 +137,15 @@ fn meta(
     }
 }
 
+/// A queued message as the device gets it: a chat message, or — in a contact event's queue
+/// (`crate::http::contacts::ROSTER_QUEUE`) — a ROSTER meta.
 fn message_meta(app_key: &str, m: &QueuedMessage) -> pb::Meta {
-    meta(app_key, m.id.0, &m.sender, &m.owner, m.created, pb::meta::NameSpace::Chat, m.payload.clone())
+    let ns = if crate::http::contacts::is_roster_queue(&m.queue) {
+        pb::meta::NameSpace::Roster
+    } else {
+        pb::meta::NameSpace::Chat
+    };
+    meta(app_key, m.id.0, &m.sender, &m.owner, m.created, ns, m.payload.clone())
 }
 
 /// What a client frame means for the session.
@@ -303,6 +327,9 @@ impl Session {
                 }
             }
         };
+        let metrics = &self.state.telemetry.metrics;
+        metrics.pulled();
+        metrics.delivered(batch.messages.len() as u64);
         let dl = self.sync_dl(&queue, batch);
         self.send(socket, frame(Command::Sync, &dl)).await
     }
@@ -324,6 +351,7 @@ impl Session {
     /// Hands the device's new cursor to the store without waiting for its fsync; at most
     /// `MAX_ACKS_IN_FLIGHT` receipts are kept before the oldest is awaited.
     async fn ack(&mut self, queue: &str, seq: u64) {
+        self.state.telemetry.metrics.acked();
         match self.state.store.submit_ack(self.app.id, &self.user, &self.device.resource, queue, seq).await {
             Ok(r) => self.acks.push_back(r),
             // The messages stay unacked and will be delivered again: at-least-once.
@@ -428,7 +456,13 @@ impl Session {
             // STATISTIC (client telemetry) and namespaces we do not serve need no ack.
             return Ok(());
         }
-        let ack = match self.accept_upload(&meta).await {
+        let accepted = self.accept_upload(&meta).await;
+        let status_code = match &accepted {
+            Ok(_) => 200,
+            Err((code, _)) => http_equivalent(*code),
+        };
+        self.state.telemetry.metrics.send(SendVia::Msync, status_code);
+        let ack = match accepted {
             Ok((server_id, ts)) => pb::CommSyncDl {
                 status: Some(status(ErrorCode::Ok, None)),
                 meta_id: Some(meta_id),
@@ -461,6 +495,11 @@ impl Session {
                 return Err((ErrorCode::Fail, "Sorry, groups and chat rooms are not supported".into()));
             }
         }
+        // SDK 5 names the messages a read receipt covers in `ack_message_ids` only; SDK 4
+        // (and agora-chat) read `ack_message_id`, so the first of them fills it.
+        if kind == Type::ReadAck && body.ack_message_id.is_none() {
+            body.ack_message_id = body.ack_message_ids.first().copied();
+        }
         let to = meta
             .to
             .as_ref()
@@ -473,6 +512,16 @@ impl Session {
         }
         if kind == Type::ChannelAck {
             return self.read_up_to(&body, &to).await;
+        }
+        // A user who blocked the sender gets none of their messages; the SDKs read the reason
+        // "blocked" (SDK 4: PERMISSION_DENIED, SDK 5: MESSAGE_BLOCKED_BY_RECIPIENT). Receipts
+        // and recalls of earlier messages still pass.
+        if kind == Type::Chat {
+            match self.state.store.is_blocked(self.app.id, &to, &self.user).await {
+                Ok(false) => {}
+                Ok(true) => return Err((ErrorCode::Fail, "blocked".into())),
+                Err(e) => return Err(crate::delivery::SendError::Store(e).msync_status()),
+            }
         }
         if kind == Type::Recall
             && let Some(target) = body.ack_message_id

@@ -295,6 +295,18 @@ impl TestServer {
         b["access_token"].as_str().expect("access_token").to_owned()
     }
 
+    /// An MSYNC session of `user` (token by password grant) on device `resource`.
+    pub async fn msync(&self, user: &str, resource: &str) -> missive_msync::MsyncClient {
+        let login = missive_msync::Login {
+            url: self.ws_url(),
+            app_key: self.app_key(),
+            user: user.into(),
+            token: self.user_token(user).await,
+            resource: Some(resource.into()),
+        };
+        missive_msync::MsyncClient::connect(login, missive_msync::ClientOptions::default()).await.expect("login")
+    }
+
     /// Sends a txt message with the app token; returns the recipient -> id map.
     pub async fn send_text(&self, admin: &str, from: &str, to: &[&str], text: &str) -> Value {
         let (s, b) = self

@@ -434,6 +434,49 @@ async fn thumbnails_of_real_images() {
     assert_eq!(bytes_of(download(&s, &id, "?thumbnail=true", &[]).await).await, broken);
 }
 
+/// A restricted upload of `png` with `query` on the URL, as the SDKs send theirs; the uuid.
+async fn upload_restricted_with_query(s: &TestServer, token: &str, png: Vec<u8>, query: &str) -> String {
+    let part = Part::bytes(png).file_name("photo.png".to_owned());
+    let res = s
+        .http
+        .post(s.url(&format!("/chatfiles{query}")))
+        .bearer_auth(token)
+        .header("restrict-access", "true")
+        .multipart(Form::new().part("file", part))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(res.status(), StatusCode::OK);
+    let b: Value = res.json().await.expect("json");
+    assert!(b["entities"][0]["share-secret"].is_string(), "the secret is always issued: {b}");
+    b["entities"][0]["uuid"].as_str().expect("uuid").to_owned()
+}
+
+/// SDK 5 (the UIKit's SDK) uploads with `restrict-access` and `md5` in the query, then shows
+/// the image as `<img src=".../chatfiles/{uuid}?size=small">` (and `size=large`) with no
+/// secret: such uploads are readable by their uuid; the SDK 4 form stays restricted.
+#[tokio::test]
+async fn sdk5_uploads_are_served_by_uuid_with_size_variants() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let png = noisy_image(640, 480, ImageFormat::Png);
+    let sdk5 = "?chat-type=CHAT&chat-target=bob&md5=&imageType=large&width=640&height=480";
+    let id = upload_restricted_with_query(&s, &admin, png.clone(), sdk5).await;
+    let small = download(&s, &id, "?size=small", &[]).await;
+    assert_eq!(small.status(), StatusCode::OK);
+    let (w, h) = dimensions(&bytes_of(small).await);
+    assert!(w == 170 && (127..=128).contains(&h), "thumbnail {w}x{h}");
+    let large = download(&s, &id, "?size=large", &[]).await;
+    assert_eq!(large.status(), StatusCode::OK);
+    assert_eq!(bytes_of(large).await, png);
+
+    // The same bytes uploaded in SDK 4's form (which names the conversation too, without
+    // `md5`) keep needing the secret.
+    let id = upload_restricted_with_query(&s, &admin, png, "?chat-type=singleChat&chat-target=bob").await;
+    let (st, b) = json_of(download(&s, &id, "?size=small", &[]).await).await;
+    assert_eq!((st, b["error_description"].clone()), (StatusCode::FORBIDDEN, json!("chatfile no permission")));
+}
+
 // --- hostile filenames --------------------------------------------------------------------
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! SDK 5's sync gateway, `GET /ws?token=…` (`ws/gateway.rs`), with the request frames SDK 5
 //! sends (docs/uikit.md), and the roster version it asks for over REST first: joined groups
-//! and the roster answer complete and empty (Missive has neither groups nor contacts yet), the
+//! answer complete and empty (Missive has no groups yet), so does the roster of a user without
+//! contacts (rosters with contacts: `contacts.rs`), the
 //! conversation list answers 1503 "unsupported" (so SDK 5 keeps its cached list), and every
 //! request whose user is not the token's gets error 1002.
 
@@ -19,13 +20,13 @@ const WAIT: Duration = Duration::from_secs(10);
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn gateway(s: &TestServer, token: &str) -> Socket {
+pub(crate) async fn gateway(s: &TestServer, token: &str) -> Socket {
     let (ws, _) =
         tokio_tungstenite::connect_async(format!("ws://{}/ws?token={token}", s.addr)).await.expect("ws connect");
     ws
 }
 
-async fn ask(ws: &mut Socket, request: Vec<u8>) -> Vec<u8> {
+pub(crate) async fn ask(ws: &mut Socket, request: Vec<u8>) -> Vec<u8> {
     ws.send(Message::Binary(request.into())).await.expect("send");
     loop {
         match timeout(WAIT, ws.next()).await.expect("an answer in time").expect("socket open").expect("frame") {

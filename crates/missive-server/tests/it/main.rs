@@ -1,10 +1,12 @@
 //! Integration tests: the real server on 127.0.0.1:0 with a fresh data directory, driven
 //! over HTTP and WebSocket. One test binary (modules below) so the server links once.
 
+mod attributes;
 mod auth_matrix;
 mod callbacks;
 mod cluster;
 mod common;
+mod contacts;
 mod durability;
 mod faults;
 mod files;

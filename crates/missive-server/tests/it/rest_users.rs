@@ -523,3 +523,41 @@ async fn presence_and_offline_messages() {
     assert_error(st, &b, 404, "service_resource_not_found", "Service resource not found");
     assert_eq!(b["exception"], "UserNotFoundException");
 }
+
+/// What the UIKit asks for each conversation it shows: the peer's presence (from who is
+/// online now, per device) and the conversation's push settings (all default).
+#[tokio::test]
+async fn presence_and_conversation_settings_for_the_uikit() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    s.register(&admin, &["pia", "quin"]).await;
+    let pia = s.user_token("pia").await;
+    let _quin = s.msync("quin", "quin-web").await;
+
+    let body = json!({"usernames": ["quin", "pia", "nobody"]});
+    let (st, b) = s.post("/users/pia/presence/2592000", Some(&pia), body.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let result = b["result"].as_array().expect("result");
+    let quin = result.iter().find(|r| r["uid"] == "quin").expect("quin");
+    assert_eq!((quin["status"].clone(), quin["ext"].clone()), (json!({"quin-web": 1}), json!("")), "{b}");
+    assert_eq!(quin["expiry"].as_u64().unwrap() - quin["last_time"].as_u64().unwrap(), 2_592_000, "{b}");
+    let pia_entry = result.iter().find(|r| r["uid"] == "pia").expect("pia");
+    assert_eq!(pia_entry["status"], json!({}), "offline: {b}");
+    assert_eq!(result.len(), 2, "unknown users are left out: {b}");
+    let (st, _) = s.post("/users/quin/presence/60", Some(&pia), body.clone()).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "another user's subscription");
+    let (st, _) = s.post("/users/pia/presence/soon", Some(&pia), body).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    // getPresenceStatus: the same answer without a subscription.
+    let (st, b) = s.post("/users/pia/presence", Some(&pia), json!({"usernames": ["quin"]})).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["result"][0]["uid"].clone(), b["result"][0]["status"].clone()),
+        (json!("quin"), json!({"quin-web": 1}))
+    );
+
+    let (st, b) = s.get("/users/pia/notification?user=quin,nobody&group=", Some(&pia)).await;
+    assert_eq!((st, b["data"].clone()), (StatusCode::OK, json!({"user": {}, "group": {}})), "{b}");
+    let (st, _) = s.get("/users/quin/notification?user=pia", Some(&pia)).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+}

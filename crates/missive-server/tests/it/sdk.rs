@@ -152,6 +152,19 @@ impl Sdk {
         panic!("{why}\n--- last SDK events:\n{}\n--- driver stderr:\n{stderr}", tail.join("\n"));
     }
 
+    /// Fails the test if the SDK reported an error or an unhandled rejection so far.
+    pub(crate) fn assert_no_errors(&self) {
+        let trouble = self.seen(|v| v["ev"] == "error" || v["ev"] == "unhandled_rejection");
+        assert!(trouble.is_empty(), "SDK errors: {trouble:?}");
+    }
+
+    /// Calls a promise-returning connection method of client `c`; its settled event
+    /// (`call_ok` with `r`, or `call_err`).
+    pub(crate) async fn call(&mut self, c: &str, tag: &str, method: &str, args: Value) -> Value {
+        self.cmd(json!({"op": "call", "c": c, "tag": tag, "method": method, "args": args}));
+        self.expect(&format!("{c}: {method} ({tag})"), |v| v["tag"] == tag && v["c"] == c).await
+    }
+
     /// Every event received so far that matches `pred`.
     pub(crate) fn seen(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
         self.log.iter().filter(|v| pred(v)).cloned().collect()

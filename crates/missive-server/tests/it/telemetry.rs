@@ -109,6 +109,12 @@ async fn names_types_and_counters_that_move() {
         ("missive_acks_total", "counter"),
         ("missive_online_only_dropped_total", "counter"),
         ("missive_offline_queue_depth", "gauge"),
+        // Callbacks and push, copied from the notifier at each scrape.
+        ("missive_callbacks_total", "counter"),
+        ("missive_pushes_total", "counter"),
+        ("missive_presend_checks_total", "counter"),
+        ("missive_outbox_entries", "gauge"),
+        ("missive_outbox_oldest_due_seconds", "gauge"),
     ] {
         assert_eq!(kinds.get(name).map(String::as_str), Some(kind), "# TYPE of {name}");
     }
@@ -129,6 +135,19 @@ async fn names_types_and_counters_that_move() {
     let (st, _) = s.post("/token", None, json!({"grant_type": "password", "username": "carol", "password": "x"})).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     s.send_text(&admin, "bob", &["alice"], "hello").await;
+    let (st, _) = s.post("/messages/users", Some(&admin), json!({"to": ["alice"], "type": "txt"})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    // The delivery path before anyone is online: one send accepted, one refused, one message
+    // committed and waiting.
+    let m = samples(&scrape(&s).await);
+    assert_eq!(value(&m, r#"missive_sends_total{via="rest",status="200"}"#), 1.0);
+    assert_eq!(value(&m, r#"missive_sends_total{via="rest",status="400"}"#), 1.0);
+    assert_eq!(value(&m, "missive_send_recipients_count"), 1.0);
+    assert_eq!(value(&m, "missive_messages_committed_total"), 1.0);
+    assert!(value(&m, "missive_commit_batch_size_count") >= 1.0);
+    assert!(value(&m, "missive_commit_fsync_seconds_count") >= 1.0);
+    assert_eq!(value(&m, "missive_offline_queue_depth"), 1.0);
+    assert_eq!(value(&m, "missive_deliveries_total"), 0.0);
     // A small image: its thumbnail is the original (10 KB or less).
     let mut file = Vec::new();
     image::DynamicImage::new_rgb8(8, 8).write_to(std::io::Cursor::new(&mut file), image::ImageFormat::Png).unwrap();
@@ -162,6 +181,7 @@ async fn names_types_and_counters_that_move() {
     }
     let m1 = samples(&after);
     assert_eq!(value(&m1, "missive_sessions_online"), 1.0);
+    assert_eq!(value(&m1, r#"missive_logins_total{grant="msync"}"#), 1.0);
     assert_eq!(value(&m1, r#"missive_logins_total{grant="password"}"#), 1.0);
     assert_eq!(value(&m1, r#"missive_logins_total{grant="client_credentials"}"#), 1.0);
     assert_eq!(value(&m1, r#"missive_login_failures_total{grant="password",reason="bad_credentials"}"#), 1.0);
@@ -179,6 +199,16 @@ async fn names_types_and_counters_that_move() {
     assert_eq!(value(&m1, &route("/{org}/{app}/token", "POST", 200)), 2.0);
     assert_eq!(value(&m1, &route("/websocket", "GET", 101)), 1.0);
     assert!(!m1.keys().any(|k| k.contains("alice") || k.contains("testorg")), "raw paths became labels");
+
+    // The device pulls the waiting message and acks it: the depth falls to 0.
+    eventually("the message to be delivered and acked", || async {
+        let m = samples(&scrape(&s).await);
+        value(&m, "missive_deliveries_total") == 1.0
+            && value(&m, "missive_acks_total") >= 1.0
+            && value(&m, "missive_offline_queue_depth") == 0.0
+    })
+    .await;
+    assert!(value(&samples(&scrape(&s).await), "missive_pulls_total") >= 1.0);
 
     // Counters move by what happened, the session gauge follows the session.
     s.user_token("bob").await;

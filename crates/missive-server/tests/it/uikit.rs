@@ -7,13 +7,14 @@
 //! host (docs/uikit.md).
 //!
 //! Two tests:
-//! - `uikit_chat_today` runs the steps today's server supports (login, opening a chat, a text
-//!   from A to B, a REST send appearing in B's list with an unread badge) and fails on any
-//!   page error, any request to another host, and any console error or failed call that is not
-//!   one of the documented gaps in `KNOWN_GAPS` (endpoints still to build, docs/uikit.md).
+//! - `uikit_one_to_one_chat` runs every step of issue 14's scenario but the reload — login,
+//!   contacts (added over REST, shown by nickname), a typed text, an image rendered from
+//!   Missive, a REST send with its unread badge, nicknames — and fails on any page error, any
+//!   request to another host, and any console error or failed call that is not one of the
+//!   documented gaps in `KNOWN_GAPS` (history, issue 13).
 //! - `uikit_done_when` is the whole scenario of issue 14's "Done when", with no tolerance;
-//!   ignored until the gaps are closed. `cargo test … uikit -- --ignored --nocapture` shows
-//!   which steps fail and why.
+//!   ignored until history lands (the reload step). `cargo test … uikit -- --ignored
+//!   --nocapture` shows which steps fail and why.
 //!
 //! Needs `/usr/bin/chromium` (or `CHROMIUM`), Node 20, and the app installed and built:
 //! `npm ci --prefix sdk-tests/uikit && npm run build --prefix sdk-tests/uikit`
@@ -143,24 +144,37 @@ async fn run_driver(s: &TestServer, name: &str, mut cfg: Value) -> Run {
     Run { steps, report, out }
 }
 
-/// Users `alice`, `bob`, `carol` and their tokens; returns the app token and the two tokens.
-async fn three_users(s: &TestServer) -> (String, String, String) {
+/// Users `alice`, `bob`, `carol`; alice and bob contacts of each other and everyone's
+/// nickname set as user attributes, over REST, as an app server would set them up; returns
+/// the driver's config (all steps).
+async fn chat_setup(s: &TestServer) -> Value {
     let admin = s.admin_token().await;
     s.register(&admin, &["alice", "bob", "carol"]).await;
-    let a = s.user_token("alice").await;
-    let b = s.user_token("bob").await;
-    (admin, a, b)
+    let (st, body) = s.post("/users/alice/contacts/users/bob", Some(&admin), json!({})).await;
+    assert_eq!(st, StatusCode::OK, "add contact alice-bob: {body}");
+    for (u, nick) in [("alice", "Alice Liddell"), ("bob", "Bob Builder"), ("carol", "Carol Danvers")] {
+        let res = crate::common::http()
+            .put(s.url(&format!("/metadata/user/{u}")))
+            .bearer_auth(&admin)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("nickname={}", nick.replace(' ', "+")))
+            .send()
+            .await
+            .expect("PUT metadata");
+        assert_eq!(res.status(), StatusCode::OK, "set the nickname of {u}");
+    }
+    json!({
+        "admin": admin,
+        "a": {"user": "alice", "token": s.user_token("alice").await, "nickname": "Alice Liddell"},
+        "b": {"user": "bob", "token": s.user_token("bob").await, "nickname": "Bob Builder"},
+        "c": {"user": "carol", "nickname": "Carol Danvers"},
+    })
 }
 
-/// Calls the UIKit makes that today's server does not answer yet, each with what it needs
+/// Calls the UIKit makes that the server does not answer yet, each with what it needs
 /// (docs/uikit.md has the exact requests and answers): (method, path pattern, why).
 /// `{u}` stands for any one path segment.
-const KNOWN_GAPS: &[(&str, &str, &str)] = &[
-    ("POST", "/{org}/{app}/metadata/user/get", "user attributes (issue 14 item 3)"),
-    ("GET", "/{org}/{app}/users/{u}/notification", "push / do-not-disturb settings"),
-    ("POST", "/{org}/{app}/users/{u}/presence/{u}", "presence subscription"),
-    ("POST", "/{org}/{app}/users/{u}/messageroaming", "history (issue 13)"),
-];
+const KNOWN_GAPS: &[(&str, &str, &str)] = &[("POST", "/{org}/{app}/users/{u}/messageroaming", "history (issue 13)")];
 
 fn path_matches(pattern: &str, path: &str) -> bool {
     let pattern: Vec<&str> = pattern.split('/').collect();
@@ -219,28 +233,38 @@ fn unexplained(run: &Run) -> Vec<String> {
     for f in list("failedRequests") {
         let url = f["url"].as_str().unwrap_or("");
         let path = url.split("://").nth(1).and_then(|r| r.find('/').map(|i| &r[i..])).unwrap_or("");
-        if known_gap(f["method"].as_str().unwrap_or(""), path.split('?').next().unwrap_or("")).is_none() {
+        let (path, query) = path.split_once('?').map(|(p, q)| (p, format!("?{q}"))).unwrap_or((path, String::new()));
+        // The UIKit cancels its own duplicate fetch of a thumbnail when it re-renders: an
+        // abort by the page of a request the same page also got answered is not a failure.
+        let answered_again = f["error"] == "net::ERR_ABORTED"
+            && list("rest").iter().any(|r| {
+                r["who"] == f["who"]
+                    && r["path"] == path
+                    && r["query"] == query.as_str()
+                    && r["status"].as_u64().is_some_and(|s| (200..300).contains(&s))
+            });
+        if !answered_again && known_gap(f["method"].as_str().unwrap_or(""), path).is_none() {
             wrong.push(format!("failed request: {f}"));
         }
     }
     wrong
 }
 
+/// Issue 14's scenario but the reload (which needs history): both users log in, each sees the
+/// other in Contacts by nickname, A's typed text reaches B, B's image renders at A from
+/// Missive's thumbnail, a REST send shows in B's list with an unread badge, nicknames show in
+/// the list and the chat header. Fails on any page error, request to another host, console
+/// error or failed call other than the history calls of `KNOWN_GAPS`.
 #[tokio::test]
-async fn uikit_chat_today() {
+async fn uikit_one_to_one_chat() {
     let s = TestServer::start().await;
-    let (admin, a, b) = three_users(&s).await;
-    let cfg = json!({
-        "admin": admin,
-        "a": {"user": "alice", "token": a},
-        "b": {"user": "bob", "token": b},
-        "c": {"user": "carol"},
-        "steps": ["login", "open_chat", "text", "rest_send"],
-    });
-    let run = run_driver(&s, "today", cfg).await;
-    run.assert_passed(&["login", "open_chat", "text", "rest_send"]);
-    // Over the sync gateway: groups and contacts answered (empty), the conversation list
-    // "unsupported" so the UIKit keeps its own (docs/uikit.md).
+    let mut cfg = chat_setup(&s).await;
+    let steps = ["login", "contacts", "open_chat", "text", "image", "rest_send", "nicknames"];
+    cfg["steps"] = json!(steps);
+    let run = run_driver(&s, "chat", cfg).await;
+    run.assert_passed(&steps);
+    // Over the sync gateway: groups (none) and contacts answered; the conversation list
+    // "unsupported" until history lands, so the UIKit keeps its own (docs/uikit.md).
     let sync = &run.step("login")["sync"];
     for who in ["a", "b"] {
         let s = &sync[who];
@@ -250,46 +274,26 @@ async fn uikit_chat_today() {
             "{sync}"
         );
     }
+    // The image A sees is Missive's thumbnail (170 px wide for the 240×180 photo), as the
+    // UIKit asks for it.
+    let image = run.step("image");
+    let loaded = image["detail"].as_str().unwrap_or_default();
+    assert!(loaded.contains("/chatfiles/") && loaded.ends_with("?size=small"), "{image}");
+    assert_eq!(image["size"][0], 170, "{image}");
     let wrong = unexplained(&run);
     assert!(wrong.is_empty(), "unexplained trouble in the pages:\n{}\n{}", wrong.join("\n"), run.summary());
 }
 
+/// The whole of issue 14's "Done when", with no tolerance: also B reloads and the
+/// conversation list and A's text come back from the server.
 #[tokio::test]
-#[ignore = "needs the endpoints of docs/uikit.md (contacts, user attributes, conversations and history, \
-            SDK 5 image variants); run with --ignored --nocapture to see which steps fail"]
+#[ignore = "the reload step needs history and the conversation list (issue 13: messageroaming, \
+            the gateway's session list); run with --ignored --nocapture"]
 async fn uikit_done_when() {
     let s = TestServer::start().await;
-    let (admin, a, b) = three_users(&s).await;
-    // Contacts both ways and nicknames, over REST, as an app server would set them up. A
-    // refusal is reported after the run, so the run still shows every step.
-    let mut setup = Vec::new();
-    let (st, body) = s.post("/users/alice/contacts/users/bob", Some(&admin), json!({})).await;
-    if st != StatusCode::OK {
-        setup.push(format!("add contact alice-bob: {st} {body}"));
-    }
-    for (u, nick) in [("alice", "Alice Liddell"), ("bob", "Bob Builder"), ("carol", "Carol Danvers")] {
-        let url = format!("http://{}/{}/{}/metadata/user/{u}", s.addr, s.app.org, s.app.name);
-        let res = crate::common::http()
-            .put(url)
-            .bearer_auth(&admin)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("nickname={}", nick.replace(' ', "+")))
-            .send()
-            .await
-            .expect("PUT metadata");
-        if res.status() != StatusCode::OK {
-            setup.push(format!("set nickname of {u}: {}", res.status()));
-        }
-    }
-    let cfg = json!({
-        "admin": admin,
-        "a": {"user": "alice", "token": a, "nickname": "Alice Liddell"},
-        "b": {"user": "bob", "token": b, "nickname": "Bob Builder"},
-        "c": {"user": "carol", "nickname": "Carol Danvers"},
-    });
+    let cfg = chat_setup(&s).await;
     let run = run_driver(&s, "done_when", cfg).await;
     println!("{}", run.summary());
-    assert!(setup.is_empty(), "REST setup refused: {setup:?}");
     run.assert_passed(&["login", "contacts", "open_chat", "text", "image", "rest_send", "reload", "nicknames"]);
     for k in ["consoleErrors", "pageErrors", "foreignRequests", "failedRequests"] {
         assert_eq!(run.report[k], json!([]), "{k}\n{}", run.summary());
@@ -298,8 +302,8 @@ async fn uikit_done_when() {
 
 #[test]
 fn gap_patterns_match_one_segment_each() {
-    assert_eq!(known_gap("POST", "/o/a/users/bob/presence/2592000"), Some("presence subscription"));
-    assert_eq!(known_gap("POST", "/o/a/users/bob/presence"), None);
+    assert_eq!(known_gap("POST", "/o/a/users/bob/messageroaming"), Some("history (issue 13)"));
+    assert_eq!(known_gap("POST", "/o/a/users/bob/messageroaming/x"), None);
     assert_eq!(known_gap("GET", "/o/a/users/bob/messageroaming"), None);
     assert_eq!(known_gap("GET", "/ws"), None);
     assert_eq!(known_gap("GET", "/o/a/chatfiles/x"), None);

@@ -235,6 +235,13 @@ async fn route_online_sync_device_and_sdk_to_sdk() {
     let body = receipt.body.expect("body");
     assert_eq!(body.r#type, Some(pb::message_body::Type::ReadAck as i32));
     assert_eq!(body.ack_message_id, Some(ack.server_id));
+    // SDK 5's receipt names the message in `ack_message_ids` only; the peer (SDK 4 reads
+    // `ack_message_id`) gets it filled from the first.
+    let mut sdk5 = missive_msync::client::read_ack_body("bob", "alice", 0);
+    (sdk5.ack_message_id, sdk5.ack_message_ids) = (None, vec![ack.server_id]);
+    bob.send("alice", sdk5).await.expect("receipt ack");
+    let body = next_message(&mut alice1).await.body.expect("body");
+    assert_eq!((body.ack_message_id, body.ack_message_ids), (Some(ack.server_id), vec![ack.server_id]));
 
     // An upload to an unknown user is refused with the SDK's USER_NOT_FOUND wording.
     let err = alice1.send("nobody", text_body("alice", "nobody", "x", None)).await.expect_err("refused");

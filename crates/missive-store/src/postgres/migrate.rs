@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../migrations/postgres/0002_notify.sql")),
     (3, include_str!("../../migrations/postgres/0003_archive.sql")),
+    (4, include_str!("../../migrations/postgres/0004_contacts_attributes.sql")),
     (5, include_str!("../../migrations/postgres/0005_cluster.sql")),
 ];
 

@@ -11,11 +11,12 @@
 //! # Layout
 //! - `writer`: the group-commit batch writer. `migrate`: forward-only migrations.
 //! - `rows`: row mapping. `apps`, `users`, `tokens`, `queues`, `files`, `cluster`, `outbox`,
-//!   `notify`, `history`: one capability each.
+//!   `notify`, `history`: one capability each; `contacts`: contacts, blocklists and user attributes.
 //! - [`ScratchDatabase`]: a throw-away database, for tests and benchmarks.
 
 mod apps;
 mod cluster;
+mod contacts;
 mod files;
 mod history;
 mod migrate;

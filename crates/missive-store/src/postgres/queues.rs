@@ -64,6 +64,14 @@ impl QueueStore for PgStore {
         Ok(n as u64)
     }
 
+    async fn queued_total(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE NOT delivered")
+            .fetch_one(&self.pool)
+            .await
+            .store()?;
+        Ok(n as u64)
+    }
+
     async fn message(&self, app: Uuid, id: MsgId) -> StoreResult<Option<QueuedMessage>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND app_id = $2"

@@ -139,6 +139,7 @@ impl UserStore for PgStore {
             .execute(&mut *tx)
             .await
             .store()?;
+        super::contacts::delete_user_rows(&mut tx, app, username, now_ms() as i64).await?;
         tx.commit().await.store()?;
         Ok(Some(user))
     }

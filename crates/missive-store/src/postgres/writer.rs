@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use missive_core::model::QueuedMessage;
 use missive_core::store::{NewArchived, NewOutboxEntry, RecallOutcome, StoreResult};
@@ -18,7 +19,7 @@ use uuid::Uuid;
 
 use super::rows::{self, MESSAGE_COLUMNS, is_retryable};
 use crate::backlog::{self, Backlog};
-use crate::group_commit::{BatchWriter, DeviceWrite, ListenerSlot, QueueJob, QueueWrite, Written, finish};
+use crate::group_commit::{BatchTiming, BatchWriter, DeviceWrite, ListenerSlot, QueueJob, QueueWrite, Written, finish};
 
 /// Attempts of a batch that lost a deadlock or serialization race.
 const RACE_RETRIES: usize = 3;
@@ -359,9 +360,10 @@ impl BatchWriter for PgWriter {
     }
 
     async fn commit(&mut self, batch: Vec<QueueJob>) {
+        let timing = BatchTiming { ops: batch.len(), started: Instant::now() };
         let writes: Vec<&QueueWrite> = batch.iter().map(|j| &j.write).collect();
         let results = self.write_with_retries(&writes).await;
         let listener = self.listener.get();
-        finish(batch, results, listener.as_deref());
+        finish(batch, results, listener.as_deref(), Some(timing));
     }
 }

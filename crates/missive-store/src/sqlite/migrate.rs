@@ -1,6 +1,6 @@
 //! Forward-only migrations, embedded in the binary and applied in order at open. The
 //! `missive_schema` table records every version applied, so a migration numbered below one
-//! already applied (branches merged in another order: 0006 arrived after 0008) still runs;
+//! already applied (branches merged in another order: 0006 and 0007 arrived after 0008) still runs;
 //! `user_version` holds the highest. Each runs in its own transaction, so a crash
 //! mid-upgrade leaves the previous version intact.
 
@@ -16,6 +16,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/sqlite/0004_queue_sequences.sql")),
     (5, include_str!("../../migrations/sqlite/0005_notify.sql")),
     (6, include_str!("../../migrations/sqlite/0006_archive.sql")),
+    (7, include_str!("../../migrations/sqlite/0007_contacts_attributes.sql")),
     (8, include_str!("../../migrations/sqlite/0008_cluster.sql")),
 ];
 

@@ -10,11 +10,12 @@
 //! - `writer`: the group-commit writer and queue sequences. `reader`: the read pool.
 //! - `migrate`: forward-only migrations. `backup`: backup and restore. `rows`: row mapping.
 //! - `apps`, `users`, `tokens`, `queues`, `files`, `cluster`, `outbox`, `notify`, `history`:
-//!   one `Store` capability each.
+//!   one `Store` capability each; `contacts`: contacts, blocklists and user attributes.
 
 mod apps;
 mod backup;
 mod cluster;
+mod contacts;
 mod files;
 mod history;
 mod migrate;

@@ -65,6 +65,17 @@ impl QueueStore for SqliteStore {
         .await
     }
 
+    async fn queued_total(&self) -> StoreResult<u64> {
+        self.read(|c| {
+            c.prepare_cached("SELECT COUNT(*) FROM messages WHERE delivered = 0")
+                .store()?
+                .query_row([], |r| r.get::<_, i64>(0))
+                .store()
+                .map(|n| n as u64)
+        })
+        .await
+    }
+
     async fn message(&self, app: Uuid, id: MsgId) -> StoreResult<Option<QueuedMessage>> {
         self.read(move |c| {
             c.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1 AND app_id = ?2"))

@@ -166,6 +166,7 @@ impl UserStore for SqliteStore {
                 .store()?
                 .execute(params![app_s, user.uuid.to_string()])
                 .store()?;
+            super::contacts::delete_user_rows(c, &app_s, &username, now_ms() as i64)?;
             Ok(Some(user))
         })
         .await

@@ -26,7 +26,9 @@ use uuid::Uuid;
 
 use super::rows::{self, MESSAGE_COLUMNS, SqlResultExt};
 use crate::backlog::{self, Backlog};
-use crate::group_commit::{AckWrite, BatchWriter, DeviceWrite, ListenerSlot, QueueJob, QueueWrite, Written, finish};
+use crate::group_commit::{
+    AckWrite, BatchTiming, BatchWriter, DeviceWrite, ListenerSlot, QueueJob, QueueWrite, Written, finish,
+};
 
 /// Called with the batch's commit outcome, to answer the caller of an `Exec` job.
 pub(crate) type ExecReply = Box<dyn FnOnce(StoreResult<()>) + Send>;
@@ -356,6 +358,7 @@ impl BatchWriter for SqliteWriter {
                 SqliteJob::Exec(e) => exec_jobs.push(e),
             }
         }
+        let timing = BatchTiming { ops: queue_jobs.len() + exec_jobs.len(), started: Instant::now() };
         let mut pending = Pending::default();
         let mut results: Vec<StoreResult<Written>> = Vec::with_capacity(queue_jobs.len());
         let mut replies: Vec<ExecReply> = Vec::with_capacity(exec_jobs.len());
@@ -389,7 +392,7 @@ impl BatchWriter for SqliteWriter {
                     self.backlog.set(*app, owner, *n);
                 }
                 let listener = self.listener.get();
-                finish(queue_jobs, results, listener.as_deref());
+                finish(queue_jobs, results, listener.as_deref(), Some(timing));
                 replies.into_iter().for_each(|reply| reply(Ok(())));
             }
             Err(err) => {
@@ -400,7 +403,7 @@ impl BatchWriter for SqliteWriter {
                 }
                 tracing::warn!(%err, jobs = queue_jobs.len() + replies.len(), "group commit failed");
                 let failed = queue_jobs.iter().map(|_| Err(err.clone())).collect();
-                finish(queue_jobs, failed, None);
+                finish(queue_jobs, failed, None, None);
                 replies.into_iter().for_each(|reply| reply(Err(err.clone())));
             }
         }

@@ -6,15 +6,16 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use missive_api::files::{RangeRequest, parse_range};
+use missive_api::query::percent_decode;
 use missive_core::id::now_ms;
 use uuid::Uuid;
 
-use super::range::{RangeRequest, parse_range};
 use super::{file_expired, file_not_found};
 use crate::auth::constant_time_eq;
 use crate::blobs::BlobKey;
 use crate::error::{ApiError, ApiResult};
-use crate::http::ctx::{Api, Credentials, percent_decode};
+use crate::http::ctx::{Api, Credentials};
 use crate::http::openapi as doc;
 use crate::state::AppState;
 
@@ -28,7 +29,8 @@ fn secret_refused(why: &'static str) -> ApiError {
 }
 
 /// `GET /{org}/{app}/chatfiles/{uuid}` — the bytes, or the thumbnail with `thumbnail: true`
-/// (header) / `thumbnail=true` (query). A token is optional, but an invalid one is refused.
+/// (header) / `thumbnail=true` or `size=small` (query; SDK 5's thumbnail URL, whose
+/// `size=large` is the original). A token is optional, but an invalid one is refused.
 #[utoipa::path(
     get,
     path = "/{org}/{app}/chatfiles/{file}",
@@ -41,6 +43,7 @@ fn secret_refused(why: &'static str) -> ApiError {
         ("Range" = Option<String>, Header, description = "One `bytes=` range."),
         ("share-secret" = Option<String>, Query, description = "As the header (the Web SDK's form)."),
         ("thumbnail" = Option<bool>, Query, description = "As the header."),
+        ("size" = Option<String>, Query, description = "SDK 5: `small` is the thumbnail, `large` the original."),
     ),
     responses(
         (status = 200, description = "The bytes; `Content-Type` is the file's.", body = [u8], content_type = "application/octet-stream"),
@@ -92,7 +95,7 @@ pub async fn download(
         ),
         _ => (BlobKey::parse(&record.blob_key)?, record.content_type.clone(), record.length),
     };
-    let range = match parse_range(headers.get(header::RANGE), length) {
+    let range = match parse_range(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), length) {
         RangeRequest::Full => None,
         RangeRequest::Partial(r) => Some(r),
         RangeRequest::Unsatisfiable => {
@@ -160,6 +163,9 @@ impl DownloadQuery {
                 // A video's first frame (`vframe`) is not extracted: it gets the same
                 // treatment as any thumbnail request of a non-image, the original.
                 "thumbnail" | "vframe" => q.thumbnail |= truthy(v),
+                // SDK 5's image variants: `small` is the thumbnail; `large` (its preview)
+                // and anything else the original.
+                "size" => q.thumbnail |= v == "small",
                 _ => {}
             }
         }
@@ -199,6 +205,8 @@ mod tests {
         let q = DownloadQuery::parse("em-redirect=true&share-secret=S1?vframe=true");
         assert_eq!(q, DownloadQuery { share_secret: Some("S1".into()), thumbnail: true });
         assert_eq!(DownloadQuery::parse(""), DownloadQuery::default());
+        assert!(DownloadQuery::parse("size=small").thumbnail);
+        assert!(!DownloadQuery::parse("size=large").thumbnail);
     }
 
     #[test]

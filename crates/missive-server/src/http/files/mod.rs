@@ -9,15 +9,16 @@
 //!   thumbnail workers with the decoded size capped. Small images, undecodable ones,
 //!   non-images, and uploads arriving while every worker and queue place is taken serve
 //!   their original as the thumbnail, as Easemob does.
-//! - [`download`] streams the blob with `Range` support ([`range`]). It needs no token, but a
+//! - [`download`] streams the blob with one `Range`. It needs no token, but a
 //!   present invalid one is refused (401), as everywhere else. Restricted files need the
 //!   `share-secret` (header, or query as the Web SDK sends it), whatever the token; a missing
 //!   or wrong secret is **403** `chatfile no permission`. `tests/it/auth_matrix.rs` pins every
 //!   token × secret combination.
 //! - [`sweeper`] deletes expired files in the background.
 //!
-//! What media messages learn from these files (sizes, secrets) is `crate::media`, beside the
-//! send path.
+//! What the requests say besides the bytes — the thumbnail box, the part's name and type,
+//! the download's query and `Range` — is read by `missive_api::files`. What media messages
+//! learn from these files (sizes, secrets) is `crate::media`, beside the send path.
 //!
 //! [`BlobStore`]: crate::blobs::BlobStore
 
@@ -29,7 +30,6 @@ use crate::error::ApiError;
 
 pub mod download;
 pub mod multipart;
-pub mod range;
 pub mod sweeper;
 pub mod thumbnail;
 pub mod upload;

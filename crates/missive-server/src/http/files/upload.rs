@@ -5,12 +5,15 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use missive_api::files::{
+    THUMBNAIL_FIELDS, clean_filename, content_type_essence, form_px, guess_content_type, thumbnail_box,
+};
 use missive_core::id::now_ms;
 use missive_core::model::FileRecord;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::multipart::{MULTIPART_OVERHEAD, form_px, multipart_error, small_field, thumbnail_box};
+use super::multipart::{MULTIPART_OVERHEAD, multipart_error, small_field};
 use super::thumbnail::{ThumbnailOutcome, image_format, make_thumbnail};
 use super::{file_missing, file_too_large};
 use crate::auth::Principal;
@@ -20,12 +23,15 @@ use crate::http::ctx::{Api, Envelope};
 use crate::http::openapi as doc;
 use crate::state::AppState;
 
-/// Longest filename kept (characters); the rest is cut.
-const MAX_FILENAME_CHARS: usize = 255;
-
 /// `POST /{org}/{app}/chatfiles` — multipart part `file`; headers `restrict-access` (present
 /// = restricted), `thumbnail-width`, `thumbnail-height` (also read as form fields, which is
 /// how the Web SDK sends them). Any token of the app.
+///
+/// An upload in SDK 5's form (the SDK bundled in `easemob-chat-uikit` 3.x always puts `md5`
+/// in the query, `?chat-type=…&chat-target=…&md5=…`; SDK 4 never does) is stored
+/// unrestricted even with `restrict-access`: SDK 5 shows images as `<img src=".../chatfiles/{uuid}?size=small">`,
+/// with no way to send a secret, so the random uuid — which travels in the same message as
+/// the secret would — is what grants access.
 #[utoipa::path(
     post,
     path = "/{org}/{app}/chatfiles",
@@ -35,6 +41,7 @@ const MAX_FILENAME_CHARS: usize = 255;
         ("restrict-access" = Option<String>, Header, description = "Present (any value): downloads need the share-secret."),
         ("thumbnail-width" = Option<u32>, Header, description = "Thumbnail box width in px (default 170)."),
         ("thumbnail-height" = Option<u32>, Header, description = "Thumbnail box height in px (default 170)."),
+        ("md5" = Option<String>, Query, description = "Present (SDK 5's upload form): the file is readable by its uuid alone."),
     ),
     request_body(content = doc::Upload, content_type = "multipart/form-data"),
     responses(
@@ -59,7 +66,8 @@ pub async fn upload(State(state): State<AppState>, api: Api, req: Request) -> Ap
     if declared.is_some_and(|n| n > limits.max_bytes.saturating_add(MULTIPART_OVERHEAD)) {
         return Err(file_too_large());
     }
-    let restricted = req.headers().contains_key("restrict-access");
+    let sdk5_form = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "md5" || p.starts_with("md5=")));
+    let restricted = req.headers().contains_key("restrict-access") && !sdk5_form;
     let secret = new_secret()?;
     let headers = req.headers().clone();
     let mut multipart = Multipart::from_request(req, &state).await.map_err(|_| file_missing())?;
@@ -110,7 +118,8 @@ pub async fn upload(State(state): State<AppState>, api: Api, req: Request) -> Ap
         form_px(name.as_deref(), &value, &mut form_box);
     }
     drop(multipart);
-    let thumb_box = thumbnail_box(&headers, form_box, limits.thumbnail_px);
+    let header_px = THUMBNAIL_FIELDS.map(|f| headers.get(f).and_then(|v| v.to_str().ok()).map(str::as_bytes));
+    let thumb_box = thumbnail_box(header_px, form_box, limits.thumbnail_px);
 
     let image = image_format(&stored.head);
     // The type the client declared, else what the bytes are (images), else the extension.
@@ -211,72 +220,4 @@ fn new_secret() -> ApiResult<String> {
         ApiError::internal()
     })?;
     Ok(URL_SAFE_NO_PAD.encode(raw))
-}
-
-/// Keeps the client's name for display: control characters removed, length capped. It is
-/// never used as a path.
-fn clean_filename(name: &str) -> String {
-    name.chars().filter(|c| !c.is_control()).take(MAX_FILENAME_CHARS).collect::<String>().trim().to_owned()
-}
-
-/// `type/subtype` of a part's content type, lower-cased, if it is a well-formed media type
-/// (parameters dropped). Anything else is treated as absent.
-fn content_type_essence(raw: &str) -> Option<String> {
-    let essence = raw.split(';').next()?.trim().to_ascii_lowercase();
-    let (t, s) = essence.split_once('/')?;
-    let token = |x: &str| {
-        !x.is_empty() && x.len() <= 64 && x.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
-    };
-    (token(t) && token(s)).then_some(essence)
-}
-
-/// The content type of a filename's extension, for parts sent without one.
-fn guess_content_type(filename: &str) -> Option<&'static str> {
-    let ext = filename.rsplit_once('.')?.1.to_ascii_lowercase();
-    Some(match ext.as_str() {
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "bmp" => "image/bmp",
-        "heic" => "image/heic",
-        "svg" => "image/svg+xml",
-        "mp3" => "audio/mpeg",
-        "amr" => "audio/amr",
-        "wav" => "audio/wav",
-        "aac" => "audio/aac",
-        "m4a" => "audio/mp4",
-        "ogg" => "audio/ogg",
-        "opus" => "audio/opus",
-        "mp4" => "video/mp4",
-        "mov" => "video/quicktime",
-        "webm" => "video/webm",
-        "3gp" => "video/3gpp",
-        "avi" => "video/x-msvideo",
-        "pdf" => "application/pdf",
-        "txt" | "log" => "text/plain",
-        "json" => "application/json",
-        "zip" => "application/zip",
-        "gz" => "application/gzip",
-        "doc" => "application/msword",
-        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "xls" => "application/vnd.ms-excel",
-        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        "ppt" => "application/vnd.ms-powerpoint",
-        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-        _ => return None,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn client_metadata_is_sanitised() {
-        assert_eq!(content_type_essence("Image/PNG; charset=x"), Some("image/png".into()));
-        assert_eq!(content_type_essence("text/html\r\nx: y"), None);
-        assert_eq!(content_type_essence("nonsense"), None);
-        assert_eq!(clean_filename("a\r\nb\0.png"), "ab.png");
-    }
 }
