@@ -199,7 +199,7 @@ pub async fn login_all(
             .zip(tokens)
             .enumerate()
             .map(|(i, (n, t))| Login {
-                url: target.ws_url_on(i % plan.spread.max(1)),
+                url: target.ws_url_for(i, plan.spread),
                 app_key: target.app_key(),
                 user: n.clone(),
                 token: t.clone(),

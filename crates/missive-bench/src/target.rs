@@ -61,6 +61,11 @@ pub struct TargetArgs {
     /// URL points at (e.g. `postgres://postgres@127.0.0.1:5432/postgres`) and dropped after.
     #[arg(long, value_name = "ADMIN_URL")]
     pub postgres: Option<String>,
+    /// MSYNC endpoints the clients log in to, round-robin (repeatable; default: the server's
+    /// own `/websocket`). For a cluster: REST goes to `--url`, sessions to the other nodes,
+    /// so every delivery crosses the bus (crates/missive-bench/cluster.sh).
+    #[arg(long = "ws-url", value_name = "WS_URL")]
+    pub ws_urls: Vec<String>,
 }
 
 /// A server process this run started; killed when dropped.
@@ -85,6 +90,8 @@ pub struct Target {
     pub startup_ms: Option<f64>,
     /// RSS right after start-up, before any setup traffic.
     pub idle_rss_kib: Option<u64>,
+    /// `--ws-url`: where clients log in instead of this server's `/websocket`.
+    ws_urls: Vec<String>,
     owned: Option<Owned>,
 }
 
@@ -136,6 +143,7 @@ impl Target {
             program: "external".into(),
             startup_ms: None,
             idle_rss_kib: None,
+            ws_urls: args.ws_urls.clone(),
             owned: None,
         })
     }
@@ -191,6 +199,7 @@ impl Target {
             program,
             startup_ms: Some(startup_ms),
             idle_rss_kib,
+            ws_urls: args.ws_urls.clone(),
             owned: Some(Owned { child, _data: data, _db: db }),
         })
     }
@@ -198,6 +207,16 @@ impl Target {
     /// `/{org}/{app}{rest}`
     pub fn path(&self, rest: &str) -> String {
         format!("/{}/{}{}", self.org, self.app, rest)
+    }
+
+    /// Where client number `client` logs in: the `--ws-url`s round-robin if given, else this
+    /// server over `spread` destination addresses (see [`Target::ws_url_on`]).
+    pub fn ws_url_for(&self, client: usize, spread: usize) -> String {
+        if self.ws_urls.is_empty() {
+            self.ws_url_on(client % spread.max(1))
+        } else {
+            self.ws_urls[client % self.ws_urls.len()].clone()
+        }
     }
 
     /// The MSYNC endpoint, on destination address `127.0.0.{1 + spread_index}`.

@@ -25,6 +25,7 @@ pub struct Config {
     pub node_id: Option<u16>,
     pub limits: Limits,
     pub queue: QueueConfig,
+    pub history: HistoryConfig,
     pub tokens: TokenConfig,
     pub sessions: SessionConfig,
     pub security: SecurityConfig,
@@ -148,6 +149,7 @@ impl Default for Config {
             node_id: None,
             limits: Limits::default(),
             queue: QueueConfig::default(),
+            history: HistoryConfig::default(),
             tokens: TokenConfig::default(),
             sessions: SessionConfig::default(),
             security: SecurityConfig::default(),
@@ -227,6 +229,42 @@ impl Default for QueueConfig {
             pull_batch: 100,
             sweep_interval_secs: 300,
         }
+    }
+}
+
+/// The message archive: history, conversation lists, the hourly export and the legacy
+/// chat-log query (docs/architecture.md, "Message archive").
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HistoryConfig {
+    /// Archive one-to-one messages at all. Off: history, conversation lists and exports
+    /// are empty (the send path writes only the queue).
+    pub enabled: bool,
+    /// How long an archived message is kept (Easemob's basic plan: 7 days); 0 = forever.
+    /// Swept every `queue.sweep_interval_secs`, off the request path.
+    pub retention_secs: u64,
+    /// Whether messages sent through the REST API move the parties' conversation lists
+    /// (they are in history either way).
+    pub rest_in_conversations: bool,
+    /// How long a download URL of an hourly export stays valid.
+    pub export_url_ttl_secs: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            enabled: true,
+            retention_secs: 7 * 24 * 3600,
+            rest_in_conversations: true,
+            export_url_ttl_secs: 3600,
+        }
+    }
+}
+
+impl HistoryConfig {
+    /// Retention in ms, `None` when kept forever.
+    pub fn retention_ms(&self) -> Option<u64> {
+        (self.retention_secs > 0).then(|| self.retention_secs.saturating_mul(1000))
     }
 }
 
@@ -550,6 +588,7 @@ impl Config {
             "node_id",
             "limits",
             "queue",
+            "history",
             "tokens",
             "sessions",
             "security",

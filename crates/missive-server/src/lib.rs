@@ -295,7 +295,8 @@ pub async fn run(
     result.map_err(ServerError::from)
 }
 
-/// Deletes messages past retention, off the request path, every `sweep_interval_secs`.
+/// Deletes messages and archived history past retention, off the request path, every
+/// `sweep_interval_secs`.
 async fn sweep_forever(state: AppState) {
     let every = Duration::from_secs(state.config.queue.sweep_interval_secs.max(1));
     let retention_ms = state.config.queue.retention_secs.saturating_mul(1000);
@@ -310,10 +311,40 @@ async fn sweep_forever(state: AppState) {
             Ok(_) => {}
             Err(e) => tracing::warn!(%e, "sweep failed"),
         }
+        sweep_history(&state).await;
         let keys_before = now_ms().saturating_sub(state.config.messages.idempotency_ttl_secs.saturating_mul(1000));
         if let Err(e) = state.store.sweep_idempotency(keys_before as i64).await {
             tracing::warn!(%e, "idempotency sweep failed");
         }
+    }
+}
+
+/// Archived rows one sweep write removes: small enough that the store's writer is never
+/// held for long, so sends keep flowing while a large backlog expires.
+const HISTORY_SWEEP_CHUNK: u32 = 5_000;
+
+/// Deletes archived messages past `history.retention_secs` (never, with 0), in chunks.
+async fn sweep_history(state: &AppState) {
+    let Some(retention_ms) = state.config.history.retention_ms() else { return };
+    let floor = MsgId::floor_at(now_ms().saturating_sub(retention_ms));
+    let mut removed = 0;
+    loop {
+        match state.store.sweep_history(floor, HISTORY_SWEEP_CHUNK).await {
+            Ok(n) => {
+                removed += n;
+                if n < u64::from(HISTORY_SWEEP_CHUNK) || state.shutdown.is_cancelled() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            Err(e) => {
+                tracing::warn!(%e, "history sweep failed");
+                break;
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "swept expired history");
     }
 }
 

@@ -244,8 +244,7 @@ async fn serve(
         println!("{}", app_credentials_json(&app));
         tracing::info!("created app demo/demo; its credentials are printed above (shown only once)");
     }
-    let listener =
-        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let listener = bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(
         addr = %listener.local_addr()?,
         data = %config.data.display(),
@@ -255,6 +254,19 @@ async fn serve(
     run(config, store.shared(), listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Connections waiting to be accepted before the kernel drops SYNs (capped by
+/// `net.core.somaxconn`). tokio's default is 1,024; when a node restarts, every client it
+/// held reconnects at once, and a dropped SYN costs its client a 1–3 s retransmit.
+const LISTEN_BACKLOG: u32 = 8192;
+
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As std's bind does: a restarted server can take its port while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// SIGINT or SIGTERM.

@@ -18,7 +18,7 @@ use crate::auth::Authenticator;
 use crate::blobs::BlobStore;
 use crate::cluster::{NatsBus, NodeIdentity, Presence, TooManyDevices};
 use crate::config::Config;
-use crate::delivery::{Delivery, DeliveryLinks};
+use crate::delivery::{ArchivePolicy, Delivery, DeliveryLinks};
 use crate::error::{ApiError, ApiResult};
 use crate::fanout::{Fanout, KickReason, KickTarget};
 use crate::hub::{Hub, RegisterError, SessionRegistration};
@@ -100,7 +100,9 @@ impl AppState {
             presence: presence.clone(),
             metrics: telemetry.metrics.clone(),
         };
-        let delivery = Delivery::new(links, identity.node, policy, config.limits.max_inflight_sends);
+        let archive =
+            ArchivePolicy { enabled: config.history.enabled, rest_listed: config.history.rest_in_conversations };
+        let delivery = Delivery::new(links, identity.node, (policy, archive), config.limits.max_inflight_sends);
         AppState(Arc::new(Shared {
             delivery,
             quotas,

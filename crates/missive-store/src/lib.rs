@@ -6,10 +6,12 @@
 //! - [`postgres`]: PostgreSQL, for several nodes sharing one store.
 //! - `group_commit`: the batching writer both backends use for the delivery path.
 //! - `backlog`: the per-recipient cap's bookkeeping, shared by both writers.
+//! - `archive`: the message archive's row layout and statements, shared by both backends.
 //!
 //! Each backend carries its own dialect's migrations under `migrations/<dialect>/`, embedded
 //! in the binary and applied forward-only at open.
 
+mod archive;
 mod backlog;
 mod group_commit;
 pub mod postgres;

@@ -3,12 +3,14 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`, dropped afterwards). The suite checks
 //! meaning, not SQL: what a caller of `Store` may rely on, whichever backend it holds.
 
+mod history;
 mod notify;
 mod support;
 
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use history::*;
 use missive_core::id::{IdGenerator, MsgId, now_ms};
 use missive_core::model::{
     App, DeviceInfo, FileRecord, IdempotencyRecord, NewMessage, NewUser, QueuedMessage, TokenRecord,
@@ -57,6 +59,11 @@ conformance!(
     rules_bans_and_providers_advance_the_generation,
     node_ids_are_leased_to_one_live_node,
     presence_limits_devices_and_names_the_replaced_session,
+    history_pages_both_directions_with_filters,
+    roam_ignore_recall_and_user_deletion_hide_history,
+    conversations_list_latest_unread_and_one_way_deletes,
+    sweeps_and_the_chat_log,
+    history_pages_are_exactly_the_archive_under_random_operations,
 );
 
 const POLICY: QueuePolicy = QueuePolicy { max_offline_per_user: 500 };
@@ -110,7 +117,10 @@ fn message(ids: &IdGenerator, app: Uuid, owner: &str, queue: &str, text: &str) -
 }
 
 async fn send(store: &dyn Store, messages: Vec<NewMessage>) -> Vec<Arc<QueuedMessage>> {
-    store.enqueue(EnqueueRequest { messages, policy: POLICY, record: None, outbox: vec![] }).await.unwrap()
+    store
+        .enqueue(EnqueueRequest { messages, policy: POLICY, record: None, outbox: vec![], archive: vec![] })
+        .await
+        .unwrap()
 }
 
 fn device(resource: &str) -> DeviceInfo {
@@ -393,6 +403,7 @@ async fn idempotency_records_commit_with_their_messages(t: TestStore) {
             policy: POLICY,
             record: Some(record.clone()),
             outbox: vec![],
+            archive: vec![],
         })
         .await
         .unwrap();
@@ -400,9 +411,15 @@ async fn idempotency_records_commit_with_their_messages(t: TestStore) {
     assert_eq!(s.idempotency_record(a, "k1").await.unwrap(), Some(record));
     // A record alone (a send whose recipients all were unknown) is kept too.
     let alone = IdempotencyRecord { app_id: a, key: "k2".into(), response: "{}".into(), created: 5_000 };
-    s.enqueue(EnqueueRequest { messages: vec![], policy: POLICY, record: Some(alone.clone()), outbox: vec![] })
-        .await
-        .unwrap();
+    s.enqueue(EnqueueRequest {
+        messages: vec![],
+        policy: POLICY,
+        record: Some(alone.clone()),
+        outbox: vec![],
+        archive: vec![],
+    })
+    .await
+    .unwrap();
     assert_eq!(s.idempotency_record(a, "k2").await.unwrap(), Some(alone));
     assert_eq!(s.sweep_idempotency(2_000).await.unwrap(), 1);
     assert!(s.idempotency_record(a, "k1").await.unwrap().is_none());
@@ -418,7 +435,9 @@ async fn the_per_user_cap_evicts_the_oldest_undelivered(t: TestStore) {
         let q = if i % 2 == 0 { "alice" } else { "carol" };
         let m = message(&ids, a, "bob", q, &i.to_string());
         all.push(m.id);
-        s.enqueue(EnqueueRequest { messages: vec![m], policy: cap, record: None, outbox: vec![] }).await.unwrap();
+        s.enqueue(EnqueueRequest { messages: vec![m], policy: cap, record: None, outbox: vec![], archive: vec![] })
+            .await
+            .unwrap();
     }
     assert_eq!(s.offline_count(a, "bob").await.unwrap(), 3);
     assert!(s.message(a, all[0]).await.unwrap().is_none() && s.message(a, all[1]).await.unwrap().is_none());

@@ -99,6 +99,7 @@ async fn a_data_directory_of_release_0_1_upgrades_to_queue_sequences() {
             policy: missive_core::store::QueuePolicy { max_offline_per_user: 500 },
             record: None,
             outbox: vec![],
+            archive: vec![],
         })
         .await
         .unwrap();
@@ -111,4 +112,75 @@ fn text_of(payload: &[u8]) -> String {
     let s = String::from_utf8_lossy(payload);
     let start = s.find("a2b-").expect("a fixture text");
     s[start..start + 5].to_owned()
+}
+
+/// A database written before 0006 existed has `user_version` 8 (0008 arrived first): the
+/// archive migration, numbered below it, still runs, and sends archive from then on.
+#[tokio::test]
+async fn a_migration_numbered_below_the_database_version_still_runs() {
+    use missive_core::archive::{Direction, HistoryQuery, KindSet, MessageKind, TimeRange};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v8.db");
+    {
+        let c = Connection::open(&path).unwrap();
+        for sql in [
+            include_str!("../migrations/sqlite/0001_init.sql"),
+            include_str!("../migrations/sqlite/0002_files.sql"),
+            include_str!("../migrations/sqlite/0003_idempotency.sql"),
+            include_str!("../migrations/sqlite/0004_queue_sequences.sql"),
+            include_str!("../migrations/sqlite/0005_notify.sql"),
+            include_str!("../migrations/sqlite/0008_cluster.sql"),
+        ] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.execute_batch("PRAGMA user_version = 8").unwrap();
+    }
+    let store = SqliteStore::open(&path, SqliteStoreOptions::default()).await.expect("upgrade");
+    let (app, ids) = (Uuid::new_v4(), missive_core::id::IdGenerator::new(1));
+    let id = ids.next_id();
+    let payload = bytes::Bytes::from_static(b"x");
+    let message = missive_core::model::NewMessage {
+        id,
+        app_id: app,
+        owner: "bob".into(),
+        queue: "alice".into(),
+        sender: "alice".into(),
+        created: 1,
+        payload: payload.clone(),
+    };
+    let entry = missive_core::store::NewArchived {
+        app_id: app,
+        id,
+        from: "alice".into(),
+        to: "bob".into(),
+        created: 1,
+        kind: MessageKind::Text,
+        payload,
+        hidden_from_sender: false,
+        hidden_from_recipient: false,
+        listed: true,
+    };
+    store
+        .enqueue(missive_core::store::EnqueueRequest {
+            messages: vec![message],
+            policy: missive_core::store::QueuePolicy { max_offline_per_user: 500 },
+            record: None,
+            outbox: vec![],
+            archive: vec![entry],
+        })
+        .await
+        .unwrap();
+    let q = HistoryQuery {
+        direction: Direction::Older,
+        cursor: None,
+        time: TimeRange::ALL,
+        kinds: KindSet::default(),
+        from: None,
+        limit: 10,
+    };
+    assert_eq!(store.history(app, "bob", "alice", &q).await.unwrap().len(), 1);
+    store.close().await;
+    drop(store);
+    assert_eq!(user_version(&path), missive_store::sqlite::schema_version());
+    SqliteStore::open(&path, SqliteStoreOptions::default()).await.expect("reopening applies nothing twice");
 }

@@ -120,7 +120,7 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<(Value, Vec<(String, R
             drop(slot.take());
             let i = (round * args.churn_per_s + k) % names.len();
             let login = Login {
-                url: target.ws_url_on(i % plan.spread),
+                url: target.ws_url_for(i, plan.spread),
                 app_key: target.app_key(),
                 user: names[i].clone(),
                 token: tokens[i].clone(),

@@ -124,7 +124,7 @@ pub async fn run(args: OfflineArgs) -> anyhow::Result<(Value, Vec<(String, Recor
             .zip(&tokens)
             .enumerate()
             .map(|(i, (n, t))| Login {
-                url: target.ws_url_on(0),
+                url: target.ws_url_for(i, 1),
                 app_key: target.app_key(),
                 user: n.clone(),
                 token: t.clone(),

@@ -2,7 +2,7 @@
 //!
 //! Callers hold an `Arc<dyn Store>` and never see SQL. `Store` is the sum of one capability
 //! trait per area ([`AppStore`], [`UserStore`], [`TokenStore`], [`QueueStore`],
-//! [`FileStore`], [`ClusterStore`], [`OutboxStore`], [`NotifyConfigStore`]), each in its own module, so a new area adds a trait and its two
+//! [`FileStore`], [`ClusterStore`], [`OutboxStore`], [`NotifyConfigStore`], [`HistoryStore`]), each in its own module, so a new area adds a trait and its two
 //! implementations without touching the others. Every backend (SQLite, the embedded default;
 //! PostgreSQL, for clusters) implements all of them with the same meaning, which one
 //! conformance suite (`missive-store/tests/conformance.rs`) checks against both. Every method
@@ -12,6 +12,7 @@
 mod apps;
 mod cluster;
 mod files;
+mod history;
 mod notify;
 mod outbox;
 mod queues;
@@ -21,6 +22,7 @@ mod users;
 pub use apps::AppStore;
 pub use cluster::{ClusterStore, OnlineDevice, PresenceOutcome};
 pub use files::FileStore;
+pub use history::{ChatLogQuery, ConversationQuery, HistorySelection, HistoryStore, NewArchived};
 pub use notify::{NotifyConfigStore, NotifyRule, NotifyRuleKind, PushProviderRecord, RuleBan};
 pub use outbox::{ExceptionSlice, NewException, NewOutboxEntry, OutboxDepth, OutboxEntry, OutboxKind, OutboxStore};
 pub use queues::{
@@ -33,7 +35,8 @@ pub use users::{UserPatch, UserStore};
 /// its methods: `use missive_core::store::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        AppStore, ClusterStore, FileStore, NotifyConfigStore, OutboxStore, QueueStore, Store, TokenStore, UserStore,
+        AppStore, ClusterStore, FileStore, HistoryStore, NotifyConfigStore, OutboxStore, QueueStore, Store, TokenStore,
+        UserStore,
     };
 }
 
@@ -67,6 +70,7 @@ pub trait Store:
     + ClusterStore
     + OutboxStore
     + NotifyConfigStore
+    + HistoryStore
     + Send
     + Sync
     + 'static
@@ -82,6 +86,7 @@ impl<T> Store for T where
         + ClusterStore
         + OutboxStore
         + NotifyConfigStore
+        + HistoryStore
         + Send
         + Sync
         + 'static

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{NewOutboxEntry, StoreResult};
+use super::{NewArchived, NewOutboxEntry, StoreResult};
 use crate::id::MsgId;
 use crate::model::{DeviceInfo, IdempotencyRecord, NewMessage, QueuedMessage};
 
@@ -38,6 +38,9 @@ pub struct EnqueueRequest {
     /// The callbacks and pushes these messages cause, written in the same transaction, so a
     /// crash after the sender was answered cannot lose one (`store::outbox`).
     pub outbox: Vec<NewOutboxEntry>,
+    /// The chat messages among `messages` that go into the archive (`store::history`),
+    /// written in the same transaction: a message is in history exactly when it is queued.
+    pub archive: Vec<NewArchived>,
 }
 
 /// What a recall found.
@@ -112,7 +115,8 @@ pub trait QueueStore: Send + Sync {
     /// count; the metrics sample it when scraped).
     async fn queued_total(&self) -> StoreResult<u64>;
     async fn message(&self, app: Uuid, id: MsgId) -> StoreResult<Option<QueuedMessage>>;
-    /// Removes a message from its queue (see `RecallOutcome`) and tells the listener.
+    /// Removes a message from its queue (see `RecallOutcome`) and from the archive, and
+    /// tells the listener.
     async fn recall(&self, app: Uuid, id: MsgId) -> StoreResult<RecallOutcome>;
 
     /// Records a device login. The first time a resource is seen its cursor in each existing

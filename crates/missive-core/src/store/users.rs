@@ -24,7 +24,8 @@ pub trait UserStore: Send + Sync {
     async fn update_user(&self, app: Uuid, username: &str, patch: &UserPatch) -> StoreResult<Option<User>>;
     /// Up to `limit` users with `seq > after`, oldest first.
     async fn list_users(&self, app: Uuid, after: i64, limit: u32) -> StoreResult<Vec<User>>;
-    /// Deletes the user with their tokens, devices, cursors and queued messages.
+    /// Deletes the user with their tokens, devices, cursors and queued messages, and their
+    /// side of the message archive and conversation list (`store::history`).
     async fn delete_user(&self, app: Uuid, username: &str) -> StoreResult<Option<User>>;
     async fn set_password(&self, app: Uuid, username: &str, password_hash: &str) -> StoreResult<Option<User>>;
     async fn set_activated(&self, app: Uuid, username: &str, activated: bool) -> StoreResult<Option<User>>;

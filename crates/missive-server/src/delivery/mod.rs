@@ -21,6 +21,10 @@
 //! committed at step 4 with the message, in one transaction.
 //! Online-only traffic (`ROUTE_ONLINE`, copies to the sender's other devices) skips steps 4–5
 //! and goes to the devices online at that moment.
+//!
+//! Chat messages that are stored are also archived (`missive_core::store::history`): step 4
+//! writes each one's archive row with its queue row, so a message is in history exactly
+//! when it was queued; `roam_ignore_users` hide it from those users' history.
 
 pub mod view;
 
@@ -31,7 +35,7 @@ use bytes::Bytes;
 use missive_core::IdGenerator;
 use missive_core::id::{MsgId, now_ms};
 use missive_core::model::{App, IdempotencyRecord, NewMessage, QueuedMessage};
-use missive_core::store::{EnqueueRequest, QueuePolicy, Store, StoreError};
+use missive_core::store::{EnqueueRequest, NewArchived, QueuePolicy, Store, StoreError};
 use missive_msync::pb;
 use missive_msync::pb::status::ErrorCode;
 use prost::Message;
@@ -91,6 +95,8 @@ pub struct Outgoing {
     /// The id of the (single) recipient's copy, when the caller already gave it out (a
     /// pre-send check named it); otherwise every copy gets a fresh one.
     pub id: Option<MsgId>,
+    /// Users who do not see this message in their history (`roam_ignore_users`).
+    pub roam_ignore: Vec<String>,
 }
 
 /// The id each recipient's copy got, in the order of `Outgoing::to` (duplicates removed).
@@ -172,8 +178,17 @@ pub struct Delivery {
     metrics: Metrics,
     ids: IdGenerator,
     policy: QueuePolicy,
+    archive: ArchivePolicy,
     /// Sends being processed now (REST and SDK); see `limits.max_inflight_sends`.
     inflight: tokio::sync::Semaphore,
+}
+
+/// Which messages the send path archives (`history.*` settings).
+#[derive(Clone, Copy, Debug)]
+pub struct ArchivePolicy {
+    pub enabled: bool,
+    /// REST-sent messages move the parties' conversation lists.
+    pub rest_listed: bool,
 }
 
 /// What the send path talks to.
@@ -187,7 +202,12 @@ pub struct DeliveryLinks {
 }
 
 impl Delivery {
-    pub fn new(links: DeliveryLinks, node_id: u16, policy: QueuePolicy, max_inflight: usize) -> Delivery {
+    pub fn new(
+        links: DeliveryLinks,
+        node_id: u16,
+        (policy, archive): (QueuePolicy, ArchivePolicy),
+        max_inflight: usize,
+    ) -> Delivery {
         let DeliveryLinks { store, hub, fanout, notifier, presence, metrics } = links;
         Delivery {
             store,
@@ -198,6 +218,7 @@ impl Delivery {
             metrics,
             ids: IdGenerator::new(node_id),
             policy,
+            archive,
             inflight: tokio::sync::Semaphore::new(max_inflight),
         }
     }
@@ -249,9 +270,17 @@ impl Delivery {
         let mut given_id = out.id.filter(|_| recipients.len() == 1);
         let mut ids = Vec::with_capacity(recipients.len());
         let mut stored = Vec::new();
+        let mut archive = Vec::new();
         let mut copies = Vec::new();
         let mut body = out.body;
         body.from = Some(pb::Jid { name: Some(out.from.clone()), ..Default::default() });
+        // One-to-one chat messages that are stored are archived for both parties, in the
+        // queue's transaction; receipts, recalls and online-only messages are not history.
+        let archived_kind = match out.route {
+            Route::Stored if self.archive.enabled => missive_api::history::archived_kind(&body),
+            _ => None,
+        };
+        let listed = out.origin != Origin::Rest || self.archive.rest_listed;
         for recipient in recipients {
             let id = given_id.take().unwrap_or_else(|| self.ids.next_id());
             body.to = Some(pb::Jid { name: Some(recipient.clone()), ..Default::default() });
@@ -266,6 +295,20 @@ impl Delivery {
                     outbox.extend(
                         self.notifier.plan(&out.app, out.origin, id, created, &body, &recipient, offline, stored),
                     );
+                }
+                if let Some(kind) = archived_kind {
+                    archive.push(NewArchived {
+                        app_id: out.app.id,
+                        id,
+                        from: out.from.clone(),
+                        to: recipient.clone(),
+                        created,
+                        kind,
+                        payload: payload.clone(),
+                        hidden_from_sender: out.roam_ignore.contains(&out.from),
+                        hidden_from_recipient: out.roam_ignore.contains(&recipient),
+                        listed,
+                    });
                 }
                 match out.route {
                     Route::Stored => stored.push(NewMessage {
@@ -303,7 +346,7 @@ impl Delivery {
         // Entries waiting out a ban are not due: no reason to wake the dispatcher for them.
         let wake = outbox.iter().any(|e| e.due_at <= created);
         // The store announces the commit to the hub before it answers.
-        self.store.enqueue(EnqueueRequest { messages: stored, policy: self.policy, record, outbox }).await?;
+        self.store.enqueue(EnqueueRequest { messages: stored, policy: self.policy, record, outbox, archive }).await?;
         if wake {
             self.notifier.wake();
         }

@@ -172,6 +172,11 @@ impl Api {
         Envelope { fields: m, started: self.started }
     }
 
+    /// An absolute URL under this app, as the caller reached it (`/chatmessages/…`).
+    pub fn url(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.base_uri)
+    }
+
     /// The query parameters in Easemob's echo form: every value an array of strings.
     pub fn params(&self) -> Option<Value> {
         if self.query.is_empty() {

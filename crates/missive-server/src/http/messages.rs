@@ -98,6 +98,7 @@ async fn send_request(
         unknown: UnknownRecipients::Skip,
         origin: Origin::Rest,
         id: None,
+        roam_ignore: req.roam_ignore_users,
     };
     Ok(state.delivery.send(out, key).await?.ids)
 }
@@ -233,6 +234,7 @@ async fn recall_one(state: &AppState, app: &Arc<App>, req: RecallRequest) -> Api
                 unknown: UnknownRecipients::Skip,
                 origin: Origin::Rest,
                 id: None,
+                roam_ignore: Vec::new(),
             };
             state.delivery.send(notice, None).await?;
         }

@@ -11,7 +11,7 @@ use axum::extract::Request;
 use axum::http::{HeaderName, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::{ApiError, RenderedError};
@@ -21,12 +21,16 @@ use crate::state::AppState;
 pub mod callbacks;
 /// Contacts before they exist: SDK 5's roster version.
 pub mod contacts;
+/// Conversation lists, one-way delete and pinning.
+pub mod conversations;
 /// Request-scoped context: the app from the path, credentials, the success envelope.
 pub mod ctx;
 /// `/chatfiles`: upload, download, thumbnails, expiry.
 pub mod files;
 /// Groups and chat rooms before they exist: empty listings, creation refused.
 pub mod groups;
+/// Message roaming, the hourly export, the legacy chat-log query and roaming deletes.
+pub mod history;
 /// The send API, its legacy form and recall.
 pub mod messages;
 /// Request ids, the request span and access log line, request latency metrics.
@@ -63,6 +67,34 @@ pub fn router() -> Router<AppState> {
         .route("/{org}/{app}/users/{username}/joined_chatgroups", get(groups::joined_chatgroups))
         .route("/{org}/{app}/users/{username}/joined_chatrooms", get(groups::joined_chatrooms))
         .route("/{org}/{app}/user/{username}/roster/metadata/version", get(contacts::roster_version))
+        .route("/{org}/{app}/users/{username}/messageroaming", post(history::roaming))
+        .route("/{org}/{app}/users/{username}/user_channels", get(conversations::legacy_list))
+        .route("/{org}/{app}/users/{username}/user_channels/page", get(conversations::legacy_page))
+        .route("/{org}/{app}/users/{username}/user_channel", delete(conversations::delete))
+        .route("/{org}/{app}/user/{username}/user_channel", delete(conversations::sdk_delete))
+        .route("/{org}/{app}/sdk/user/{username}/user_channels/list", get(conversations::list))
+        .route(
+            "/{org}/{app}/sdk/user/{username}/user_channel/top",
+            post(conversations::pin).delete(conversations::unpin),
+        )
+        .route("/{org}/{app}/chatmessages", get(history::chat_log))
+        .route("/{org}/{app}/chatmessages/{time}", get(history::export))
+        .route("/{org}/{app}/chatmessages/{time}/file", get(history::export_file))
+        .route("/{org}/{app}/rest/message/roaming/chat/user/{username}", delete(history::delete_chat_roaming))
+        .route(
+            "/{org}/{app}/rest/message/roaming/chat/user/{username}/time",
+            delete(history::delete_chat_roaming_before),
+        )
+        .route("/{org}/{app}/rest/message/roaming/group/user/{username}", delete(history::delete_group_roaming))
+        .route(
+            "/{org}/{app}/rest/message/roaming/group/user/{username}/time",
+            delete(history::delete_group_roaming_before),
+        )
+        .route("/{org}/{app}/sdk/message/roaming/chat/user/{username}", delete(history::sdk_delete_chat_roaming))
+        .route(
+            "/{org}/{app}/sdk/message/roaming/chat/user/{username}/time",
+            delete(history::sdk_delete_chat_roaming_before),
+        )
         .route("/{org}/{app}/publicchatgroups", get(groups::public_chatgroups))
         .route("/{org}/{app}/chatgroups", get(groups::list_chatgroups).post(groups::create_chatgroup))
         .route("/{org}/{app}/chatgroups/user/{username}", get(groups::user_chatgroups))

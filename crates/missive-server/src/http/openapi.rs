@@ -20,7 +20,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 
-use super::{callbacks, contacts, files, groups, messages, token, users};
+use super::{callbacks, contacts, conversations, files, groups, history, messages, token, users};
 
 /// The whole document. `paths(...)` must name every handler of `http::router()`; the
 /// integration test `openapi` fails when a route is missing here.
@@ -70,6 +70,23 @@ use super::{callbacks, contacts, files, groups, messages, token, users};
         messages::send_user_messages,
         messages::recall_message,
         messages::recall_messages,
+        history::roaming,
+        history::export,
+        history::export_file,
+        history::chat_log,
+        history::delete_chat_roaming,
+        history::delete_chat_roaming_before,
+        history::delete_group_roaming,
+        history::delete_group_roaming_before,
+        history::sdk_delete_chat_roaming,
+        history::sdk_delete_chat_roaming_before,
+        conversations::list,
+        conversations::legacy_list,
+        conversations::legacy_page,
+        conversations::delete,
+        conversations::sdk_delete,
+        conversations::pin,
+        conversations::unpin,
         files::upload::upload,
         files::download::download,
         callbacks::add_callback,
@@ -102,6 +119,8 @@ use super::{callbacks, contacts, files, groups, messages, token, users};
         (name = "tokens", description = "App and user tokens."),
         (name = "users", description = "The user system."),
         (name = "messages", description = "One-to-one sends and recall."),
+        (name = "history", description = "Message roaming, the hourly export, the legacy chat-log query, roaming deletes."),
+        (name = "conversations", description = "Conversation lists with unread counts, one-way delete, pinning."),
         (name = "chatfiles", description = "Chat file upload and download."),
         (name = "callbacks", description = "Post-send and pre-send callback rules, and exception storage."),
         (name = "contacts", description = "Contacts: only the roster version so far (every roster is empty)."),

@@ -23,7 +23,7 @@ use prost::Message as _;
 use tokio::time::Instant;
 
 use crate::delivery::view::{Batch, Pull, PullStep, SessionQueues};
-use crate::delivery::{Origin, Outgoing, Route, SenderCopies, UnknownRecipients};
+use crate::delivery::{Origin, Outgoing, Route, SendError, SenderCopies, UnknownRecipients};
 use crate::fanout::KickReason;
 use crate::hub::{SessionEvent, SessionRegistration};
 use crate::state::AppState;
@@ -498,6 +498,9 @@ impl Session {
         if to.is_empty() {
             return Err((ErrorCode::WrongParameter, "Sorry, message has no recipient".into()));
         }
+        if kind == Type::ChannelAck {
+            return self.read_up_to(&body, &to).await;
+        }
         if kind == Type::Recall
             && let Some(target) = body.ack_message_id
         {
@@ -539,10 +542,23 @@ impl Session {
             },
             origin: Origin::Sdk,
             id,
+            roam_ignore: Vec::new(),
         };
         match self.state.delivery.send(out, None).await {
             Ok(sent) => Ok((sent.ids[0].1.0, sent.timestamp as u64)),
             Err(e) => Err(e.msync_status()),
+        }
+    }
+
+    /// A channel ack ("I have read this conversation"): moves this user's read position in
+    /// the conversation with `peer`, which every device of the user sees in its conversation
+    /// list's unread counts. It is the user's own state, so it is not forwarded to the peer.
+    async fn read_up_to(&self, body: &pb::MessageBody, peer: &str) -> Result<(u64, u64), (ErrorCode, String)> {
+        let id = self.state.delivery.next_id();
+        let position = missive_api::conversations::read_position(body, id);
+        match self.state.store.mark_read(self.app.id, &self.user, peer, position).await {
+            Ok(()) => Ok((id.0, now_ms())),
+            Err(e) => Err(SendError::from(e).msync_status()),
         }
     }
 

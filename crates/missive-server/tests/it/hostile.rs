@@ -167,7 +167,7 @@ async fn ten_thousand_concurrent_connection_attempts_are_all_answered() {
         let gate = gate.clone();
         tasks.push(tokio::spawn(async move {
             gate.wait().await;
-            match tokio::time::timeout(Duration::from_secs(60), attempt()).await {
+            match tokio::time::timeout(Duration::from_secs(120), attempt()).await {
                 Ok(Ok(ok)) => Ok(ok),
                 Ok(Err(e)) => Err(e.raw_os_error()),
                 Err(_) => Err(None),
@@ -186,9 +186,29 @@ async fn ten_thousand_concurrent_connection_attempts_are_all_answered() {
             other => *failures.entry(format!("{other:?}")).or_default() += 1,
         }
     }
+    // One at a time now; a retry that again finds this process out of descriptors (other
+    // tests hold them) waits for them rather than counting against the server.
     for _ in 0..client_out_of_fds {
-        if matches!(tokio::time::timeout(Duration::from_secs(60), attempt()).await, Ok(Ok(true))) {
-            answered += 1;
+        let mut outcome = None;
+        for _ in 0..50 {
+            match tokio::time::timeout(Duration::from_secs(120), attempt()).await {
+                Ok(Err(e)) if e.raw_os_error() == Some(24) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(Ok(true)) => {
+                    outcome = Some(Ok(()));
+                    break;
+                }
+                other => {
+                    outcome = Some(Err(format!("retry: {other:?}")));
+                    break;
+                }
+            }
+        }
+        match outcome {
+            Some(Ok(())) => answered += 1,
+            Some(Err(e)) => *failures.entry(e).or_default() += 1,
+            None => *failures.entry("retry: still out of descriptors".into()).or_default() += 1,
         }
     }
     assert!(failures.is_empty(), "attempts that failed, by outcome: {failures:?}");

@@ -10,6 +10,7 @@ use super::rows::PgResultExt;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../migrations/postgres/0002_notify.sql")),
+    (3, include_str!("../../migrations/postgres/0003_archive.sql")),
     (5, include_str!("../../migrations/postgres/0005_cluster.sql")),
 ];
 

@@ -11,12 +11,13 @@
 //! # Layout
 //! - `writer`: the group-commit batch writer. `migrate`: forward-only migrations.
 //! - `rows`: row mapping. `apps`, `users`, `tokens`, `queues`, `files`, `cluster`, `outbox`,
-//!   `notify`: one capability each.
+//!   `notify`, `history`: one capability each.
 //! - [`ScratchDatabase`]: a throw-away database, for tests and benchmarks.
 
 mod apps;
 mod cluster;
 mod files;
+mod history;
 mod migrate;
 mod notify;
 mod outbox;

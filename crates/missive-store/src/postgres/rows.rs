@@ -31,7 +31,9 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
             Some("53100") => StoreError::Full,
             _ => StoreError::Backend(e.to_string()),
         },
-        sqlx::Error::PoolTimedOut => StoreError::Busy,
+        // The database is unreachable (down, restarting, network): the caller may retry,
+        // so a 503, not a 500.
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => StoreError::Busy,
         _ => StoreError::Backend(e.to_string()),
     }
 }

@@ -132,6 +132,7 @@ impl UserStore for PgStore {
         ] {
             sqlx::query(sql).bind(app).bind(username).execute(&mut *tx).await.store()?;
         }
+        super::history::forget_user(&mut tx, app, username).await.store()?;
         sqlx::query("DELETE FROM tokens WHERE app_id = $1 AND user_uuid = $2")
             .bind(app)
             .bind(user.uuid)

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use missive_core::model::QueuedMessage;
-use missive_core::store::{NewOutboxEntry, RecallOutcome, StoreResult};
+use missive_core::store::{NewArchived, NewOutboxEntry, RecallOutcome, StoreResult};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
@@ -121,6 +121,8 @@ impl PgWriter {
                 bounds.push((a.app, a.owner.to_owned(), bound));
             }
         }
+        let archive: Vec<&NewArchived> = enqueues.iter().flat_map(|(_, e)| &e.archive).collect();
+        super::history::insert(&mut tx, &archive).await?;
         let outbox: Vec<&NewOutboxEntry> = enqueues.iter().flat_map(|(_, e)| &e.outbox).collect();
         if !outbox.is_empty() {
             super::outbox::insert_entries(&mut tx, &outbox).await?;
@@ -167,6 +169,8 @@ impl PgWriter {
                     .fetch_optional(&mut *tx)
                     .await?;
                     let removed = row.as_ref().map(message_row).transpose()?;
+                    // Gone from history for both parties too, even if the queue had dropped it.
+                    super::history::recall(&mut tx, *app, *id).await?;
                     out[i] = Some(Written::Recalled(match removed {
                         None => RecallOutcome::NotFound,
                         Some(m) if m.delivered => RecallOutcome::RemovedDelivered(m),

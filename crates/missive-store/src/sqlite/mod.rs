@@ -9,13 +9,14 @@
 //! # Layout
 //! - `writer`: the group-commit writer and queue sequences. `reader`: the read pool.
 //! - `migrate`: forward-only migrations. `backup`: backup and restore. `rows`: row mapping.
-//! - `apps`, `users`, `tokens`, `queues`, `files`, `cluster`, `outbox`, `notify`: one `Store`
-//!   capability each.
+//! - `apps`, `users`, `tokens`, `queues`, `files`, `cluster`, `outbox`, `notify`, `history`:
+//!   one `Store` capability each.
 
 mod apps;
 mod backup;
 mod cluster;
 mod files;
+mod history;
 mod migrate;
 mod notify;
 mod outbox;

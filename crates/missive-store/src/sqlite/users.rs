@@ -161,6 +161,7 @@ impl UserStore for SqliteStore {
             ] {
                 c.prepare_cached(sql).store()?.execute(params![app_s, username]).store()?;
             }
+            super::history::forget_user(c, &app_s, &username)?;
             c.prepare_cached("DELETE FROM tokens WHERE app_id = ?1 AND user_uuid = ?2")
                 .store()?
                 .execute(params![app_s, user.uuid.to_string()])

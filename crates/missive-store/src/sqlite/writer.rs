@@ -195,6 +195,7 @@ impl SqliteWriter {
         if !request.outbox.is_empty() {
             super::outbox::insert_entries(&self.conn, &request.outbox, missive_core::id::now_ms() as i64)?;
         }
+        super::history::insert(&self.conn, &request.archive)?;
         let cap = request.policy.max_offline_per_user;
         for a in backlog::added(request.messages.iter().map(|m| (m, cap))) {
             let bound = match self.backlog.within_cap(&a) {
@@ -299,6 +300,8 @@ impl SqliteWriter {
             .query_row(params![id.0 as i64, app.to_string()], rows::message)
             .optional()
             .store()?;
+        // Gone from history for both parties too, even if the queue had already dropped it.
+        super::history::recall(&self.conn, app, id)?;
         Ok(Written::Recalled(match removed {
             None => RecallOutcome::NotFound,
             Some(m) if m.delivered => RecallOutcome::RemovedDelivered(m),

@@ -52,6 +52,7 @@ pub(crate) async fn outbox_entries_commit_with_their_messages(t: TestStore) {
             policy: POLICY,
             record: None,
             outbox: vec![entry(a, OutboxKind::Callback, "r/chat/1", t0), entry(a, OutboxKind::Push, "1/bob", t0)],
+            archive: vec![],
         })
         .await
         .unwrap();
@@ -62,6 +63,7 @@ pub(crate) async fn outbox_entries_commit_with_their_messages(t: TestStore) {
         policy: POLICY,
         record: None,
         outbox: vec![entry(a, OutboxKind::Push, "1/bob", t0), entry(a, OutboxKind::Callback, "r/recall/2", t0)],
+        archive: vec![],
     })
     .await
     .unwrap();
