@@ -47,6 +47,19 @@ pub struct DataResponse {
     pub data: Value,
 }
 
+/// A page of the legacy chat-log query: records in `entities`, `count`, and `cursor` when
+/// more follow.
+#[derive(ToSchema, Serialize)]
+pub struct ChatLogResponse {
+    #[serde(flatten)]
+    pub envelope: doc::Envelope,
+    #[schema(value_type = Vec<Object>)]
+    pub entities: Vec<Value>,
+    pub count: u64,
+    #[schema(required = false)]
+    pub cursor: String,
+}
+
 /// `POST /{org}/{app}/users/{username}/messageroaming` — one page of the user's conversation
 /// with a peer, as the Web SDK's `getHistoryMessages` reads it: base64 `Meta`s as live
 /// delivery sends them, `is_last`, `next_key`. The user's own token, or the app's.
@@ -242,7 +255,7 @@ pub async fn export_file(
         ("cursor" = Option<String>, Query, description = "The `cursor` of the previous page."),
     ),
     responses(
-        (status = 200, description = "`entities`, `count` and, when more follow, `cursor`.", body = DataResponse),
+        (status = 200, description = "`entities`, `count` and, when more follow, `cursor`.", body = ChatLogResponse),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthorized),
         (status = 404, response = doc::NotFound),
