@@ -147,11 +147,27 @@ pub(crate) fn list_sql(order: missive_core::archive::ListOrder) -> String {
 }
 
 /// Moves a conversation's latest message forward (never back, never into what its owner
-/// cleared). `$1` app, `$2` owner, `$3` peer, `$4` message id.
-pub(crate) const TOUCH: &str = "INSERT INTO conversations (app_id, owner, peer, last_id) VALUES ($1, $2, $3, $4) \
-     ON CONFLICT (app_id, owner, peer) DO UPDATE SET last_id = CASE \
-     WHEN excluded.last_id > conversations.last_id AND excluded.last_id > conversations.cleared_id \
-     THEN excluded.last_id ELSE conversations.last_id END";
+/// cleared), for an owner who is a registered user: a REST send's `from` need not be one
+/// (Easemob does not check it), and a list nobody can read is not worth a write per message.
+/// The check is an index lookup in the same transaction; it writes nothing. `$1` app, `$2`
+/// owner, `$3` peer, `$4` message id; `rows` is where the rows come from, as a source `t`
+/// with columns `app_id, owner, peer, last_id` (SQLite: one row of parameters,
+/// PostgreSQL: `UNNEST` of arrays).
+pub(crate) fn touch_sql(rows: &str) -> String {
+    format!(
+        "INSERT INTO conversations (app_id, owner, peer, last_id) \
+         SELECT t.app_id, t.owner, t.peer, t.last_id FROM {rows} \
+         WHERE EXISTS (SELECT 1 FROM users u WHERE u.app_id = t.app_id AND u.username = t.owner) \
+         ON CONFLICT (app_id, owner, peer) DO UPDATE SET last_id = CASE \
+         WHEN excluded.last_id > conversations.last_id AND excluded.last_id > conversations.cleared_id \
+         THEN excluded.last_id ELSE conversations.last_id END"
+    )
+}
+
+/// Records that a pair has archived rows, keyed by `hi`: deleting a user finds the rows where
+/// they are `hi` through here (`FORGET_USER`) instead of through an index entry per message.
+/// Written once per pair, a lookup after that. `$1` app, `$2` hi, `$3` lo.
+pub(crate) const PAIR: &str = "INSERT INTO archive_pairs (app_id, hi, lo) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 
 /// `$1` app, `$2` owner, `$3` peer, `$4` read position.
 pub(crate) const MARK_READ: &str =
@@ -180,11 +196,15 @@ pub(crate) const HIDE_WINDOW: &str = "UPDATE archive SET flags = flags | $4 \
 pub(crate) const RECALL: &str = "DELETE FROM archive WHERE id = $2 AND app_id = $1 RETURNING lo, hi";
 
 /// Deleting user `$2`: their side of every row is hidden, rows nobody can see are deleted,
-/// and their conversation rows go.
-pub(crate) const FORGET_USER: [&str; 4] = [
+/// and their conversation rows go. Rows where they are `hi` are found by pair
+/// (`archive_pairs`), each pair one range of `archive_by_pair`.
+pub(crate) const FORGET_USER: [&str; 5] = [
     "UPDATE archive SET flags = flags | 2 WHERE app_id = $1 AND lo = $2",
-    "UPDATE archive SET flags = flags | 4 WHERE app_id = $1 AND hi = $2",
-    "DELETE FROM archive WHERE app_id = $1 AND (lo = $2 OR hi = $2) AND (flags & 6) = 6",
+    "UPDATE archive SET flags = flags | 4 WHERE app_id = $1 AND hi = $2 \
+     AND lo IN (SELECT p.lo FROM archive_pairs p WHERE p.app_id = $1 AND p.hi = $2)",
+    "DELETE FROM archive WHERE app_id = $1 AND lo = $2 AND (flags & 6) = 6",
+    "DELETE FROM archive WHERE app_id = $1 AND hi = $2 \
+     AND lo IN (SELECT p.lo FROM archive_pairs p WHERE p.app_id = $1 AND p.hi = $2) AND (flags & 6) = 6",
     "DELETE FROM conversations WHERE app_id = $1 AND owner = $2",
 ];
 

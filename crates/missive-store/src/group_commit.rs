@@ -12,7 +12,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use missive_core::id::MsgId;
 use missive_core::model::{DeviceInfo, QueuedMessage};
@@ -73,6 +73,11 @@ pub(crate) struct QueueJob {
 }
 
 impl QueueJob {
+    /// An ack: its caller does not wait for the commit, so it may wait for company.
+    pub fn deferrable(&self) -> bool {
+        matches!(self.write, QueueWrite::Ack(_))
+    }
+
     /// Rows this job writes, roughly: what a batch's size limit counts.
     pub fn weight(&self) -> usize {
         match &self.write {
@@ -175,15 +180,53 @@ pub(crate) struct BatchTiming {
 pub(crate) trait BatchWriter: Send + 'static {
     type Job: Send + 'static;
     fn weight(job: &Self::Job) -> usize;
+    /// Whether the job may wait for a later one's transaction (see [`run`]).
+    fn deferrable(job: &Self::Job) -> bool;
     fn commit(&mut self, batch: Vec<Self::Job>) -> impl Future<Output = ()> + Send;
 }
 
+/// How long an ack may wait for a transaction to ride in. Acks are answered without waiting
+/// for their fsync (an ack lost in a crash only means a redelivery), so none needs a
+/// transaction of its own: under load each one joins the next batch of messages, and when
+/// nothing else is written they commit together this much later. Before, every delivered
+/// message cost a second commit — a second fsync and the cursor's pages written again — and
+/// an idle send often found the writer busy with the previous message's ack.
+pub(crate) const ACK_DELAY: Duration = Duration::from_millis(20);
+
 /// The group-commit loop: take what has queued up (at most `max_batch` rows' worth), write it
-/// in one transaction, repeat. Ends when every sender is gone.
+/// in one transaction, repeat. Jobs the writer calls deferrable (acks) start no transaction
+/// of their own: they wait, at most [`ACK_DELAY`], for the next job that does, and go first
+/// in its batch, so jobs still commit in the order they arrived. Ends when every sender is
+/// gone, after committing what waits.
 pub(crate) async fn run<W: BatchWriter>(mut writer: W, mut jobs: mpsc::Receiver<W::Job>, max_batch: usize) {
-    while let Some(first) = jobs.recv().await {
-        let mut weight = W::weight(&first);
-        let mut batch = vec![first];
+    let mut waiting: Vec<W::Job> = Vec::new();
+    let mut waiting_weight = 0;
+    let mut due: Option<tokio::time::Instant> = None;
+    loop {
+        let first = match due {
+            None => jobs.recv().await,
+            Some(at) => tokio::select! {
+                job = jobs.recv() => job,
+                _ = tokio::time::sleep_until(at) => {
+                    due = None;
+                    waiting_weight = 0;
+                    writer.commit(std::mem::take(&mut waiting)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(first) = first else { break };
+        let weight = W::weight(&first);
+        if W::deferrable(&first) && waiting_weight + weight < max_batch {
+            waiting.push(first);
+            waiting_weight += weight;
+            due.get_or_insert_with(|| tokio::time::Instant::now() + ACK_DELAY);
+            continue;
+        }
+        let mut weight = waiting_weight + weight;
+        let mut batch = std::mem::take(&mut waiting);
+        (due, waiting_weight) = (None, 0);
+        batch.push(first);
         while weight < max_batch {
             match jobs.try_recv() {
                 Ok(job) => {
@@ -194,6 +237,9 @@ pub(crate) async fn run<W: BatchWriter>(mut writer: W, mut jobs: mpsc::Receiver<
             }
         }
         writer.commit(batch).await;
+    }
+    if !waiting.is_empty() {
+        writer.commit(waiting).await;
     }
 }
 

@@ -164,7 +164,13 @@ impl Session {
         let SessionRegistration { mut events, cancel, .. } = reg;
         let idle = Duration::from_secs(self.state.config.sessions.idle_timeout_secs.max(1));
         let shutdown = self.state.shutdown.clone();
-        let mut deadline = Instant::now() + idle;
+        // Created once, not per frame: each new timer or cancellation future registers (and,
+        // dropped, deregisters) under a lock, twice per message at full load. The idle timer
+        // is moved only when it fires early, from the time of the last frame.
+        let (cancelled, stopping) = (cancel.cancelled(), shutdown.cancelled());
+        let idle_timer = tokio::time::sleep(idle);
+        tokio::pin!(cancelled, stopping, idle_timer);
+        let mut last_frame = Instant::now();
         loop {
             let kick_deadline = self.kicked.map(|(_, at)| at);
             tokio::select! {
@@ -174,7 +180,7 @@ impl Session {
                         Some(Err(_)) => return "read error",
                         None => return "closed by client",
                     };
-                    deadline = Instant::now() + idle;
+                    last_frame = Instant::now();
                     match msg {
                         Message::Binary(b) => match self.on_frame(socket, &b).await {
                             Ok(Flow::Continue) => {}
@@ -192,10 +198,16 @@ impl Session {
                         return "write error or client not pulling";
                     }
                 }
-                _ = cancel.cancelled() => return "disconnected by hub",
-                _ = shutdown.cancelled() => return "server shutting down",
-                _ = tokio::time::sleep_until(deadline) => return "idle timeout",
-                _ = async { tokio::time::sleep_until(kick_deadline.unwrap_or(deadline)).await }, if kick_deadline.is_some() => {
+                _ = &mut cancelled => return "disconnected by hub",
+                _ = &mut stopping => return "server shutting down",
+                _ = &mut idle_timer => {
+                    let due = last_frame + idle;
+                    if Instant::now() >= due {
+                        return "idle timeout";
+                    }
+                    idle_timer.as_mut().reset(due);
+                }
+                _ = async { tokio::time::sleep_until(kick_deadline.unwrap_or(last_frame)).await }, if kick_deadline.is_some() => {
                     return "kicked (notice not acknowledged)";
                 }
             }

@@ -2,7 +2,7 @@
 //! `UNNEST` insert per batch, `writer`); reads and the other writes use the pool. The
 //! statements are `crate::archive`'s.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use missive_core::archive::{ArchivedMessage, ConversationSummary, HistoryQuery, IdWindow, TimeRange};
@@ -49,8 +49,10 @@ pub(crate) async fn insert(tx: &mut PgConnection, entries: &[&NewArchived]) -> R
     }
     let mut cols = ArchiveColumns::default();
     let mut touched: BTreeMap<(Uuid, &str, &str), i64> = BTreeMap::new();
+    let mut pairs: BTreeSet<(Uuid, &str, &str)> = BTreeSet::new();
     for m in entries {
         let (lo, hi, flags) = sql::new_row(m);
+        pairs.insert((m.app_id, hi, lo));
         cols.id.push(col(m.id));
         cols.app.push(m.app_id);
         cols.lo.push(lo);
@@ -84,6 +86,22 @@ pub(crate) async fn insert(tx: &mut PgConnection, entries: &[&NewArchived]) -> R
     .bind(cols.payload)
     .execute(&mut *tx)
     .await?;
+    // Sorted, like the conversation rows: concurrent batches adding one new pair wait for
+    // each other in the same order.
+    let (mut apps, mut his, mut los) = (Vec::new(), Vec::new(), Vec::new());
+    for (app, hi, lo) in pairs {
+        apps.push(app);
+        his.push(hi);
+        los.push(lo);
+    }
+    sqlx::query(AssertSqlSafe(
+        sql::PAIR.replace("VALUES ($1, $2, $3)", "SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[])"),
+    ))
+    .bind(apps)
+    .bind(his)
+    .bind(los)
+    .execute(&mut *tx)
+    .await?;
     if !touched.is_empty() {
         let (mut apps, mut owners, mut peers, mut ids) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for ((app, owner, peer), id) in touched {
@@ -92,9 +110,8 @@ pub(crate) async fn insert(tx: &mut PgConnection, entries: &[&NewArchived]) -> R
             peers.push(peer);
             ids.push(id);
         }
-        sqlx::query(AssertSqlSafe(sql::TOUCH.replace(
-            "VALUES ($1, $2, $3, $4)",
-            "SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[])",
+        sqlx::query(AssertSqlSafe(sql::touch_sql(
+            "UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[]) AS t(app_id, owner, peer, last_id)",
         )))
         .bind(apps)
         .bind(owners)

@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/postgres/0003_archive.sql")),
     (4, include_str!("../../migrations/postgres/0004_contacts_attributes.sql")),
     (5, include_str!("../../migrations/postgres/0005_cluster.sql")),
+    (6, include_str!("../../migrations/postgres/0006_archive_pairs.sql")),
 ];
 
 /// An arbitrary constant naming Missive's migration lock among advisory locks.

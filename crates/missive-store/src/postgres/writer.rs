@@ -359,6 +359,10 @@ impl BatchWriter for PgWriter {
         job.weight()
     }
 
+    fn deferrable(job: &QueueJob) -> bool {
+        job.deferrable()
+    }
+
     async fn commit(&mut self, batch: Vec<QueueJob>) {
         let timing = BatchTiming { ops: batch.len(), started: Instant::now() };
         let writes: Vec<&QueueWrite> = batch.iter().map(|j| &j.write).collect();

@@ -21,6 +21,10 @@ fn archived_at(r: &Row<'_>, first: usize) -> rusqlite::Result<ArchivedMessage> {
 /// Archives `entries` and moves their parties' conversations, inside the caller's
 /// transaction (the group commit's enqueue).
 pub(crate) fn insert(c: &Connection, entries: &[NewArchived]) -> StoreResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let touch = sqlite(&sql::touch_sql("(SELECT ?1 AS app_id, ?2 AS owner, ?3 AS peer, ?4 AS last_id) AS t"));
     for m in entries {
         let (lo, hi, flags) = sql::new_row(m);
         let app = m.app_id.to_string();
@@ -31,13 +35,14 @@ pub(crate) fn insert(c: &Connection, entries: &[NewArchived]) -> StoreResult<()>
         .store()?
         .execute(params![col(m.id), app, lo, hi, flags, m.kind.code(), m.created, m.payload.as_ref()])
         .store()?;
+        c.prepare_cached(&sqlite(sql::PAIR)).store()?.execute(params![app, hi, lo]).store()?;
         if !m.listed {
             continue;
         }
         let sides = [(&m.from, &m.to, m.hidden_from_sender), (&m.to, &m.from, m.hidden_from_recipient)];
         for (owner, peer, hidden) in sides.into_iter().take(if m.from == m.to { 1 } else { 2 }) {
             if !hidden {
-                c.prepare_cached(&sqlite(sql::TOUCH)).store()?.execute(params![app, owner, peer, col(m.id)]).store()?;
+                c.prepare_cached(&touch).store()?.execute(params![app, owner, peer, col(m.id)]).store()?;
             }
         }
     }

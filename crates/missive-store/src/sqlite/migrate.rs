@@ -18,6 +18,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../migrations/sqlite/0006_archive.sql")),
     (7, include_str!("../../migrations/sqlite/0007_contacts_attributes.sql")),
     (8, include_str!("../../migrations/sqlite/0008_cluster.sql")),
+    (9, include_str!("../../migrations/sqlite/0009_archive_pairs.sql")),
 ];
 
 /// The schema version this build writes.

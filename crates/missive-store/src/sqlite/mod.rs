@@ -8,12 +8,14 @@
 //!
 //! # Layout
 //! - `writer`: the group-commit writer and queue sequences. `reader`: the read pool.
+//!   `checkpoint`: WAL checkpoints on a thread of their own.
 //! - `migrate`: forward-only migrations. `backup`: backup and restore. `rows`: row mapping.
 //! - `apps`, `users`, `tokens`, `queues`, `files`, `cluster`, `outbox`, `notify`, `history`:
 //!   one `Store` capability each; `contacts`: contacts, blocklists and user attributes.
 
 mod apps;
 mod backup;
+mod checkpoint;
 mod cluster;
 mod contacts;
 mod files;
@@ -83,7 +85,13 @@ pub struct SqliteStore {
     listener: Arc<ListenerSlot>,
 }
 
+/// Prepared statements kept per connection. rusqlite keeps 16 by default; the writer alone
+/// runs more than that on the send path (queue, archive, ack and transaction statements), so
+/// with the default every batch re-parsed the ones evicted since the last.
+const STATEMENT_CACHE: usize = 256;
+
 fn configure(conn: &Connection, options: &SqliteStoreOptions) -> StoreResult<()> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.busy_timeout(options.busy_timeout).store()?;
     conn.execute_batch("PRAGMA foreign_keys = OFF").store()?;
     Ok(())
@@ -125,6 +133,11 @@ impl SqliteStore {
                 configure(&r, &opts)?;
                 readers.push(r);
             }
+            let checkpointer =
+                Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                    .store()?;
+            configure(&checkpointer, &opts)?;
+            checkpoint::start(&mut conn, checkpointer)?;
             Ok((conn, readers))
         })
         .await

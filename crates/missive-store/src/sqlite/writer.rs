@@ -52,8 +52,12 @@ type QueueKey = (Uuid, String, String);
 
 /// Heads cached before the map starts over; a miss costs one indexed read.
 const MAX_CACHED_HEADS: usize = 200_000;
-/// WAL frames (4 KiB pages) past which the writer resets the WAL with a TRUNCATE checkpoint.
-const WAL_FRAMES_BEFORE_TRUNCATE: i64 = 4096;
+/// WAL frames (4 KiB pages) past which the writer resets the WAL with a TRUNCATE checkpoint:
+/// 64 MiB, the `journal_size_limit` default. Below it the WAL restarts from its beginning
+/// and reuses its file; truncating every time it passed 16 MiB (one busy second at full
+/// load) made the file shrink and grow twice a second, each time a writer stall and new
+/// block allocations on the next commits.
+const WAL_FRAMES_BEFORE_TRUNCATE: i64 = 16_384;
 /// How often the writer looks at the WAL's size.
 const WAL_CHECK_EVERY: Duration = Duration::from_millis(500);
 /// How long a TRUNCATE checkpoint may wait for readers still on old snapshots.
@@ -105,13 +109,14 @@ impl SqliteWriter {
         pending: &mut Pending,
         f: impl FnOnce(&mut Self, &mut Pending, &mut JobUndo) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        self.conn.execute_batch("SAVEPOINT job").store()?;
+        run(&self.conn, "SAVEPOINT job")?;
         let mut undo = JobUndo::default();
         let result = f(self, pending, &mut undo);
         match &result {
-            Ok(_) => self.conn.execute_batch("RELEASE job").store()?,
+            Ok(_) => run(&self.conn, "RELEASE job")?,
             Err(_) => {
-                self.conn.execute_batch("ROLLBACK TO job; RELEASE job").store()?;
+                run(&self.conn, "ROLLBACK TO job")?;
+                run(&self.conn, "RELEASE job")?;
                 for (key, prev) in undo.heads.into_iter().rev() {
                     match prev {
                         Some(h) => pending.heads.insert(key, h),
@@ -319,9 +324,9 @@ impl SqliteWriter {
     }
 
     /// Resets the WAL when it has grown, so its file follows the data instead of keeping its
-    /// high-water mark. Autocheckpoints (PASSIVE) copy frames back but can never reset a WAL
-    /// that readers keep in use; a TRUNCATE checkpoint waits briefly for readers on old
-    /// snapshots to finish, then restarts the log at zero bytes.
+    /// high-water mark. The checkpoint thread (`super::checkpoint`, PASSIVE) copies frames
+    /// back but can never reset a WAL that readers keep in use; a TRUNCATE checkpoint waits
+    /// briefly for readers on old snapshots to finish, then restarts the log at zero bytes.
     fn maybe_truncate_wal(&mut self) {
         if self.wal_checked.elapsed() < WAL_CHECK_EVERY {
             return;
@@ -349,6 +354,10 @@ impl BatchWriter for SqliteWriter {
         }
     }
 
+    fn deferrable(job: &SqliteJob) -> bool {
+        matches!(job, SqliteJob::Queue(q) if q.deferrable())
+    }
+
     async fn commit(&mut self, batch: Vec<SqliteJob>) {
         let mut queue_jobs = Vec::new();
         let mut exec_jobs = Vec::new();
@@ -363,8 +372,9 @@ impl BatchWriter for SqliteWriter {
         let mut results: Vec<StoreResult<Written>> = Vec::with_capacity(queue_jobs.len());
         let mut replies: Vec<ExecReply> = Vec::with_capacity(exec_jobs.len());
         let outcome = (|| -> StoreResult<()> {
-            self.conn.execute_batch("BEGIN IMMEDIATE").store()?;
-            let version: i64 = self.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).store()?;
+            run(&self.conn, "BEGIN IMMEDIATE")?;
+            let version: i64 =
+                self.conn.prepare_cached("PRAGMA data_version").store()?.query_row([], |r| r.get(0)).store()?;
             if version != self.data_version {
                 self.heads.clear();
                 self.backlog = Backlog::default();
@@ -374,13 +384,15 @@ impl BatchWriter for SqliteWriter {
                 results.push(self.queue_write(&mut pending, &job.write));
             }
             for exec in exec_jobs {
-                self.conn.execute_batch("SAVEPOINT job").store()?;
+                run(&self.conn, "SAVEPOINT job")?;
                 let (ok, reply) = exec(&self.conn);
-                let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
-                self.conn.execute_batch(end).store()?;
+                if !ok {
+                    run(&self.conn, "ROLLBACK TO job")?;
+                }
+                run(&self.conn, "RELEASE job")?;
                 replies.push(reply);
             }
-            self.conn.execute_batch("COMMIT").store()
+            run(&self.conn, "COMMIT")
         })();
         match outcome {
             Ok(()) => {
@@ -409,6 +421,13 @@ impl BatchWriter for SqliteWriter {
         }
         self.maybe_truncate_wal();
     }
+}
+
+/// Runs a statement without results through the statement cache: the transaction and
+/// savepoint statements run several times per batch, and `execute_batch` would parse each
+/// anew.
+fn run(conn: &Connection, sql: &str) -> StoreResult<()> {
+    conn.prepare_cached(sql).store()?.execute([]).store().map(drop)
 }
 
 /// Wraps a closure as an `Exec` job answered on `tx` after the batch's commit.

@@ -173,6 +173,9 @@ pub async fn roam_ignore_recall_and_user_deletion_hide_history(t: TestStore) {
 pub async fn conversations_list_latest_unread_and_one_way_deletes(t: TestStore) {
     let s = t.store.as_ref();
     let (a, ids) = (super::app(s).await, IdGenerator::new(1));
+    for u in ["alice", "bob", "carol", "dave"] {
+        super::user(s, a, u).await;
+    }
     let b1 = say(s, &ids, a, "bob", "alice", "b1", Opts::default()).await;
     let b2 = say(s, &ids, a, "bob", "alice", "b2", Opts::default()).await;
     let c1 = say(s, &ids, a, "carol", "alice", "c1", Opts::default()).await;
@@ -230,11 +233,21 @@ pub async fn conversations_list_latest_unread_and_one_way_deletes(t: TestStore) 
     assert_eq!(all_pages(s, a, "carol", "alice", &query(Direction::Newer, None, 10)).await, [c1]);
     let rows = s.conversations(a, "alice", &list(ListOrder::Activity, 10)).await.unwrap();
     assert_eq!(rows.iter().map(|c| c.peer.as_str()).collect::<Vec<_>>(), ["bob", "dave"]);
+
+    // A sender who is not a registered user (a REST send's `from`) gets no list; the
+    // recipient's moves.
+    let r1 = say(s, &ids, a, "admin", "dave", "rest", Opts::default()).await;
+    let dave = s.conversations(a, "dave", &list(ListOrder::Activity, 10)).await.unwrap();
+    assert_eq!((dave[0].peer.as_str(), dave[0].latest.as_ref().map(|m| m.id)), ("admin", Some(r1)));
+    assert!(s.conversations(a, "admin", &list(ListOrder::Activity, 10)).await.unwrap().is_empty());
 }
 
 pub async fn sweeps_and_the_chat_log(t: TestStore) {
     let s = t.store.as_ref();
     let (a, ids) = (super::app(s).await, IdGenerator::new(1));
+    for u in ["alice", "bob", "carol"] {
+        super::user(s, a, u).await;
+    }
     let mut sent = Vec::new();
     for i in 0..7 {
         let (from, to) = if i % 2 == 0 { ("alice", "bob") } else { ("bob", "carol") };
