@@ -3,12 +3,13 @@
 //! that has arrived, writes it in one transaction with one fsync, announces what committed to
 //! the `CommitListener`, then answers every caller.
 //!
-//! Under load this turns N fsyncs into one; with a single caller it costs nothing extra. The
-//! loop ([`run`]) and the job types ([`QueueJob`]) are the same for SQLite and PostgreSQL; a
-//! backend only says how a batch is written ([`BatchWriter`]). Announcing before answering
-//! keeps commit order: listeners hear of commits in the order they happened, so the sessions
-//! of the node that wrote them rarely see a sequence gap (a gap is still handled: see the
-//! sequence rule in `missive_core::store::queues`).
+//! Under load this turns N fsyncs into one; with a single caller it costs nothing extra. Acks
+//! start no transaction of their own: they wait (at most [`ACK_DELAY`]) for the next write
+//! that does. The loop ([`run`]) and the job types ([`QueueJob`]) are the same for SQLite and
+//! PostgreSQL; a backend only says how a batch is written ([`BatchWriter`]). Announcing before
+//! answering keeps commit order: listeners hear of commits in the order they happened, so the
+//! sessions of the node that wrote them rarely see a sequence gap (a gap is still handled: see
+//! the sequence rule in `missive_core::store::queues`).
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};

@@ -45,7 +45,8 @@ pub struct NewArchived {
     /// `roam_ignore_users` named the recipient.
     pub hidden_from_recipient: bool,
     /// Whether it moves the parties' conversation lists (REST sends may be kept out:
-    /// `history.rest_in_conversations`).
+    /// `history.rest_in_conversations`). Only a party that is a registered user has a list:
+    /// a REST send's `from` need not be one.
     pub listed: bool,
 }
 
