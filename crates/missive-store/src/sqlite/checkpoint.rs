@@ -19,7 +19,7 @@ use rusqlite::Connection;
 use super::rows::SqlResultExt;
 
 /// WAL frames (pages) after which a checkpoint is started: SQLite's default threshold.
-pub(crate) const CHECKPOINT_FRAMES: i32 = 1000;
+const CHECKPOINT_FRAMES: i32 = 1000;
 /// The shortest time from one checkpoint's start to the next one's.
 const CHECKPOINT_PACE: Duration = Duration::from_millis(25);
 

@@ -112,19 +112,15 @@ impl SqliteWriter {
         run(&self.conn, "SAVEPOINT job")?;
         let mut undo = JobUndo::default();
         let result = f(self, pending, &mut undo);
-        match &result {
-            Ok(_) => run(&self.conn, "RELEASE job")?,
-            Err(_) => {
-                run(&self.conn, "ROLLBACK TO job")?;
-                run(&self.conn, "RELEASE job")?;
-                for (key, prev) in undo.heads.into_iter().rev() {
-                    match prev {
-                        Some(h) => pending.heads.insert(key, h),
-                        None => pending.heads.remove(&key),
-                    };
-                }
-                pending.bounds.truncate(pending.bounds.len() - undo.bounds);
+        end_savepoint(&self.conn, result.is_ok())?;
+        if result.is_err() {
+            for (key, prev) in undo.heads.into_iter().rev() {
+                match prev {
+                    Some(h) => pending.heads.insert(key, h),
+                    None => pending.heads.remove(&key),
+                };
             }
+            pending.bounds.truncate(pending.bounds.len() - undo.bounds);
         }
         result
     }
@@ -386,10 +382,7 @@ impl BatchWriter for SqliteWriter {
             for exec in exec_jobs {
                 run(&self.conn, "SAVEPOINT job")?;
                 let (ok, reply) = exec(&self.conn);
-                if !ok {
-                    run(&self.conn, "ROLLBACK TO job")?;
-                }
-                run(&self.conn, "RELEASE job")?;
+                end_savepoint(&self.conn, ok)?;
                 replies.push(reply);
             }
             run(&self.conn, "COMMIT")
@@ -428,6 +421,14 @@ impl BatchWriter for SqliteWriter {
 /// anew.
 fn run(conn: &Connection, sql: &str) -> StoreResult<()> {
     conn.prepare_cached(sql).store()?.execute([]).store().map(drop)
+}
+
+/// Ends a job's savepoint: kept if the job succeeded, rolled back (only this job) if not.
+fn end_savepoint(conn: &Connection, ok: bool) -> StoreResult<()> {
+    if !ok {
+        run(conn, "ROLLBACK TO job")?;
+    }
+    run(conn, "RELEASE job")
 }
 
 /// Wraps a closure as an `Exec` job answered on `tx` after the batch's commit.
