@@ -30,14 +30,20 @@ pub enum SessionEvent {
     /// An online-only message (sequence 0): it exists nowhere else.
     Online(Arc<QueuedMessage>),
     /// A stored message was removed from its queue (recall) and must not go out any more.
-    Withdrawn {
-        queue: String,
-        seq: u64,
-    },
+    /// Boxed so an event stays two words: each session's channel allocates its first block
+    /// of 32 events when it opens, idle or not.
+    Withdrawn(Box<Withdrawal>),
     Kick(KickReason),
     /// Announcements may have been lost (the bus between nodes was down): compare every view
     /// with the store.
     Resync,
+}
+
+/// Which queued message a recall removed.
+#[derive(Debug)]
+pub struct Withdrawal {
+    pub queue: String,
+    pub seq: u64,
 }
 
 struct SessionEntry {
@@ -227,7 +233,9 @@ impl CommitListener for Hub {
     }
 
     fn removed(&self, m: &QueuedMessage) {
-        self.each_session(m.app_id, &m.owner, None, |_| SessionEvent::Withdrawn { queue: m.queue.clone(), seq: m.seq });
+        self.each_session(m.app_id, &m.owner, None, |_| {
+            SessionEvent::Withdrawn(Box::new(Withdrawal { queue: m.queue.clone(), seq: m.seq }))
+        });
     }
 }
 

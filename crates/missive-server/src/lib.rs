@@ -279,7 +279,11 @@ pub async fn run(
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let result = axum::serve(listener, app)
+    // `into_make_service`: served as a plain `Router`, axum rebuilds the whole route table
+    // (`with_state`, every route's layer stack cloned) for each new connection — a fifth of
+    // the server's CPU during a login storm, where every session is a new connection. Built
+    // once here, a connection costs an `Arc` clone.
+    let result = axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(async move {
             shutdown.await;
             stop.cancel();

@@ -22,9 +22,11 @@ use tracing::Instrument;
 use crate::http::observe::RequestId;
 use crate::state::AppState;
 
-/// Upgrades the request. Buffers are kept small: most frames are well under 1 KiB, and
-/// tungstenite's default 128 KiB read buffer alone would cost more per idle connection than
-/// everything else a session holds. No permessage-deflate (axum does not offer it), and no
+/// Upgrades the request. Buffers are kept small: most frames are well under 1 KiB (a larger
+/// one grows the buffer to its length, announced in its header), and tungstenite's default
+/// 128 KiB read buffer alone would cost more per idle connection than everything else a
+/// session holds; the read buffer is zeroed to its full size on the first read, so every
+/// byte of it is resident. No permessage-deflate (axum does not offer it), and no
 /// LZ4: our PROVISION reply never enables protocol compression.
 ///
 /// The session runs in a `session` span with the upgrade request's id, so every line it
@@ -40,7 +42,7 @@ pub async fn upgrade(
         None => tracing::info_span!("session"),
     };
     let max_frame = state.config.sessions.max_frame_bytes;
-    ws.read_buffer_size(4 * 1024)
+    ws.read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
         .max_frame_size(max_frame)
