@@ -46,6 +46,7 @@ conformance!(
     files_expire_in_order,
     sequences_are_per_queue_and_gap_free,
     concurrent_writers_to_one_queue_commit_in_sequence_order,
+    a_failing_enqueue_fails_alone,
     pending_pages_start_after_the_cursor_and_report_the_head,
     acks_move_forward_only_and_mark_delivered,
     a_new_device_starts_after_the_delivered_prefix,
@@ -321,6 +322,40 @@ async fn concurrent_writers_to_one_queue_commit_in_sequence_order(t: TestStore) 
     // What one writer announced is in increasing sequence order.
     let heard = seqs(&recorder.committed.lock().unwrap());
     assert!(heard.windows(2).all(|w| w[0] < w[1]), "announcements out of order: {heard:?}");
+}
+
+/// One enqueue that cannot commit (its id is taken) among many that arrive with it: the
+/// group commit may put them in one transaction, and only the failing one may be refused —
+/// nor may it use up a sequence number.
+async fn a_failing_enqueue_fails_alone(t: TestStore) {
+    let s = t.store.clone();
+    let (a, ids) = (app(s.as_ref()).await, IdGenerator::new(1));
+    let first = send(s.as_ref(), vec![message(&ids, a, "bob", "alice", "first")]).await;
+    let mut taken = message(&ids, a, "bob", "carol", "taken id");
+    taken.id = first[0].id;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = s.clone();
+        let m = if i == 20 { taken.clone() } else { message(&ids, a, "bob", "alice", &i.to_string()) };
+        tasks.push(tokio::spawn(async move {
+            let request =
+                EnqueueRequest { messages: vec![m], policy: POLICY, record: None, outbox: vec![], archive: vec![] };
+            s.enqueue(request).await.map(|stored| stored.len())
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    for (i, outcome) in outcomes.iter().enumerate() {
+        assert_eq!(outcome.is_err(), i == 20, "enqueue {i}: {outcome:?}");
+    }
+    let alice = s.pending(a, "bob", "phone", "alice", 0, 100).await.unwrap();
+    assert_eq!(seqs(&alice.messages), (1..=40).collect::<Vec<_>>());
+    let carol = s.pending(a, "bob", "phone", "carol", 0, 100).await.unwrap();
+    assert_eq!((carol.messages.len(), carol.head), (0, 0));
+    let next = send(s.as_ref(), vec![message(&ids, a, "bob", "carol", "after")]).await;
+    assert_eq!(seqs(&next), [1], "the failed enqueue kept its sequence");
 }
 
 async fn pending_pages_start_after_the_cursor_and_report_the_head(t: TestStore) {

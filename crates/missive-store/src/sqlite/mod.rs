@@ -90,6 +90,19 @@ pub struct SqliteStore {
 /// runs more than that on the send path (queue, archive, ack and transaction statements), so
 /// with the default every batch re-parsed the ones evicted since the last.
 const STATEMENT_CACHE: usize = 256;
+/// Page cache of the writer's connection, in KiB (SQLite's default is 2,000 KiB). A message
+/// dirties pages of several B-trees at random places (queue, archive, conversations), so a
+/// 600-recipient send touches thousands of pages: with the default cache the writer read
+/// most of them back with a `pread` each and spilled dirty pages to the WAL in the middle
+/// of the transaction. The cache is filled only as pages are used, so an idle server does
+/// not hold it; it is the writer's memory bound.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+/// Page cache of each reader's connection, in KiB.
+const READER_CACHE_KIB: i64 = 8 * 1024;
+
+fn set_cache_kib(conn: &Connection, kib: i64) -> StoreResult<()> {
+    conn.execute_batch(&format!("PRAGMA cache_size = -{kib}")).store()
+}
 
 fn configure(conn: &Connection, options: &SqliteStoreOptions) -> StoreResult<()> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -118,6 +131,7 @@ impl SqliteStore {
             )
             .store()?;
             configure(&conn, &opts)?;
+            set_cache_kib(&conn, WRITER_CACHE_KIB)?;
             let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).store()?;
             if !mode.eq_ignore_ascii_case("wal") {
                 return Err(StoreError::Backend(format!("could not enable WAL (journal_mode is {mode})")));
@@ -138,6 +152,7 @@ impl SqliteStore {
                 )
                 .store()?;
                 configure(&r, &opts)?;
+                set_cache_kib(&r, READER_CACHE_KIB)?;
                 readers.push(r);
             }
             let checkpointer =
