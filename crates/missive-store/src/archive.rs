@@ -126,6 +126,13 @@ fn order(direction: Direction) -> &'static str {
 /// A conversation list page. `$1` app, `$2` owner, `$3` include empty pinned rows,
 /// `$4`/`$5` the cursor `(key, peer)`, `$6` limit, `$7` offset. Columns: peer, pinned_at,
 /// the latest message (`ROW_COLUMNS`, NULL when none), unread.
+///
+/// The page is chosen first from the conversation rows alone, and only its rows get their
+/// latest message and unread count: SQLite keeps no index by activity (it cost two entry
+/// moves per message and side on the send path) and sorts the owner's rows instead, and
+/// the correlated count would otherwise run for every row it sorts.
+const LIST_PAGE: &str = "SELECT app_id, owner, peer, pinned_at, last_id, read_id FROM conversations c \
+     WHERE c.app_id = $1 AND c.owner = $2 AND (c.last_id > 0 OR ($3 AND c.pinned_at IS NOT NULL)) ";
 const LIST_SELECT: &str = "SELECT c.peer, c.pinned_at, a.id, a.lo, a.hi, a.flags, a.created, a.payload, \
      (SELECT COUNT(*) FROM archive u WHERE u.app_id = c.app_id \
        AND u.lo = CASE WHEN c.owner < c.peer THEN c.owner ELSE c.peer END \
@@ -133,17 +140,16 @@ const LIST_SELECT: &str = "SELECT c.peer, c.pinned_at, a.id, a.lo, a.hi, a.flags
        AND u.id > c.read_id \
        AND (u.flags & CASE WHEN c.owner = c.peer THEN 6 WHEN c.owner < c.peer THEN 2 ELSE 4 END) = 0 \
        AND (u.flags & 1) = CASE WHEN c.peer < c.owner THEN 1 ELSE 0 END) \
-     FROM conversations c LEFT JOIN archive a ON c.last_id > 0 AND a.id = c.last_id \
-     WHERE c.app_id = $1 AND c.owner = $2 AND (c.last_id > 0 OR ($3 AND c.pinned_at IS NOT NULL)) ";
+     FROM page c LEFT JOIN archive a ON c.last_id > 0 AND a.id = c.last_id ";
 pub(crate) fn list_sql(order: missive_core::archive::ListOrder) -> String {
     use missive_core::archive::ListOrder;
-    let tail = match order {
-        ListOrder::Activity => "AND (c.last_id, c.peer) < ($4, $5) ORDER BY c.last_id DESC, c.peer DESC",
+    let (filter, key) = match order {
+        ListOrder::Activity => ("AND (c.last_id, c.peer) < ($4, $5)", "c.last_id DESC, c.peer DESC"),
         ListOrder::Pinned => {
-            "AND c.pinned_at IS NOT NULL AND (c.pinned_at, c.peer) < ($4, $5) ORDER BY c.pinned_at DESC, c.peer DESC"
+            ("AND c.pinned_at IS NOT NULL AND (c.pinned_at, c.peer) < ($4, $5)", "c.pinned_at DESC, c.peer DESC")
         }
     };
-    format!("{LIST_SELECT}{tail} LIMIT $6 OFFSET $7")
+    format!("WITH page AS ({LIST_PAGE}{filter} ORDER BY {key} LIMIT $6 OFFSET $7) {LIST_SELECT}ORDER BY {key}")
 }
 
 /// Moves a conversation's latest message forward (never back, never into what its owner

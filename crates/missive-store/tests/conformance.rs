@@ -50,6 +50,7 @@ conformance!(
     pending_pages_start_after_the_cursor_and_report_the_head,
     acks_move_forward_only_and_mark_delivered,
     a_new_device_starts_after_the_delivered_prefix,
+    an_ack_past_the_head_marks_nothing_sent_later,
     recall_removes_announces_and_never_reuses_a_sequence,
     idempotency_records_commit_with_their_messages,
     the_per_user_cap_evicts_the_oldest_undelivered,
@@ -408,6 +409,29 @@ async fn a_new_device_starts_after_the_delivered_prefix(t: TestStore) {
     assert!(s.register_device(a, "bob", &device("laptop")).await.unwrap());
     let page = s.pending(a, "bob", "laptop", "alice", 0, 10).await.unwrap();
     assert_eq!((seqs(&page.messages), page.cursor), (vec![3], 2));
+}
+
+async fn an_ack_past_the_head_marks_nothing_sent_later(t: TestStore) {
+    let s = t.store.as_ref();
+    let (a, ids) = (app(s).await, IdGenerator::new(1));
+    send(s, (0..2).map(|i| message(&ids, a, "bob", "alice", &i.to_string())).collect()).await;
+    // A device acks a sequence the queue has not assigned yet (a buggy or hostile client).
+    s.ack(a, "bob", "phone", "alice", 50).await.unwrap();
+    assert_eq!(s.offline_count(a, "bob").await.unwrap(), 0);
+    let later = send(s, vec![message(&ids, a, "bob", "alice", "later")]).await;
+    assert_eq!(later[0].seq, 3);
+    assert_eq!(s.offline_count(a, "bob").await.unwrap(), 1, "sent after the ack: still undelivered");
+    assert_eq!(s.queued_total().await.unwrap(), 1);
+    assert!(!s.message(a, later[0].id).await.unwrap().unwrap().delivered);
+    // Another device's ack covers it; the slower device's smaller ack takes nothing back.
+    s.ack(a, "bob", "laptop", "alice", 3).await.unwrap();
+    s.ack(a, "bob", "tablet", "alice", 1).await.unwrap();
+    assert!(s.message(a, later[0].id).await.unwrap().unwrap().delivered);
+    assert_eq!(s.offline_count(a, "bob").await.unwrap(), 0);
+    match s.recall(a, later[0].id).await.unwrap() {
+        RecallOutcome::RemovedDelivered(m) => assert_eq!(m.seq, 3),
+        other => panic!("{other:?}"),
+    }
 }
 
 async fn recall_removes_announces_and_never_reuses_a_sequence(t: TestStore) {

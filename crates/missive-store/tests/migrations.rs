@@ -33,13 +33,22 @@ async fn a_schema_v1_database_upgrades_and_keeps_its_data() {
             [app.to_string()],
         )
         .unwrap();
+        // Delivered before the upgrade: its flag becomes the queue's delivered prefix (0010).
+        c.execute(
+            "INSERT INTO messages (id, app_id, owner, queue, sender, created, payload, delivered) \
+             VALUES (41, ?1, 'bob', 'alice', 'alice', 1, x'0a01', 1)",
+            [app.to_string()],
+        )
+        .unwrap();
     }
     let store = SqliteStore::open(&path, SqliteStoreOptions::default()).await.expect("upgrade");
     let found = store.app_by_name("o", "a").await.unwrap().expect("app kept");
     assert_eq!(found.id, app);
     assert_eq!(store.offline_count(app, "bob").await.unwrap(), 1);
     let m = store.message(app, MsgId(42)).await.unwrap().expect("message kept");
-    assert_eq!((m.payload.as_ref(), m.seq), (&[0x0a, 0x00][..], 1));
+    assert_eq!((m.payload.as_ref(), m.seq, m.delivered), (&[0x0a, 0x00][..], 2, false));
+    let m = store.message(app, MsgId(41)).await.unwrap().expect("delivered message kept");
+    assert_eq!((m.seq, m.delivered), (1, true));
     store.close().await;
     drop(store);
 

@@ -19,6 +19,8 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../../migrations/sqlite/0007_contacts_attributes.sql")),
     (8, include_str!("../../migrations/sqlite/0008_cluster.sql")),
     (9, include_str!("../../migrations/sqlite/0009_archive_pairs.sql")),
+    (10, include_str!("../../migrations/sqlite/0010_delivered_prefix.sql")),
+    (11, include_str!("../../migrations/sqlite/0011_conversations_unindexed_activity.sql")),
 ];
 
 /// The schema version this build writes.

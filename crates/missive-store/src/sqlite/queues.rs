@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
 use super::SqliteStore;
-use super::rows::{self, MESSAGE_COLUMNS, SqlResultExt};
+use super::rows::{self, MESSAGE_COLUMNS, SqlResultExt, UNDELIVERED_OF_OWNER};
 use crate::group_commit::{AckWrite, DeviceWrite};
 
 #[async_trait]
@@ -56,7 +56,7 @@ impl QueueStore for SqliteStore {
     async fn offline_count(&self, app: Uuid, owner: &str) -> StoreResult<u64> {
         let owner = owner.to_owned();
         self.read(move |c| {
-            c.prepare_cached("SELECT COUNT(*) FROM messages WHERE app_id = ?1 AND owner = ?2 AND delivered = 0")
+            c.prepare_cached(&format!("SELECT COUNT(*) {UNDELIVERED_OF_OWNER}"))
                 .store()?
                 .query_row(params![app.to_string(), owner], |r| r.get::<_, i64>(0))
                 .store()
@@ -67,11 +67,14 @@ impl QueueStore for SqliteStore {
 
     async fn queued_total(&self) -> StoreResult<u64> {
         self.read(|c| {
-            c.prepare_cached("SELECT COUNT(*) FROM messages WHERE delivered = 0")
-                .store()?
-                .query_row([], |r| r.get::<_, i64>(0))
-                .store()
-                .map(|n| n as u64)
+            c.prepare_cached(
+                "SELECT COUNT(*) FROM queues q CROSS JOIN messages m ON m.app_id = q.app_id AND m.owner = q.owner \
+                 AND m.queue = q.queue AND m.seq > q.delivered",
+            )
+            .store()?
+            .query_row([], |r| r.get::<_, i64>(0))
+            .store()
+            .map(|n| n as u64)
         })
         .await
     }
@@ -82,7 +85,9 @@ impl QueueStore for SqliteStore {
                 .store()?
                 .query_row(params![id.0 as i64, app.to_string()], rows::message)
                 .optional()
-                .store()
+                .store()?
+                .map(|m| rows::with_delivered(c, m))
+                .transpose()
         })
         .await
     }
@@ -101,11 +106,12 @@ impl QueueStore for SqliteStore {
         let (owner, resource) = (owner.to_owned(), resource.to_owned());
         self.read(move |c| {
             c.prepare_cached(
-                "SELECT m.queue, COUNT(*), MAX(m.seq) FROM messages m \
-                 LEFT JOIN cursors c ON c.app_id = m.app_id AND c.owner = m.owner AND c.queue = m.queue \
+                "SELECT q.queue, COUNT(*), MAX(m.seq) FROM queues q \
+                 LEFT JOIN cursors c ON c.app_id = q.app_id AND c.owner = q.owner AND c.queue = q.queue \
                  AND c.resource = ?1 \
-                 WHERE m.app_id = ?2 AND m.owner = ?3 AND m.seq > COALESCE(c.acked, 0) \
-                 GROUP BY m.queue ORDER BY MIN(m.id)",
+                 CROSS JOIN messages m ON m.app_id = q.app_id AND m.owner = q.owner AND m.queue = q.queue \
+                 AND m.seq > COALESCE(c.acked, 0) \
+                 WHERE q.app_id = ?2 AND q.owner = ?3 GROUP BY q.queue ORDER BY MIN(m.id)",
             )
             .store()?
             .query_map(params![resource, app.to_string(), owner], |r| {
@@ -157,13 +163,13 @@ impl QueueStore for SqliteStore {
             let app_s = app.to_string();
             // The head first, then the rows: every sequence up to the head committed before
             // the rows were read, so a short page really holds everything up to the head.
-            let head: i64 = c
-                .prepare_cached("SELECT head FROM queues WHERE app_id = ?1 AND owner = ?2 AND queue = ?3")
+            let (head, delivered): (i64, i64) = c
+                .prepare_cached("SELECT head, delivered FROM queues WHERE app_id = ?1 AND owner = ?2 AND queue = ?3")
                 .store()?
-                .query_row(params![app_s, owner, queue], |r| r.get(0))
+                .query_row(params![app_s, owner, queue], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
                 .store()?
-                .unwrap_or(0);
+                .unwrap_or((0, 0));
             let cursor: i64 = c
                 .prepare_cached(
                     "SELECT acked FROM cursors WHERE app_id = ?1 AND owner = ?2 AND resource = ?3 AND queue = ?4",
@@ -180,7 +186,11 @@ impl QueueStore for SqliteStore {
                      WHERE app_id = ?1 AND owner = ?2 AND queue = ?3 AND seq > ?4 ORDER BY seq LIMIT ?5"
                 ))
                 .store()?
-                .query_map(params![app_s, owner, queue, from, i64::from(limit)], |r| rows::message(r).map(Arc::new))
+                .query_map(params![app_s, owner, queue, from, i64::from(limit)], |r| {
+                    let mut m = rows::message(r)?;
+                    m.delivered = m.seq <= delivered as u64;
+                    Ok(Arc::new(m))
+                })
                 .store()?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .store()?;

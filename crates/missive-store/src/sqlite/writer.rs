@@ -27,7 +27,7 @@ use missive_core::store::{EnqueueRequest, RecallOutcome, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::rows::{self, MESSAGE_COLUMNS, SqlResultExt};
+use super::rows::{self, MESSAGE_COLUMNS, SqlResultExt, UNDELIVERED_OF_OWNER};
 use crate::backlog::{self, Backlog};
 use crate::group_commit::{
     AckWrite, BatchTiming, BatchWriter, DeviceWrite, ListenerSlot, QueueJob, QueueWrite, Written, finish,
@@ -168,8 +168,8 @@ impl SqliteWriter {
             }
             self.conn
                 .prepare_cached(
-                    "INSERT INTO messages (id, app_id, owner, queue, sender, created, payload, seq, delivered) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
+                    "INSERT INTO messages (id, app_id, owner, queue, sender, created, payload, seq) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .store()?
                 .execute(params![
@@ -226,19 +226,16 @@ impl SqliteWriter {
         let app_s = app.to_string();
         let count: i64 = self
             .conn
-            .prepare_cached(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM messages WHERE app_id = ?1 AND owner = ?2 AND delivered = 0 \
-                 LIMIT ?3)",
-            )
+            .prepare_cached(&format!("SELECT COUNT(*) FROM (SELECT 1 {UNDELIVERED_OF_OWNER} LIMIT ?3)"))
             .store()?
             .query_row(params![app_s, owner, i64::from(cap) + 1], |r| r.get(0))
             .store()?;
         if count > i64::from(cap) {
             self.conn
-                .prepare_cached(
-                    "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE app_id = ?1 AND owner = ?2 \
-                     AND delivered = 0 ORDER BY id DESC LIMIT -1 OFFSET ?3)",
-                )
+                .prepare_cached(&format!(
+                    "DELETE FROM messages WHERE id IN (SELECT m.id {UNDELIVERED_OF_OWNER} \
+                     ORDER BY m.id DESC LIMIT -1 OFFSET ?3)"
+                ))
                 .store()?
                 .execute(params![app_s, owner, i64::from(cap)])
                 .store()?;
@@ -256,12 +253,12 @@ impl SqliteWriter {
             .store()?
             .execute(params![app, a.owner, a.resource, a.queue, a.seq as i64])
             .store()?;
-        // Through the undelivered-only index: the by-queue index would visit every message of
-        // the conversation up to the cursor, delivered ones included.
+        // The queue's delivered prefix, never past its head: an ack of a sequence not yet
+        // assigned must not mark the messages that will get it.
         self.conn
             .prepare_cached(
-                "UPDATE messages INDEXED BY messages_undelivered SET delivered = 1 \
-                 WHERE app_id = ?1 AND owner = ?2 AND queue = ?3 AND seq <= ?4 AND delivered = 0",
+                "UPDATE queues SET delivered = MIN(?4, head) \
+                 WHERE app_id = ?1 AND owner = ?2 AND queue = ?3 AND delivered < MIN(?4, head)",
             )
             .store()?
             .execute(params![app, a.owner, a.queue, a.seq as i64])
@@ -294,8 +291,8 @@ impl SqliteWriter {
             self.conn
                 .prepare_cached(
                     "INSERT OR REPLACE INTO cursors (app_id, owner, resource, queue, acked) \
-                     SELECT app_id, owner, ?1, queue, MAX(CASE WHEN delivered = 1 THEN seq ELSE 0 END) \
-                     FROM messages WHERE app_id = ?2 AND owner = ?3 GROUP BY queue",
+                     SELECT app_id, owner, ?1, queue, delivered FROM queues \
+                     WHERE app_id = ?2 AND owner = ?3 AND delivered > 0",
                 )
                 .store()?
                 .execute(params![d.device.resource, app, d.owner])
@@ -313,6 +310,10 @@ impl SqliteWriter {
             .query_row(params![id.0 as i64, app.to_string()], rows::message)
             .optional()
             .store()?;
+        let removed = match removed {
+            Some(m) => Some(rows::with_delivered(&self.conn, m)?),
+            None => None,
+        };
         // Gone from history for both parties too, even if the queue had already dropped it.
         super::history::recall(&self.conn, app, id)?;
         Ok(Written::Recalled(match removed {
