@@ -8,11 +8,11 @@ use missive_core::model::{DeviceInfo, IdempotencyRecord, QueuedMessage};
 use missive_core::store::{
     AckReceipt, CommitListener, EnqueueRequest, PendingPage, QueueCount, QueueStore, RecallOutcome, StoreResult,
 };
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::SqliteStore;
-use super::rows::{self, MESSAGE_COLUMNS, SqlResultExt, UNDELIVERED_OF_OWNER};
+use super::rows::{self, MESSAGE_COLUMNS, SqlResultExt, UNDELIVERED, UNDELIVERED_OF_OWNER};
 use crate::group_commit::{AckWrite, DeviceWrite};
 
 #[async_trait]
@@ -67,14 +67,11 @@ impl QueueStore for SqliteStore {
 
     async fn queued_total(&self) -> StoreResult<u64> {
         self.read(|c| {
-            c.prepare_cached(
-                "SELECT COUNT(*) FROM queues q CROSS JOIN messages m ON m.app_id = q.app_id AND m.owner = q.owner \
-                 AND m.queue = q.queue AND m.seq > q.delivered",
-            )
-            .store()?
-            .query_row([], |r| r.get::<_, i64>(0))
-            .store()
-            .map(|n| n as u64)
+            c.prepare_cached(&format!("SELECT COUNT(*) {UNDELIVERED}"))
+                .store()?
+                .query_row([], |r| r.get::<_, i64>(0))
+                .store()
+                .map(|n| n as u64)
         })
         .await
     }
@@ -86,7 +83,7 @@ impl QueueStore for SqliteStore {
                 .query_row(params![id.0 as i64, app.to_string()], rows::message)
                 .optional()
                 .store()?
-                .map(|m| rows::with_delivered(c, m))
+                .map(|m| with_delivered(c, m))
                 .transpose()
         })
         .await
@@ -224,4 +221,17 @@ impl QueueStore for SqliteStore {
         })
         .await
     }
+}
+
+/// `m` with `delivered` set from its queue's delivered prefix: the flag is the queue's, not
+/// the row's, so `rows::message` cannot see it.
+pub(super) fn with_delivered(c: &Connection, mut m: QueuedMessage) -> StoreResult<QueuedMessage> {
+    let prefix: Option<i64> = c
+        .prepare_cached("SELECT delivered FROM queues WHERE app_id = ?1 AND owner = ?2 AND queue = ?3")
+        .store()?
+        .query_row(params![m.app_id.to_string(), m.owner, m.queue], |r| r.get(0))
+        .optional()
+        .store()?;
+    m.delivered = m.seq <= prefix.unwrap_or(0) as u64;
+    Ok(m)
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use missive_core::id::MsgId;
 use missive_core::model::{App, FileRecord, QueuedMessage, TokenRecord, User};
 use missive_core::store::{StoreError, StoreResult};
-use rusqlite::{Connection, OptionalExtension, Row};
+use rusqlite::Row;
 use uuid::Uuid;
 
 /// The `users` columns `user` reads.
@@ -16,12 +16,19 @@ pub(crate) const USER_COLUMNS: &str =
     "seq, uuid, app_id, username, password_hash, nickname, activated, created, modified, attributes";
 /// The `messages` columns `message` reads.
 pub(crate) const MESSAGE_COLUMNS: &str = "id, app_id, owner, queue, sender, created, payload, seq";
-/// The undelivered messages (`m`) of owner `?2` in app `?1`: those above their queue's
-/// delivered prefix (`q`), found queue by queue through `messages_by_queue` (`CROSS JOIN`
-/// keeps the queues outside: the other order walks every stored message of the owner,
-/// delivered ones included).
-pub(crate) const UNDELIVERED_OF_OWNER: &str = "FROM queues q CROSS JOIN messages m ON m.app_id = q.app_id \
-     AND m.owner = q.owner AND m.queue = q.queue AND m.seq > q.delivered WHERE q.app_id = ?1 AND q.owner = ?2";
+/// The undelivered messages (`m`): those above their queue's delivered prefix (`q`), found
+/// queue by queue through `messages_by_queue` (`CROSS JOIN` keeps the queues outside: the
+/// other order walks every stored message, delivered ones included).
+macro_rules! undelivered {
+    () => {
+        "FROM queues q CROSS JOIN messages m ON m.app_id = q.app_id AND m.owner = q.owner \
+         AND m.queue = q.queue AND m.seq > q.delivered"
+    };
+}
+/// Every undelivered message.
+pub(crate) const UNDELIVERED: &str = undelivered!();
+/// The undelivered messages of owner `?2` in app `?1`.
+pub(crate) const UNDELIVERED_OF_OWNER: &str = concat!(undelivered!(), " WHERE q.app_id = ?1 AND q.owner = ?2");
 /// The `files` columns `file` reads.
 pub(crate) const FILE_COLUMNS: &str = "uuid, app_id, owner, content_type, filename, length, restricted, secret, \
      blob_key, thumbnail_key, thumbnail_content_type, thumbnail_length, width, height, created, expires";
@@ -114,24 +121,6 @@ pub(crate) fn message(row: &Row<'_>) -> rusqlite::Result<QueuedMessage> {
         seq: seq as u64,
         delivered: false,
     })
-}
-
-/// The end of a queue's delivered prefix (0 for a queue never written).
-pub(crate) fn delivered_prefix(c: &Connection, app: &str, owner: &str, queue: &str) -> StoreResult<u64> {
-    let n: Option<i64> = c
-        .prepare_cached("SELECT delivered FROM queues WHERE app_id = ?1 AND owner = ?2 AND queue = ?3")
-        .store()?
-        .query_row(rusqlite::params![app, owner, queue], |r| r.get(0))
-        .optional()
-        .store()?;
-    Ok(n.unwrap_or(0) as u64)
-}
-
-/// `m` with `delivered` set from its queue's delivered prefix (`message` cannot see it: the
-/// flag is the queue's, not the row's).
-pub(crate) fn with_delivered(c: &Connection, mut m: QueuedMessage) -> StoreResult<QueuedMessage> {
-    m.delivered = m.seq <= delivered_prefix(c, &m.app_id.to_string(), &m.owner, &m.queue)?;
-    Ok(m)
 }
 
 pub(crate) fn file(row: &Row<'_>) -> rusqlite::Result<FileRecord> {

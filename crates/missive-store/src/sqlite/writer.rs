@@ -309,11 +309,9 @@ impl SqliteWriter {
             .store()?
             .query_row(params![id.0 as i64, app.to_string()], rows::message)
             .optional()
-            .store()?;
-        let removed = match removed {
-            Some(m) => Some(rows::with_delivered(&self.conn, m)?),
-            None => None,
-        };
+            .store()?
+            .map(|m| super::queues::with_delivered(&self.conn, m))
+            .transpose()?;
         // Gone from history for both parties too, even if the queue had already dropped it.
         super::history::recall(&self.conn, app, id)?;
         Ok(Written::Recalled(match removed {
