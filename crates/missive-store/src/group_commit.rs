@@ -6,8 +6,9 @@
 //! Under load this turns N fsyncs into one; with a single caller it costs nothing extra. Acks
 //! start no transaction of their own: they wait (at most [`ACK_DELAY`]) for the next write
 //! that does. The loop ([`run`]) and the job types ([`QueueJob`]) are the same for SQLite and
-//! PostgreSQL; a backend only says how a batch is written ([`BatchWriter`]). Announcing before
-//! answering keeps commit order: listeners hear of commits in the order they happened, so the
+//! PostgreSQL; a backend only says how a batch is written ([`BatchWriter`]); which jobs go
+//! into a batch is decided by the [`Batcher`], free of I/O. Announcing before answering keeps
+//! commit order: listeners hear of commits in the order they happened, so the
 //! sessions of the node that wrote them rarely see a sequence gap (a gap is still handled: see
 //! the sequence rule in `missive_core::store::queues`).
 
@@ -194,51 +195,81 @@ pub(crate) trait BatchWriter: Send + 'static {
 /// an idle send often found the writer busy with the previous message's ack.
 pub(crate) const ACK_DELAY: Duration = Duration::from_millis(20);
 
-/// The group-commit loop: take what has queued up (at most `max_batch` rows' worth), write it
-/// in one transaction, repeat. Jobs the writer calls deferrable (acks) start no transaction
-/// of their own: they wait, at most [`ACK_DELAY`], for the next job that does, and go first
-/// in its batch, so jobs still commit in the order they arrived. Ends when every sender is
-/// gone, after committing what waits.
+/// Which jobs go into the next transaction: the group commit's rule, free of I/O. Jobs the
+/// writer calls deferrable (acks) start no transaction of their own: they wait, at most
+/// [`ACK_DELAY`], for the next job that does, and go first in its batch, so jobs still commit
+/// in the order they arrived. A batch holds at most `max_batch` rows' worth.
+pub(crate) struct Batcher<W: BatchWriter> {
+    waiting: Vec<W::Job>,
+    waiting_weight: usize,
+    due: Option<tokio::time::Instant>,
+    max_batch: usize,
+}
+
+impl<W: BatchWriter> Batcher<W> {
+    pub fn new(max_batch: usize) -> Self {
+        Batcher { waiting: Vec::new(), waiting_weight: 0, due: None, max_batch: max_batch.max(1) }
+    }
+
+    /// When the deferred jobs must be committed even if nothing else arrives.
+    pub fn due(&self) -> Option<tokio::time::Instant> {
+        self.due
+    }
+
+    /// Takes `first` and, while the batch has room, what `more` yields; answers the batch
+    /// to commit now, or `None` when `first` was deferred.
+    pub fn arrive(&mut self, first: W::Job, mut more: impl FnMut() -> Option<W::Job>) -> Option<Vec<W::Job>> {
+        let weight = W::weight(&first);
+        if W::deferrable(&first) && self.waiting_weight + weight < self.max_batch {
+            self.waiting.push(first);
+            self.waiting_weight += weight;
+            self.due.get_or_insert_with(|| tokio::time::Instant::now() + ACK_DELAY);
+            return None;
+        }
+        let mut weight = self.waiting_weight + weight;
+        let mut batch = self.expire();
+        batch.push(first);
+        while weight < self.max_batch {
+            match more() {
+                Some(job) => {
+                    weight += W::weight(&job);
+                    batch.push(job);
+                }
+                None => break,
+            }
+        }
+        Some(batch)
+    }
+
+    /// The deferred jobs, to be committed now (their delay is over, or the writer stops).
+    pub fn expire(&mut self) -> Vec<W::Job> {
+        (self.due, self.waiting_weight) = (None, 0);
+        std::mem::take(&mut self.waiting)
+    }
+}
+
+/// The group-commit loop: take what has queued up, write it in one transaction (the
+/// [`Batcher`] decides what goes in), repeat. Ends when every sender is gone, after
+/// committing what waits.
 pub(crate) async fn run<W: BatchWriter>(mut writer: W, mut jobs: mpsc::Receiver<W::Job>, max_batch: usize) {
-    let mut waiting: Vec<W::Job> = Vec::new();
-    let mut waiting_weight = 0;
-    let mut due: Option<tokio::time::Instant> = None;
+    let mut batcher = Batcher::<W>::new(max_batch);
     loop {
-        let first = match due {
+        let first = match batcher.due() {
             None => jobs.recv().await,
             Some(at) => tokio::select! {
                 job = jobs.recv() => job,
                 _ = tokio::time::sleep_until(at) => {
-                    due = None;
-                    waiting_weight = 0;
-                    writer.commit(std::mem::take(&mut waiting)).await;
+                    writer.commit(batcher.expire()).await;
                     continue;
                 }
             },
         };
         let Some(first) = first else { break };
-        let weight = W::weight(&first);
-        if W::deferrable(&first) && waiting_weight + weight < max_batch {
-            waiting.push(first);
-            waiting_weight += weight;
-            due.get_or_insert_with(|| tokio::time::Instant::now() + ACK_DELAY);
-            continue;
+        if let Some(batch) = batcher.arrive(first, || jobs.try_recv().ok()) {
+            writer.commit(batch).await;
         }
-        let mut weight = waiting_weight + weight;
-        let mut batch = std::mem::take(&mut waiting);
-        (due, waiting_weight) = (None, 0);
-        batch.push(first);
-        while weight < max_batch {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    weight += W::weight(&job);
-                    batch.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        writer.commit(batch).await;
     }
+    let waiting = batcher.expire();
     if !waiting.is_empty() {
         writer.commit(waiting).await;
     }
@@ -296,5 +327,111 @@ impl<J: From<QueueJob> + Send + 'static> QueueJobs<J> {
         let (tx, rx) = oneshot::channel();
         self.queue(QueueWrite::Recall { app, id }, Reply::Recall(tx)).await?;
         rx.await.map_err(writer_stopped)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A job of the test writer: its number, weight and whether it may wait.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    struct TestJob {
+        n: usize,
+        weight: usize,
+        deferrable: bool,
+    }
+
+    struct TestWriter;
+
+    impl BatchWriter for TestWriter {
+        type Job = TestJob;
+        fn weight(job: &TestJob) -> usize {
+            job.weight
+        }
+        fn deferrable(job: &TestJob) -> bool {
+            job.deferrable
+        }
+        async fn commit(&mut self, _: Vec<TestJob>) {}
+    }
+
+    fn job(n: usize, weight: usize, deferrable: bool) -> TestJob {
+        TestJob { n, weight, deferrable }
+    }
+
+    #[test]
+    fn deferred_jobs_wait_and_go_first_in_the_next_batch() {
+        let mut b = Batcher::<TestWriter>::new(10);
+        let before = tokio::time::Instant::now();
+        assert_eq!(b.arrive(job(0, 1, true), || None), None);
+        let due = b.due().expect("a deferred job sets a deadline");
+        assert!(due >= before + ACK_DELAY && due <= tokio::time::Instant::now() + ACK_DELAY);
+        assert_eq!(b.arrive(job(1, 1, true), || None), None);
+        assert_eq!(b.due(), Some(due), "a later deferred job does not push the deadline back");
+        let mut queued = vec![job(3, 1, false)].into_iter();
+        let batch = b.arrive(job(2, 1, false), || queued.next()).expect("a job that cannot wait is a batch");
+        assert_eq!(batch.iter().map(|j| j.n).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        assert_eq!(b.due(), None);
+        assert!(b.expire().is_empty());
+    }
+
+    #[test]
+    fn a_batch_takes_queued_jobs_only_while_it_has_room() {
+        let mut b = Batcher::<TestWriter>::new(4);
+        let mut queued = vec![job(1, 2, false), job(2, 1, false), job(3, 1, false)].into_iter();
+        let batch = b.arrive(job(0, 1, false), || queued.next()).unwrap();
+        // 1 + 2 = 3 < 4 takes one more; 4 is full.
+        assert_eq!(batch.iter().map(|j| j.n).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(queued.next().map(|j| j.n), Some(3));
+    }
+
+    #[test]
+    fn a_deferrable_job_that_would_overfill_the_wait_starts_a_batch() {
+        let mut b = Batcher::<TestWriter>::new(3);
+        assert_eq!(b.arrive(job(0, 2, true), || None), None);
+        let batch = b.arrive(job(1, 1, true), || None).expect("no room left to wait");
+        assert_eq!(batch.iter().map(|j| j.n).collect::<Vec<_>>(), [0, 1]);
+    }
+
+    proptest! {
+        /// Whatever arrives, however the deadline falls: every job is committed exactly once,
+        /// in arrival order, and a batch stops taking jobs once it is full.
+        #[test]
+        fn every_job_commits_once_in_arrival_order(
+            arrivals in proptest::collection::vec((1usize..5, any::<bool>(), any::<bool>(), 0usize..4), 0..60),
+            max_batch in 1usize..12,
+        ) {
+            let mut b = Batcher::<TestWriter>::new(max_batch);
+            let mut committed = Vec::new();
+            let mut n = 0;
+            for (weight, deferrable, expire, queued) in arrivals {
+                let first = job(n, weight, deferrable);
+                n += 1;
+                let mut more = (0..queued).map(|_| { n += 1; job(n - 1, 1, false) }).collect::<Vec<_>>().into_iter();
+                let taken_before = more.len();
+                if let Some(batch) = b.arrive(first, || more.next()) {
+                    let taken = taken_before - more.len();
+                    // Before its last job was taken, the batch had room.
+                    let before_last: usize = batch[..batch.len() - 1].iter().map(|j| j.weight).sum();
+                    prop_assert!(taken == 0 || before_last < max_batch);
+                    committed.extend(batch);
+                } else {
+                    prop_assert!(b.due().is_some());
+                }
+                // Jobs `more` did not hand out stay queued: they arrive next, in order.
+                for rest in more {
+                    if let Some(batch) = b.arrive(rest, || None) {
+                        committed.extend(batch);
+                    }
+                }
+                if expire {
+                    committed.extend(b.expire());
+                }
+            }
+            committed.extend(b.expire());
+            prop_assert_eq!(committed.iter().map(|j| j.n).collect::<Vec<_>>(), (0..n).collect::<Vec<_>>());
+        }
     }
 }
