@@ -8,9 +8,9 @@
 //! that does. The loop ([`run`]) and the job types ([`QueueJob`]) are the same for SQLite and
 //! PostgreSQL; a backend only says how a batch is written ([`BatchWriter`]); which jobs go
 //! into a batch is decided by the [`Batcher`], free of I/O. Announcing before answering keeps
-//! commit order: listeners hear of commits in the order they happened, so the
-//! sessions of the node that wrote them rarely see a sequence gap (a gap is still handled: see
-//! the sequence rule in `missive_core::store::queues`).
+//! commit order: listeners hear of commits in the order they happened, so the sessions of the
+//! node that wrote them rarely see a sequence gap (a gap is still handled: see the sequence
+//! rule in `missive_core::store::queues`).
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
