@@ -51,11 +51,18 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     data, last = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 300
+    for name in ("missive.db", "missive.db-wal"):
+        if not os.path.isfile(os.path.join(data, name)):
+            sys.exit(f"{data}: no {name} (give the server's --data directory while it runs)")
     with tempfile.TemporaryDirectory() as tmp:
         # The WAL before the database: a checkpoint between the two copies then only means
         # the copied database already holds some of the copied frames, which is harmless.
-        shutil.copy(os.path.join(data, "missive.db-wal"), os.path.join(tmp, "missive.db-wal"))
-        shutil.copy(os.path.join(data, "missive.db"), os.path.join(tmp, "missive.db"))
+        try:
+            for name in ("missive.db-wal", "missive.db"):
+                shutil.copyfile(os.path.join(data, name), os.path.join(tmp, name))
+        except FileNotFoundError as e:
+            # The last connection to close deletes the WAL: the server stopped meanwhile.
+            sys.exit(f"{e.filename} went away while being copied (the server stopped?)")
         with open(os.path.join(tmp, "missive.db-wal"), "rb") as f:
             found = commits(f.read())[-last:]
         if not found:
