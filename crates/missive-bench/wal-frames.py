@@ -26,6 +26,8 @@ import tempfile
 
 WAL_HEADER = 32
 FRAME_HEADER = 24
+# Copied in this order: the WAL before the database (see `main`).
+FILES = ("missive.db-wal", "missive.db")
 
 
 def commits(wal):
@@ -51,14 +53,14 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     data, last = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 300
-    for name in ("missive.db", "missive.db-wal"):
+    for name in FILES:
         if not os.path.isfile(os.path.join(data, name)):
             sys.exit(f"{data}: no {name} (give the server's --data directory while it runs)")
     with tempfile.TemporaryDirectory() as tmp:
         # The WAL before the database: a checkpoint between the two copies then only means
         # the copied database already holds some of the copied frames, which is harmless.
         try:
-            for name in ("missive.db-wal", "missive.db"):
+            for name in FILES:
                 shutil.copyfile(os.path.join(data, name), os.path.join(tmp, name))
         except FileNotFoundError as e:
             # The last connection to close deletes the WAL: the server stopped meanwhile.
@@ -70,12 +72,16 @@ def main():
         conn = sqlite3.connect(os.path.join(tmp, "missive.db"))
         owner = dict((page, name) for name, page in conn.execute("SELECT name, pageno FROM dbstat"))
         conn.close()
-    sizes = [len(set(c)) for c in found]
+    # dbstat names page 1 after the schema table whose root it is; what a commit changes
+    # there is almost always the file header (the database's size in pages).
+    owner[1] = "page 1 (the header)"
+    pages = [set(c) for c in found]
+    sizes = [len(p) for p in pages]
     print(f"{len(found)} commits: pages per commit p50 {statistics.median(sizes)}, "
           f"mean {statistics.mean(sizes):.2f}, max {max(sizes)}")
     per_tree = collections.Counter()
-    for c in found:
-        for page in set(c):
+    for p in pages:
+        for page in p:
             per_tree[owner.get(page, "(page past the copied database's end)")] += 1
     for name, n in per_tree.most_common():
         print(f"  {name:40s} {n / len(found):6.2f} pages per commit")
