@@ -557,6 +557,15 @@ pub fn assert_msg_id(id: &Value, after: u64) -> u64 {
     n
 }
 
+/// Returns once the wall clock has left the millisecond `ms`, so that the next message
+/// the server makes carries a later time in its id: for tests of windows that are
+/// inclusive at the millisecond (`delTime`, a zero recall window).
+pub async fn wait_past_ms(ms: u64) {
+    while missive_core::id::now_ms() <= ms {
+        tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+    }
+}
+
 /// Polls `f` until it is true, for at most 15 s: a wait on the server's own state (an ack
 /// being written, a sweep running), never a sleep standing in for readiness.
 pub async fn eventually<F, Fut>(what: &str, mut f: F)

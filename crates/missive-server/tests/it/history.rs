@@ -13,7 +13,7 @@ use prost::Message;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, assert_error};
+use crate::common::{TestServer, assert_error, wait_past_ms};
 
 /// The eight REST types with a body each, and the body a record shows for it.
 pub(crate) fn eight_types() -> Vec<(&'static str, Value, Value)> {
@@ -230,6 +230,9 @@ async fn recall_and_roaming_deletes_remove_history() {
         let mut v = Vec::new();
         for i in 0..5 {
             v.push(text(&s, &admin, "alice", "bob", &format!("m{i}")).await);
+            // Each message in a millisecond of its own, so the delete by time
+            // below (at or before `delTime`) has exactly one right answer.
+            wait_past_ms(MsgId(v[i].parse().unwrap()).unix_ms()).await;
         }
         v
     };

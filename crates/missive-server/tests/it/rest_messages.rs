@@ -9,7 +9,7 @@ use prost::Message;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, assert_envelope, assert_error, assert_msg_id};
+use crate::common::{TestServer, assert_envelope, assert_error, assert_msg_id, wait_past_ms};
 
 // The request bodies of the seed page's curl examples, byte for byte.
 
@@ -518,9 +518,7 @@ async fn recall_window_and_force() {
     s.register(&admin, &["user1", "user2"]).await;
     let id = send_one(&s, &admin).await;
     let sent_ms = missive_core::id::MsgId(id.parse().expect("id")).unix_ms();
-    while now_ms() <= sent_ms {
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
+    wait_past_ms(sent_ms).await;
     let (st, b) = s
         .post(
             "/messages/msg_recall",
