@@ -68,6 +68,9 @@ pub struct TargetArgs {
     pub ws_urls: Vec<String>,
 }
 
+/// How long a started server gets to exit after SIGTERM before it is killed.
+const GRACEFUL_STOP: Duration = Duration::from_secs(10);
+
 /// A server process this run started; killed when dropped.
 struct Owned {
     child: Child,
@@ -258,11 +261,19 @@ impl Target {
         })
     }
 
-    /// Stops a started server (SIGKILL: its data directory is thrown away anyway).
+    /// Stops a started server as an operator would: SIGTERM, then SIGKILL if it has not
+    /// exited within [`GRACEFUL_STOP`]. A clean exit is what lets an instrumented build
+    /// (`scripts/build-pgo.sh`) write its profile; the data directory is thrown away anyway.
     pub async fn stop(mut self) {
-        if let Some(mut owned) = self.owned.take() {
-            let _ = owned.child.kill().await;
+        let Some(mut owned) = self.owned.take() else { return };
+        let pid = owned.child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32));
+        if let Some(pid) = pid
+            && rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
+            && tokio::time::timeout(GRACEFUL_STOP, owned.child.wait()).await.is_ok()
+        {
+            return;
         }
+        let _ = owned.child.kill().await;
     }
 }
 
