@@ -7,7 +7,7 @@
 #      with SIGTERM so that it writes its profile,
 #   3. the `dist` build again, optimised with that profile.
 # Output: target/pgo/<host triple>/dist/missive. Needs `rustup component add llvm-tools`
-# (the llvm-profdata of the toolchain's own LLVM) and about 30 minutes on 2 cores.
+# (the llvm-profdata of the toolchain's own LLVM) and about 25 minutes on 2 cores.
 # Usage, from the repository root: scripts/build-pgo.sh
 # docs/benchmarks.md ("Round 10") says what it is worth against `release` and `dist`.
 set -euo pipefail

@@ -229,10 +229,11 @@ async fn recall_and_roaming_deletes_remove_history() {
     let m: Vec<String> = {
         let mut v = Vec::new();
         for i in 0..5 {
-            v.push(text(&s, &admin, "alice", "bob", &format!("m{i}")).await);
+            let id = text(&s, &admin, "alice", "bob", &format!("m{i}")).await;
             // Each message in a millisecond of its own, so the delete by time
             // below (at or before `delTime`) has exactly one right answer.
-            wait_past_ms(MsgId(v[i].parse().unwrap()).unix_ms()).await;
+            wait_past_ms(MsgId(id.parse().unwrap()).unix_ms()).await;
+            v.push(id);
         }
         v
     };
