@@ -115,6 +115,47 @@ async fn a_data_directory_of_release_0_1_upgrades_to_queue_sequences() {
     assert_eq!(stored[0].seq, 9);
 }
 
+/// Sends one archived message from alice to bob as the delivery path does (queue row and
+/// archive row in one request).
+async fn alice_to_bob(
+    store: &SqliteStore,
+    app: Uuid,
+    id: MsgId,
+) -> Vec<std::sync::Arc<missive_core::model::QueuedMessage>> {
+    let payload = bytes::Bytes::from_static(b"x");
+    let message = missive_core::model::NewMessage {
+        id,
+        app_id: app,
+        owner: "bob".into(),
+        queue: "alice".into(),
+        sender: "alice".into(),
+        created: 1,
+        payload: payload.clone(),
+    };
+    let entry = missive_core::store::NewArchived {
+        app_id: app,
+        id,
+        from: "alice".into(),
+        to: "bob".into(),
+        created: 1,
+        kind: missive_core::archive::MessageKind::Text,
+        payload,
+        hidden_from_sender: false,
+        hidden_from_recipient: false,
+        listed: true,
+    };
+    store
+        .enqueue(missive_core::store::EnqueueRequest {
+            messages: vec![message],
+            policy: missive_core::store::QueuePolicy { max_offline_per_user: 500 },
+            record: None,
+            outbox: vec![],
+            archive: vec![entry],
+        })
+        .await
+        .unwrap()
+}
+
 /// The text of a txt message's encoded `MessageBody`, found without decoding protobuf: the
 /// fixture's texts are short ASCII and appear verbatim in the bytes.
 fn text_of(payload: &[u8]) -> String {
@@ -128,7 +169,7 @@ fn text_of(payload: &[u8]) -> String {
 /// archive from then on.
 #[tokio::test]
 async fn a_migration_numbered_below_the_database_version_still_runs() {
-    use missive_core::archive::{Direction, HistoryQuery, KindSet, MessageKind, TimeRange};
+    use missive_core::archive::{Direction, HistoryQuery, KindSet, TimeRange};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v8.db");
     {
@@ -147,39 +188,7 @@ async fn a_migration_numbered_below_the_database_version_still_runs() {
     }
     let store = SqliteStore::open(&path, SqliteStoreOptions::default()).await.expect("upgrade");
     let (app, ids) = (Uuid::new_v4(), missive_core::id::IdGenerator::new(1));
-    let id = ids.next_id();
-    let payload = bytes::Bytes::from_static(b"x");
-    let message = missive_core::model::NewMessage {
-        id,
-        app_id: app,
-        owner: "bob".into(),
-        queue: "alice".into(),
-        sender: "alice".into(),
-        created: 1,
-        payload: payload.clone(),
-    };
-    let entry = missive_core::store::NewArchived {
-        app_id: app,
-        id,
-        from: "alice".into(),
-        to: "bob".into(),
-        created: 1,
-        kind: MessageKind::Text,
-        payload,
-        hidden_from_sender: false,
-        hidden_from_recipient: false,
-        listed: true,
-    };
-    store
-        .enqueue(missive_core::store::EnqueueRequest {
-            messages: vec![message],
-            policy: missive_core::store::QueuePolicy { max_offline_per_user: 500 },
-            record: None,
-            outbox: vec![],
-            archive: vec![entry],
-        })
-        .await
-        .unwrap();
+    alice_to_bob(&store, app, ids.next_id()).await;
     let q = HistoryQuery {
         direction: Direction::Older,
         cursor: None,
@@ -195,4 +204,98 @@ async fn a_migration_numbered_below_the_database_version_still_runs() {
     assert_eq!(user_version(&path), missive_store::sqlite::schema_version());
     let again = SqliteStore::open(&path, SqliteStoreOptions::default()).await.expect("reopening applies nothing twice");
     assert_eq!(again.contact_count(app, "amy").await.unwrap(), 1);
+}
+
+/// A database of schema 11 (queues and archive pairs keyed by name) gets integer queue and
+/// pair ids (0012, 0013): its queued messages, delivered prefix and archive are found through
+/// the new indexes, sequences continue, and deleting a user still finds their rows on the
+/// `lo` side of a pair.
+#[tokio::test]
+async fn a_schema_v11_database_gets_queue_and_pair_ids() {
+    use missive_core::archive::{Direction, HistoryQuery, KindSet, TimeRange};
+    use missive_core::model::NewUser;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v11.db");
+    let app = Uuid::new_v4();
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("CREATE TABLE missive_schema (version INTEGER PRIMARY KEY)").unwrap();
+        for (version, sql) in missive_store::sqlite::migrations().iter().filter(|(v, _)| *v <= 11) {
+            c.execute_batch(sql).unwrap();
+            c.execute("INSERT INTO missive_schema (version) VALUES (?1)", [version]).unwrap();
+        }
+        c.execute_batch("PRAGMA user_version = 11").unwrap();
+        let app_s = app.to_string();
+        // bob's queue from alice: two messages, the first delivered.
+        for (id, seq) in [(101, 1), (102, 2)] {
+            c.execute(
+                "INSERT INTO messages (id, app_id, owner, queue, sender, created, payload, seq) \
+                 VALUES (?1, ?2, 'bob', 'alice', 'alice', 1, x'0a00', ?3)",
+                rusqlite::params![id, app_s, seq],
+            )
+            .unwrap();
+        }
+        c.execute(
+            "INSERT INTO queues (app_id, owner, queue, head, delivered) VALUES (?1, 'bob', 'alice', 2, 1)",
+            [&app_s],
+        )
+        .unwrap();
+        // Three archived messages alice → bob (`lo` = alice sent them: flag 1); the third is
+        // hidden from bob (flag 4).
+        for (id, flags) in [(101, 1), (102, 1), (103, 1 | 4)] {
+            c.execute(
+                "INSERT INTO archive (id, app_id, lo, hi, flags, kind, created, payload) \
+                 VALUES (?1, ?2, 'alice', 'bob', ?3, 0, 1, x'0a00')",
+                rusqlite::params![id, app_s, flags],
+            )
+            .unwrap();
+        }
+        c.execute("INSERT INTO archive_pairs (app_id, hi, lo) VALUES (?1, 'bob', 'alice')", [&app_s]).unwrap();
+    }
+    let store = SqliteStore::open(&path, SqliteStoreOptions::default()).await.expect("upgrade");
+    for name in ["alice", "bob"] {
+        let new = NewUser { username: name.into(), password_hash: "h".into(), nickname: None };
+        store.create_user(app, &new).await.unwrap();
+    }
+    let page = store.pending(app, "bob", "phone", "alice", 0, 10).await.unwrap();
+    assert_eq!(page.head, 2);
+    let seqs: Vec<(u64, bool)> = page.messages.iter().map(|m| (m.seq, m.delivered)).collect();
+    assert_eq!(seqs, [(1, true), (2, false)]);
+    assert_eq!(store.offline_count(app, "bob").await.unwrap(), 1);
+
+    let q = HistoryQuery {
+        direction: Direction::Newer,
+        cursor: None,
+        time: TimeRange::ALL,
+        kinds: KindSet::default(),
+        from: None,
+        limit: 10,
+    };
+    let history = |owner: &'static str, peer: &'static str| {
+        let (store, q) = (&store, &q);
+        async move { store.history(app, owner, peer, q).await.unwrap().iter().map(|m| m.id.0).collect::<Vec<_>>() }
+    };
+    assert_eq!(history("alice", "bob").await, [101, 102, 103]);
+    assert_eq!(history("bob", "alice").await, [101, 102]);
+
+    // A new message continues bob's queue and lands in the same pair.
+    let id = missive_core::id::IdGenerator::new(1).next_id();
+    let stored = alice_to_bob(&store, app, id).await;
+    assert_eq!(stored[0].seq, 3);
+    assert_eq!(history("bob", "alice").await, [101, 102, id.0]);
+
+    // alice is the pair's `lo`: deleting her hides her side, and the row nobody can see
+    // any more (103, already hidden from bob) is gone.
+    store.delete_user(app, "alice").await.unwrap().expect("alice existed");
+    assert_eq!(history("alice", "bob").await, Vec::<u64>::new());
+    assert_eq!(history("bob", "alice").await, [101, 102, id.0]);
+    let everything = missive_core::store::ChatLogQuery {
+        window: TimeRange::ALL.ids(),
+        direction: Direction::Newer,
+        from: None,
+        to: None,
+        limit: 10,
+    };
+    let log: Vec<u64> = store.chat_log(app, &everything).await.unwrap().iter().map(|m| m.id.0).collect();
+    assert_eq!(log, [101, 102, id.0]);
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::PgStore;
 use super::rows::PgResultExt;
-use crate::archive::{self as sql, View, col};
+use crate::archive::{self as sql, Backend, View, col};
 
 fn archived_at(r: &PgRow, first: usize) -> Result<ArchivedMessage, sqlx::Error> {
     Ok(sql::archived(
@@ -136,15 +136,15 @@ pub(crate) async fn recall(tx: &mut PgConnection, app: Uuid, id: MsgId) -> Resul
 
 /// Hides `user`'s side of the archive and drops their conversations (deleting a user).
 pub(crate) async fn forget_user(tx: &mut PgConnection, app: Uuid, user: &str) -> Result<(), sqlx::Error> {
-    for stmt in sql::FORGET_USER {
-        sqlx::query(stmt).bind(app).bind(user).execute(&mut *tx).await?;
+    for stmt in sql::forget_user_sql(Backend::Postgres) {
+        sqlx::query(AssertSqlSafe(stmt)).bind(app).bind(user).execute(&mut *tx).await?;
     }
     Ok(())
 }
 
 async fn recompute(tx: &mut PgConnection, app: Uuid, owner: &str, peer: &str) -> Result<(), sqlx::Error> {
     let v = View::new(owner, peer);
-    sqlx::query(sql::RECOMPUTE)
+    sqlx::query(AssertSqlSafe(sql::recompute_sql(Backend::Postgres)))
         .bind(app)
         .bind(v.lo)
         .bind(v.hi)
@@ -173,7 +173,7 @@ async fn hide(
     };
     let mut n = 0;
     for w in windows {
-        n += sqlx::query(sql::HIDE_WINDOW)
+        n += sqlx::query(AssertSqlSafe(sql::hide_window_sql(Backend::Postgres)))
             .bind(app)
             .bind(v.lo)
             .bind(v.hi)
@@ -197,7 +197,7 @@ impl HistoryStore for PgStore {
         if w.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(AssertSqlSafe(sql::history_sql(q.direction)))
+        let rows = sqlx::query(AssertSqlSafe(sql::history_sql(Backend::Postgres, q.direction)))
             .bind(app)
             .bind(v.lo)
             .bind(v.hi)
@@ -221,7 +221,7 @@ impl HistoryStore for PgStore {
     ) -> StoreResult<Vec<ConversationSummary>> {
         let (key, after) =
             q.after.clone().map_or((i64::MAX, String::new()), |(k, p)| (k.min(i64::MAX as u64) as i64, p));
-        let rows = sqlx::query(AssertSqlSafe(sql::list_sql(q.order)))
+        let rows = sqlx::query(AssertSqlSafe(sql::list_sql(Backend::Postgres, q.order)))
             .bind(app)
             .bind(owner)
             .bind(q.include_empty)

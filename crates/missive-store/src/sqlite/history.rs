@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::SqliteStore;
 use super::rows::SqlResultExt;
-use crate::archive::{self as sql, View, col, sqlite};
+use crate::archive::{self as sql, Backend, View, col, sqlite};
 
 fn archived_at(r: &Row<'_>, first: usize) -> rusqlite::Result<ArchivedMessage> {
     let (id, lo, hi) = (r.get(first)?, r.get(first + 1)?, r.get(first + 2)?);
@@ -28,14 +28,16 @@ pub(crate) fn insert(c: &Connection, entries: &[NewArchived]) -> StoreResult<()>
     for m in entries {
         let (lo, hi, flags) = sql::new_row(m);
         let app = m.app_id.to_string();
+        // The pair's row first: the archive row stores its id.
+        c.prepare_cached(&sqlite(sql::PAIR)).store()?.execute(params![app, hi, lo]).store()?;
         c.prepare_cached(
-            "INSERT INTO archive (id, app_id, lo, hi, flags, kind, created, payload) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO archive (id, app_id, lo, hi, flags, kind, created, payload, pair) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+             (SELECT p.id FROM archive_pairs p WHERE p.app_id = ?2 AND p.hi = ?4 AND p.lo = ?3))",
         )
         .store()?
         .execute(params![col(m.id), app, lo, hi, flags, m.kind.code(), m.created, m.payload.as_ref()])
         .store()?;
-        c.prepare_cached(&sqlite(sql::PAIR)).store()?.execute(params![app, hi, lo]).store()?;
         if !m.listed {
             continue;
         }
@@ -67,15 +69,15 @@ pub(crate) fn recall(c: &Connection, app: Uuid, id: MsgId) -> StoreResult<()> {
 
 /// Hides `user`'s side of the archive and drops their conversations (deleting a user).
 pub(crate) fn forget_user(c: &Connection, app: &str, user: &str) -> StoreResult<()> {
-    for stmt in sql::FORGET_USER {
-        c.prepare_cached(&sqlite(stmt)).store()?.execute(params![app, user]).store()?;
+    for stmt in sql::forget_user_sql(Backend::Sqlite) {
+        c.prepare_cached(&stmt).store()?.execute(params![app, user]).store()?;
     }
     Ok(())
 }
 
 fn recompute(c: &Connection, app: &str, owner: &str, peer: &str) -> StoreResult<()> {
     let v = View::new(owner, peer);
-    c.prepare_cached(&sqlite(sql::RECOMPUTE))
+    c.prepare_cached(&sql::recompute_sql(Backend::Sqlite))
         .store()?
         .execute(params![app, v.lo, v.hi, v.hidden, owner, peer])
         .store()?;
@@ -94,7 +96,7 @@ fn hide(c: &Connection, app: &str, owner: &str, peer: &str, which: &HistorySelec
     let mut n = 0;
     for w in windows {
         n += c
-            .prepare_cached(&sqlite(sql::HIDE_WINDOW))
+            .prepare_cached(&sql::hide_window_sql(Backend::Sqlite))
             .store()?
             .execute(params![app, v.lo, v.hi, v.hidden, col(w.lo), col(w.hi)])
             .store()? as u64;
@@ -120,7 +122,7 @@ impl HistoryStore for SqliteStore {
             if w.is_empty() {
                 return Ok(Vec::new());
             }
-            c.prepare_cached(&sqlite(&sql::history_sql(q.direction)))
+            c.prepare_cached(&sql::history_sql(Backend::Sqlite, q.direction))
                 .store()?
                 .query_map(
                     params![
@@ -153,7 +155,7 @@ impl HistoryStore for SqliteStore {
         self.read(move |c| {
             let (key, after) =
                 q.after.clone().map_or((i64::MAX, String::new()), |(k, p)| (k.min(i64::MAX as u64) as i64, p));
-            c.prepare_cached(&sqlite(&sql::list_sql(q.order)))
+            c.prepare_cached(&sql::list_sql(Backend::Sqlite, q.order))
                 .store()?
                 .query_map(
                     params![

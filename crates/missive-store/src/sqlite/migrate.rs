@@ -21,6 +21,8 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../../migrations/sqlite/0009_archive_pairs.sql")),
     (10, include_str!("../../migrations/sqlite/0010_delivered_prefix.sql")),
     (11, include_str!("../../migrations/sqlite/0011_conversations_unindexed_activity.sql")),
+    (12, include_str!("../../migrations/sqlite/0012_queue_ids.sql")),
+    (13, include_str!("../../migrations/sqlite/0013_archive_pair_ids.sql")),
 ];
 
 /// The schema version this build writes.

@@ -45,6 +45,13 @@ pub use backup::restore;
 pub fn schema_version() -> i64 {
     migrate::latest()
 }
+
+/// Every migration as `(version, SQL)`, in order: upgrade tests build the databases of
+/// earlier versions from them.
+#[doc(hidden)]
+pub fn migrations() -> &'static [(i64, &'static str)] {
+    migrate::MIGRATIONS
+}
 use reader::ReadPool;
 use rows::SqlResultExt;
 use writer::{SqliteJob, SqliteWriter, exec_job};

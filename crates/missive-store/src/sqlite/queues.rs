@@ -106,8 +106,7 @@ impl QueueStore for SqliteStore {
                 "SELECT q.queue, COUNT(*), MAX(m.seq) FROM queues q \
                  LEFT JOIN cursors c ON c.app_id = q.app_id AND c.owner = q.owner AND c.queue = q.queue \
                  AND c.resource = ?1 \
-                 CROSS JOIN messages m ON m.app_id = q.app_id AND m.owner = q.owner AND m.queue = q.queue \
-                 AND m.seq > COALESCE(c.acked, 0) \
+                 CROSS JOIN messages m ON m.qid = q.id AND m.seq > COALESCE(c.acked, 0) \
                  WHERE q.app_id = ?2 AND q.owner = ?3 GROUP BY q.queue ORDER BY MIN(m.id)",
             )
             .store()?
@@ -160,13 +159,16 @@ impl QueueStore for SqliteStore {
             let app_s = app.to_string();
             // The head first, then the rows: every sequence up to the head committed before
             // the rows were read, so a short page really holds everything up to the head.
-            let (head, delivered): (i64, i64) = c
-                .prepare_cached("SELECT head, delivered FROM queues WHERE app_id = ?1 AND owner = ?2 AND queue = ?3")
+            // A queue without a row has never been written: id 0 matches no message.
+            let (qid, head, delivered): (i64, i64, i64) = c
+                .prepare_cached(
+                    "SELECT id, head, delivered FROM queues WHERE app_id = ?1 AND owner = ?2 AND queue = ?3",
+                )
                 .store()?
-                .query_row(params![app_s, owner, queue], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row(params![app_s, owner, queue], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()
                 .store()?
-                .unwrap_or((0, 0));
+                .unwrap_or((0, 0, 0));
             let cursor: i64 = c
                 .prepare_cached(
                     "SELECT acked FROM cursors WHERE app_id = ?1 AND owner = ?2 AND resource = ?3 AND queue = ?4",
@@ -179,11 +181,10 @@ impl QueueStore for SqliteStore {
             let from = (after as i64).max(cursor);
             let messages = c
                 .prepare_cached(&format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages \
-                     WHERE app_id = ?1 AND owner = ?2 AND queue = ?3 AND seq > ?4 ORDER BY seq LIMIT ?5"
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE qid = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
                 ))
                 .store()?
-                .query_map(params![app_s, owner, queue, from, i64::from(limit)], |r| {
+                .query_map(params![qid, from, i64::from(limit)], |r| {
                     let mut m = rows::message(r)?;
                     m.delivered = m.seq <= delivered as u64;
                     Ok(Arc::new(m))

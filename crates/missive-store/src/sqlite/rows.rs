@@ -21,8 +21,7 @@ pub(crate) const MESSAGE_COLUMNS: &str = "id, app_id, owner, queue, sender, crea
 /// other order walks every stored message, delivered ones included).
 macro_rules! undelivered {
     () => {
-        "FROM queues q CROSS JOIN messages m ON m.app_id = q.app_id AND m.owner = q.owner \
-         AND m.queue = q.queue AND m.seq > q.delivered"
+        "FROM queues q CROSS JOIN messages m ON m.qid = q.id AND m.seq > q.delivered"
     };
 }
 /// Every undelivered message.

@@ -155,7 +155,7 @@ impl UserStore for SqliteStore {
                 return Ok(None);
             };
             for sql in [
-                "DELETE FROM messages WHERE app_id = ?1 AND owner = ?2",
+                "DELETE FROM messages WHERE qid IN (SELECT id FROM queues WHERE app_id = ?1 AND owner = ?2)",
                 "DELETE FROM devices WHERE app_id = ?1 AND owner = ?2",
                 "DELETE FROM cursors WHERE app_id = ?1 AND owner = ?2",
             ] {

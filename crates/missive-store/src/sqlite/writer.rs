@@ -10,9 +10,10 @@
 //! the connection on this thread means a batch is one wake-up, not one thread hand-off per
 //! statement.
 //!
-//! Queue sequences are assigned here. The writer keeps each queue's committed head in memory
-//! and reads it from `queues` only on a miss; a batch's new heads reach that cache only after
-//! its COMMIT succeeded. The cache is exact as long as nobody else writes: the data directory
+//! Queue sequences are assigned here. The writer keeps each queue's id and committed head in
+//! memory and reads them from `queues` only on a miss (a queue's first message creates its
+//! row, and so its id); a batch's new heads and new queues reach that cache only after its
+//! COMMIT succeeded. The cache is exact as long as nobody else writes: the data directory
 //! lock allows one server, and should another process commit anyway (`missive app create`
 //! beside a running server), `PRAGMA data_version` changes and the writer forgets its cache
 //! before the next batch, so a sequence is never handed out twice.
@@ -53,6 +54,13 @@ impl From<QueueJob> for SqliteJob {
 /// (app, owner, queue).
 type QueueKey = (Uuid, String, String);
 
+/// A queue as the writer knows it: its row id (`messages.qid`) and its last sequence.
+#[derive(Clone, Copy)]
+struct QueueHead {
+    id: i64,
+    head: u64,
+}
+
 /// Heads cached before the map starts over; a miss costs one indexed read.
 const MAX_CACHED_HEADS: usize = 200_000;
 /// WAL frames (4 KiB pages) past which the writer resets the WAL with a TRUNCATE checkpoint:
@@ -69,7 +77,7 @@ const CHECKPOINT_WAIT: Duration = Duration::from_millis(200);
 pub(crate) struct SqliteWriter {
     conn: Connection,
     /// Committed head of each queue this writer has seen.
-    heads: HashMap<QueueKey, u64>,
+    heads: HashMap<QueueKey, QueueHead>,
     backlog: Backlog,
     listener: Arc<ListenerSlot>,
     busy_timeout: Duration,
@@ -82,7 +90,7 @@ pub(crate) struct SqliteWriter {
 /// What a batch changed that must reach the writer's memory only if the batch commits.
 #[derive(Default)]
 struct Pending {
-    heads: HashMap<QueueKey, u64>,
+    heads: HashMap<QueueKey, QueueHead>,
     bounds: Vec<(Uuid, String, u32)>,
 }
 
@@ -98,7 +106,7 @@ enum Isolation {
 /// Undo log of one job, so a job rolled back to its savepoint leaves `Pending` as it was.
 #[derive(Default)]
 struct JobUndo {
-    heads: Vec<(QueueKey, Option<u64>)>,
+    heads: Vec<(QueueKey, Option<QueueHead>)>,
     bounds: usize,
 }
 
@@ -137,23 +145,37 @@ impl SqliteWriter {
         result
     }
 
-    fn head(&mut self, pending: &Pending, key: &QueueKey) -> StoreResult<u64> {
+    /// The queue's id and head as this batch sees them. A queue without a row gets one now,
+    /// with head 0; it is the batch's (`Pending`), not committed, until the batch commits.
+    fn head(&mut self, pending: &mut Pending, undo: &mut JobUndo, key: &QueueKey) -> StoreResult<QueueHead> {
         if let Some(h) = pending.heads.get(key).or_else(|| self.heads.get(key)) {
             return Ok(*h);
         }
-        let head: Option<i64> = self
+        let app = key.0.to_string();
+        let found: Option<(i64, i64)> = self
             .conn
-            .prepare_cached("SELECT head FROM queues WHERE app_id = ?1 AND owner = ?2 AND queue = ?3")
+            .prepare_cached("SELECT id, head FROM queues WHERE app_id = ?1 AND owner = ?2 AND queue = ?3")
             .store()?
-            .query_row(params![key.0.to_string(), key.1, key.2], |r| r.get(0))
+            .query_row(params![app, key.1, key.2], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
             .store()?;
-        let head = head.unwrap_or(0) as u64;
-        if self.heads.len() >= MAX_CACHED_HEADS {
-            self.heads.clear();
+        if let Some((id, head)) = found {
+            let queue = QueueHead { id, head: head as u64 };
+            if self.heads.len() >= MAX_CACHED_HEADS {
+                self.heads.clear();
+            }
+            self.heads.insert(key.clone(), queue);
+            return Ok(queue);
         }
-        self.heads.insert(key.clone(), head);
-        Ok(head)
+        let id: i64 = self
+            .conn
+            .prepare_cached("INSERT INTO queues (app_id, owner, queue, head) VALUES (?1, ?2, ?3, 0) RETURNING id")
+            .store()?
+            .query_row(params![app, key.1, key.2], |r| r.get(0))
+            .store()?;
+        let queue = QueueHead { id, head: 0 };
+        undo.heads.push((key.clone(), pending.heads.insert(key.clone(), queue)));
+        Ok(queue)
     }
 
     fn enqueue(&mut self, pending: &mut Pending, undo: &mut JobUndo, request: &EnqueueRequest) -> StoreResult<Written> {
@@ -161,15 +183,16 @@ impl SqliteWriter {
         let mut touched: Vec<QueueKey> = Vec::new();
         for m in &request.messages {
             let key = (m.app_id, m.owner.clone(), m.queue.clone());
-            let seq = self.head(pending, &key)? + 1;
-            undo.heads.push((key.clone(), pending.heads.insert(key.clone(), seq)));
+            let queue = self.head(pending, undo, &key)?;
+            let seq = queue.head + 1;
+            undo.heads.push((key.clone(), pending.heads.insert(key.clone(), QueueHead { head: seq, ..queue })));
             if !touched.contains(&key) {
                 touched.push(key);
             }
             self.conn
                 .prepare_cached(
-                    "INSERT INTO messages (id, app_id, owner, queue, sender, created, payload, seq) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO messages (id, app_id, owner, queue, sender, created, payload, seq, qid) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .store()?
                 .execute(params![
@@ -180,20 +203,18 @@ impl SqliteWriter {
                     m.sender,
                     m.created,
                     m.payload.as_ref(),
-                    seq as i64
+                    seq as i64,
+                    queue.id
                 ])
                 .store()?;
             stored.push(Arc::new(m.clone().queued(seq)));
         }
         for key in touched {
-            let head = pending.heads[&key];
+            let queue = pending.heads[&key];
             self.conn
-                .prepare_cached(
-                    "INSERT INTO queues (app_id, owner, queue, head) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (app_id, owner, queue) DO UPDATE SET head = excluded.head",
-                )
+                .prepare_cached("UPDATE queues SET head = ?2 WHERE id = ?1")
                 .store()?
-                .execute(params![key.0.to_string(), key.1, key.2, head as i64])
+                .execute(params![queue.id, queue.head as i64])
                 .store()?;
         }
         if let Some(record) = &request.record {

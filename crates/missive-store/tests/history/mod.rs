@@ -337,8 +337,10 @@ struct Row {
     hidden: BTreeSet<usize>,
 }
 
-async fn run_ops(s: &dyn Store, ops: &[Op], limit: u32) -> Result<(), TestCaseError> {
-    let (a, ids) = (super::app(s).await, IdGenerator::new(1));
+/// `ids` outlives the cases: the store is theirs in common, and a generator per case could
+/// hand a new case the ids of the last one's final millisecond.
+async fn run_ops(s: &dyn Store, ids: &IdGenerator, ops: &[Op], limit: u32) -> Result<(), TestCaseError> {
+    let a = super::app(s).await;
     for u in USERS {
         super::user(s, a, u).await;
     }
@@ -348,7 +350,7 @@ async fn run_ops(s: &dyn Store, ops: &[Op], limit: u32) -> Result<(), TestCaseEr
         match *op {
             Op::Send { from, to, hide_sender, hide_recipient } => {
                 let o = Opts { hide_sender, hide_recipient, ..Default::default() };
-                let id = say(s, &ids, a, USERS[from], USERS[to], "x", o).await;
+                let id = say(s, ids, a, USERS[from], USERS[to], "x", o).await;
                 let hidden = [(hide_sender, from), (hide_recipient, to)].into_iter().filter(|h| h.0).map(|h| h.1);
                 model.push(Row { id, from, to, hidden: hidden.collect() });
                 sent.push(id);
@@ -406,10 +408,11 @@ async fn run_ops(s: &dyn Store, ops: &[Op], limit: u32) -> Result<(), TestCaseEr
 pub async fn history_pages_are_exactly_the_archive_under_random_operations(t: TestStore) {
     let handle = tokio::runtime::Handle::current();
     let store = t.store.clone();
+    let ids = IdGenerator::new(1);
     tokio::task::block_in_place(move || {
         let config = proptest::test_runner::Config { cases: 24, failure_persistence: None, ..Default::default() };
         let mut runner = proptest::test_runner::TestRunner::new(config);
         let strategy = (prop::collection::vec(op(), 1..40), 1u32..6);
-        runner.run(&strategy, |(ops, limit)| handle.block_on(run_ops(store.as_ref(), &ops, limit))).unwrap();
+        runner.run(&strategy, |(ops, limit)| handle.block_on(run_ops(store.as_ref(), &ids, &ops, limit))).unwrap();
     });
 }
