@@ -35,7 +35,7 @@ pub(crate) fn sqlite(sql: &str) -> String {
 /// `archive_pairs`: entries of three small integers instead of two names and the app id as
 /// 36 characters, five times as many to a page on the send path's busiest index (SQLite
 /// migration 0013).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub(crate) enum Backend {
     Postgres,
     Sqlite,
@@ -61,21 +61,31 @@ impl Backend {
         }
     }
 
-    /// The condition selecting the rows of app `$1` where user `$2` is `side` (`lo` or
-    /// `hi`). Rows where they are `hi` are found by pair (`archive_pairs`) on both backends,
+    /// The condition selecting the rows of app `$1` where user `$2` is on `side` of the
+    /// pair. Rows where they are `hi` are found by pair (`archive_pairs`) on both backends,
     /// each pair one range of `archive_by_pair`.
-    fn side_rows(self, side: &str) -> String {
+    fn side_rows(self, side: Side) -> String {
         match (self, side) {
-            (Backend::Postgres, "lo") => "app_id = $1 AND lo = $2".to_owned(),
-            (Backend::Postgres, _) => {
+            (Backend::Postgres, Side::Lo) => "app_id = $1 AND lo = $2".to_owned(),
+            (Backend::Postgres, Side::Hi) => {
                 "app_id = $1 AND hi = $2 AND lo IN (SELECT p.lo FROM archive_pairs p WHERE p.app_id = $1 AND p.hi = $2)"
                     .to_owned()
             }
-            (Backend::Sqlite, _) => {
-                format!("pair IN (SELECT p.id FROM archive_pairs p WHERE p.app_id = $1 AND p.{side} = $2)")
+            (Backend::Sqlite, Side::Lo) => {
+                "pair IN (SELECT p.id FROM archive_pairs p WHERE p.app_id = $1 AND p.lo = $2)".to_owned()
+            }
+            (Backend::Sqlite, Side::Hi) => {
+                "pair IN (SELECT p.id FROM archive_pairs p WHERE p.app_id = $1 AND p.hi = $2)".to_owned()
             }
         }
     }
+}
+
+/// Which of a pair's two parties a user is.
+#[derive(Clone, Copy)]
+enum Side {
+    Lo,
+    Hi,
 }
 
 /// `(lo, hi)`.
@@ -233,8 +243,10 @@ pub(crate) fn touch_sql(rows: &str) -> String {
 }
 
 /// Records that a pair has archived rows, keyed by `hi`: deleting a user finds the rows where
-/// they are `hi` through here (`FORGET_USER`) instead of through an index entry per message.
-/// Written once per pair, a lookup after that. `$1` app, `$2` hi, `$3` lo.
+/// they are `hi` through here (`forget_user_sql`) instead of through an index entry per
+/// message. Written once per pair, a lookup after that. `$1` app, `$2` hi, `$3` lo.
+/// PostgreSQL's batches write it as is; SQLite needs the pair's id for the archive row, so it
+/// looks the pair up and inserts only a new one (`sqlite::history::pair_id`).
 pub(crate) const PAIR: &str = "INSERT INTO archive_pairs (app_id, hi, lo) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 
 /// `$1` app, `$2` owner, `$3` peer, `$4` read position.
@@ -275,7 +287,7 @@ pub(crate) const RECALL: &str = "DELETE FROM archive WHERE id = $2 AND app_id = 
 /// Deleting user `$2` of app `$1`: their side of every row is hidden, rows nobody can see
 /// are deleted, and their conversation rows go.
 pub(crate) fn forget_user_sql(backend: Backend) -> [String; 5] {
-    let (lo, hi) = (backend.side_rows("lo"), backend.side_rows("hi"));
+    let (lo, hi) = (backend.side_rows(Side::Lo), backend.side_rows(Side::Hi));
     [
         format!("UPDATE archive SET flags = flags | 2 WHERE {lo}"),
         format!("UPDATE archive SET flags = flags | 4 WHERE {hi}"),

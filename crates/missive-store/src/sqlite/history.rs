@@ -28,15 +28,13 @@ pub(crate) fn insert(c: &Connection, entries: &[NewArchived]) -> StoreResult<()>
     for m in entries {
         let (lo, hi, flags) = sql::new_row(m);
         let app = m.app_id.to_string();
-        // The pair's row first: the archive row stores its id.
-        c.prepare_cached(&sqlite(sql::PAIR)).store()?.execute(params![app, hi, lo]).store()?;
+        let pair = pair_id(c, &app, hi, lo)?;
         c.prepare_cached(
             "INSERT INTO archive (id, app_id, lo, hi, flags, kind, created, payload, pair) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
-             (SELECT p.id FROM archive_pairs p WHERE p.app_id = ?2 AND p.hi = ?4 AND p.lo = ?3))",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .store()?
-        .execute(params![col(m.id), app, lo, hi, flags, m.kind.code(), m.created, m.payload.as_ref()])
+        .execute(params![col(m.id), app, lo, hi, flags, m.kind.code(), m.created, m.payload.as_ref(), pair])
         .store()?;
         if !m.listed {
             continue;
@@ -49,6 +47,24 @@ pub(crate) fn insert(c: &Connection, entries: &[NewArchived]) -> StoreResult<()>
         }
     }
     Ok(())
+}
+
+/// The id of the pair `(lo, hi)` in `archive_pairs` (`crate::archive::PAIR`), recording the
+/// pair if it is new: one index lookup for every message after a pair's first.
+fn pair_id(c: &Connection, app: &str, hi: &str, lo: &str) -> StoreResult<i64> {
+    let found: Option<i64> = c
+        .prepare_cached("SELECT id FROM archive_pairs WHERE app_id = ?1 AND hi = ?2 AND lo = ?3")
+        .store()?
+        .query_row(params![app, hi, lo], |r| r.get(0))
+        .optional()
+        .store()?;
+    if let Some(id) = found {
+        return Ok(id);
+    }
+    c.prepare_cached("INSERT INTO archive_pairs (app_id, hi, lo) VALUES (?1, ?2, ?3) RETURNING id")
+        .store()?
+        .query_row(params![app, hi, lo], |r| r.get(0))
+        .store()
 }
 
 /// Removes a recalled message, inside the caller's transaction (the group commit's recall).

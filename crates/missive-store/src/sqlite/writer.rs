@@ -76,7 +76,7 @@ const CHECKPOINT_WAIT: Duration = Duration::from_millis(200);
 
 pub(crate) struct SqliteWriter {
     conn: Connection,
-    /// Committed head of each queue this writer has seen.
+    /// Row id and committed head of each queue this writer has seen.
     heads: HashMap<QueueKey, QueueHead>,
     backlog: Backlog,
     listener: Arc<ListenerSlot>,
